@@ -1,0 +1,301 @@
+//! `tss-gate serve`: load config, keys and policies (refusing to start on
+//! anything `check` would refuse), then run the server until SIGINT/SIGTERM.
+//! With the shipped dev config, missing key files are generated first.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::Args;
+use tracing::{error, info, warn};
+
+use super::Exit;
+use crate::config::{Config, Overrides};
+use crate::metrics::Metrics;
+use crate::pipeline::Gate;
+use crate::policy::PolicySet;
+use crate::server::{AppState, Limits};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[arg(long, default_value = crate::config::DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// Listen address, ADDR:PORT.
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// A TSS Node public key; repeat for several nodes. Replaces the config's keys.
+    #[arg(long = "tss-node-key")]
+    pub tss_node_key: Vec<PathBuf>,
+    /// The callback server's private key.
+    #[arg(long)]
+    pub private_key: Option<PathBuf>,
+    #[arg(long)]
+    pub policy_dir: Option<PathBuf>,
+    /// JSON log lines instead of human-readable ones.
+    #[arg(long)]
+    pub log_json: bool,
+}
+
+impl ServeArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            endpoint: self.endpoint.clone(),
+            tss_node_keys: self.tss_node_key.clone(),
+            private_key: self.private_key.clone(),
+            policy_dir: self.policy_dir.clone(),
+        }
+    }
+}
+
+pub fn run(a: ServeArgs) -> Exit {
+    let cfg = match Config::load(&a.config, &a.overrides()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::One;
+        }
+    };
+    init_logging(&cfg, a.log_json);
+    if cfg.generate_dev_keys
+        && let Err(e) = ensure_dev_keys(&cfg)
+    {
+        error!("{e}");
+        return Exit::One;
+    }
+    let loaded = match load_all(&cfg) {
+        Ok(l) => l,
+        Err(e) => {
+            error!("{e:#}");
+            eprintln!("error: {e:#}");
+            return Exit::One;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return Exit::One;
+        }
+    };
+    match rt.block_on(serve(cfg, loaded)) {
+        Ok(()) => Exit::Ok,
+        Err(e) => {
+            error!("{e:#}");
+            eprintln!("error: {e:#}");
+            Exit::One
+        }
+    }
+}
+
+fn init_logging(cfg: &Config, json_flag: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        let level = if cfg.callback_server.enable_debug {
+            "debug"
+        } else {
+            cfg.logging.level.as_str()
+        };
+        tracing_subscriber::EnvFilter::new(level)
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = if json_flag || cfg.logging.format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Keys, gate and policy, loaded and checked before anything listens.
+pub struct Loaded {
+    pub gate: Gate,
+    pub policy: PolicySet,
+}
+
+/// Loads everything `serve` needs; the same checks `check` runs.
+pub fn load_all(cfg: &Config) -> anyhow::Result<Loaded> {
+    let gate = load_gate(cfg)?;
+    crate::policy::install_time_limit(std::time::Duration::from_millis(cfg.policy.eval_timeout_ms));
+    let policy = PolicySet::load(&cfg.policy_options())?;
+    Ok(Loaded { gate, policy })
+}
+
+/// Loads the keys into a [`Gate`]; used at start and on key reload.
+pub fn load_gate(cfg: &Config) -> anyhow::Result<Gate> {
+    let signer = crate::keys::load_signing_key(&cfg.callback_server.service_private_key_path)?;
+    let mut verifying = Vec::new();
+    for k in cfg.node_keys() {
+        verifying.push(crate::keys::load_verifying_key(&k.name, &k.path)?);
+    }
+    Ok(Gate {
+        verifier: crate::token::Verifier::new(
+            verifying,
+            cfg.callback_server.clock_skew_leeway_seconds,
+        ),
+        signer,
+        service_name: cfg.callback_server.service_name.clone(),
+        token_ttl_secs: cfg.token_ttl().as_secs(),
+        max_json_depth: cfg.limits.max_json_depth,
+    })
+}
+
+/// Dev config only: generate the callback-server pair and a stand-in TSS
+/// Node pair where their files are missing, and say so loudly.
+fn ensure_dev_keys(cfg: &Config) -> anyhow::Result<()> {
+    let server_priv = &cfg.callback_server.service_private_key_path;
+    let mut generated = Vec::new();
+    if !server_priv.exists() {
+        let (dir, name) = split_pair_path(server_priv)?;
+        let key = crate::keys::generate(2048)?;
+        let p = crate::keys::write_pair(&key, &dir, &name, false)?;
+        generated.push(p.private);
+    }
+    for nk in cfg.node_keys() {
+        if !nk.path.exists() {
+            let (dir, name) = split_pair_path(&nk.path)?;
+            let key = crate::keys::generate(2048)?;
+            let p = crate::keys::write_pair(&key, &dir, &name, false)?;
+            if p.public != nk.path {
+                anyhow::bail!(
+                    "dev key for `{}` must be named NAME.pub.pem, got `{}`",
+                    nk.name,
+                    nk.path.display()
+                );
+            }
+            generated.push(p.private);
+        }
+    }
+    if generated.is_empty() {
+        return Ok(());
+    }
+    let node_priv = cfg
+        .node_keys()
+        .first()
+        .map(|k| {
+            let (d, n) = split_pair_path(&k.path).unwrap_or_default();
+            crate::keys::pair_paths(&d, &n).private
+        })
+        .unwrap_or_default();
+    let server_pub = split_pair_path(server_priv)
+        .map(|(d, n)| crate::keys::pair_paths(&d, &n).public)
+        .unwrap_or_default();
+    let banner = "=".repeat(72);
+    warn!("{banner}");
+    warn!("DEV MODE: generated missing key files (generate_dev_keys: true):");
+    for g in &generated {
+        warn!("  {}", g.display());
+    }
+    warn!("These keys are for development only. Never use this config in production.");
+    warn!("Try it from another shell:");
+    warn!(
+        "  cargo run -- send http://{}/v2/check tests/fixtures/keysign_eth_approve.json --key {} --server-key {}",
+        cfg.callback_server.endpoint.replace("0.0.0.0", "127.0.0.1"),
+        node_priv.display(),
+        server_pub.display()
+    );
+    warn!("{banner}");
+    Ok(())
+}
+
+/// `keys/callback-server.pem` → (`keys`, `callback-server`); also accepts the
+/// public file name `NAME.pub.pem`.
+fn split_pair_path(p: &Path) -> anyhow::Result<(PathBuf, String)> {
+    let dir = p.parent().map(Path::to_path_buf).unwrap_or_default();
+    let file = p
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = file
+        .strip_suffix(".pub.pem")
+        .or_else(|| file.strip_suffix(".pem"))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "dev key path `{}` must end in .pem or .pub.pem",
+                p.display()
+            )
+        })?;
+    Ok((dir, name.to_owned()))
+}
+
+async fn serve(cfg: Config, loaded: Loaded) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let mut state = AppState::new(
+        loaded.gate,
+        loaded.policy,
+        metrics,
+        Limits::from_config(&cfg.limits),
+    );
+    state.metrics_on_main = cfg.metrics.endpoint.is_none();
+    let state = Arc::new(state);
+    let listener = tokio::net::TcpListener::bind(cfg.endpoint())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on `{}`: {e}", cfg.endpoint()))?;
+    let addr = listener.local_addr()?;
+    {
+        let p = state.policy.load();
+        info!(
+            endpoint = %addr,
+            policy_revision = %p.revision,
+            policy_files = p.files.len(),
+            tss_node_keys = ?state.gate.load().verifier.key_names().collect::<Vec<_>>(),
+            "tss-gate listening"
+        );
+    }
+    // Machine-readable line for tests and scripts that bind port 0.
+    println!("listening on {addr}");
+    let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    if let Some(m) = &cfg.metrics.endpoint {
+        let ml = tokio::net::TcpListener::bind(m)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on metrics endpoint `{m}`: {e}"))?;
+        println!("metrics on {}", ml.local_addr()?);
+        let app = crate::server::metrics_app(state.clone());
+        let mut rx = tx.subscribe();
+        let limits = state.limits.clone();
+        tokio::spawn(async move {
+            let _ = crate::server::serve(
+                ml,
+                app,
+                limits.header_read_timeout,
+                limits.shutdown_grace,
+                async move {
+                    let _ = rx.recv().await;
+                },
+            )
+            .await;
+        });
+    }
+    let app = crate::server::app(state.clone());
+    let limits = state.limits.clone();
+    let tx2 = tx.clone();
+    let shutdown = async move {
+        shutdown_signal().await;
+        info!("shutdown signal received: draining");
+        let _ = tx2.send(());
+    };
+    crate::server::serve(
+        listener,
+        app,
+        limits.header_read_timeout,
+        limits.shutdown_grace,
+        shutdown,
+    )
+    .await?;
+    info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

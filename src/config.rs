@@ -1,0 +1,626 @@
+//! The YAML configuration: its schema, defaults, validation and path
+//! resolution. The `callback_server` section takes the keys of Cobo's sample
+//! servers unchanged so an operator's existing file works; everything else is
+//! ours. Unknown keys and bad values are refused with the file, key and reason.
+//!
+//! Relative paths are resolved against the directory of the config file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Default config file, at the repository root.
+pub const DEFAULT_CONFIG: &str = "tss-gate.yaml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config `{path}`: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("config `{path}`: {reason}")]
+    Parse { path: PathBuf, reason: String },
+    #[error("config `{path}`: key `{key}`: {reason}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub callback_server: CallbackServer,
+    #[serde(default)]
+    pub policy: PolicySection,
+    #[serde(default)]
+    pub metrics: MetricsSection,
+    #[serde(default)]
+    pub decision_log: DecisionLogSection,
+    #[serde(default)]
+    pub limits: LimitsSection,
+    #[serde(default)]
+    pub retry_cache: RetryCacheSection,
+    #[serde(default)]
+    pub logging: LoggingSection,
+    /// Opt-in: write each verified request as a fixture file here.
+    #[serde(default)]
+    pub record_dir: Option<PathBuf>,
+    /// Marks the shipped development config: missing key files are generated
+    /// into `keys/` instead of refusing to start. Never set it in production.
+    #[serde(default)]
+    pub generate_dev_keys: bool,
+    /// Where this config was read from; relative paths resolve against its
+    /// directory.
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackServer {
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    #[serde(default = "default_endpoint")]
+    pub endpoint: String,
+    #[serde(default = "default_token_expire_minutes")]
+    pub token_expire_minutes: u64,
+    /// Cobo samples' single TSS Node key; loaded under the name `client_public_key`.
+    #[serde(default)]
+    pub client_public_key_path: Option<PathBuf>,
+    pub service_private_key_path: PathBuf,
+    #[serde(default)]
+    pub enable_debug: bool,
+    /// Named TSS Node public keys; several nodes may share one callback server.
+    #[serde(default)]
+    pub tss_node_keys: Vec<NamedKey>,
+    /// Accepted clock difference when checking `exp`/`nbf`.
+    #[serde(default = "default_leeway")]
+    pub clock_skew_leeway_seconds: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedKey {
+    pub name: String,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    #[serde(default = "default_policy_dir")]
+    pub dir: PathBuf,
+    #[serde(default = "default_entrypoint")]
+    pub entrypoint: String,
+    #[serde(default)]
+    pub data_files: Vec<PathBuf>,
+    #[serde(default = "default_eval_timeout_ms")]
+    pub eval_timeout_ms: u64,
+    /// Watch the policy directory and reload on change.
+    #[serde(default = "default_true")]
+    pub watch: bool,
+    /// A reload only takes effect when the new set's own tests pass.
+    #[serde(default)]
+    pub require_passing_tests: bool,
+}
+
+impl Default for PolicySection {
+    fn default() -> Self {
+        Self {
+            dir: default_policy_dir(),
+            entrypoint: default_entrypoint(),
+            data_files: Vec::new(),
+            eval_timeout_ms: default_eval_timeout_ms(),
+            watch: true,
+            require_passing_tests: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Separate listen address for `/metrics`; when unset it is served on the
+    /// main endpoint.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionLogSection {
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// `full` or `digest`.
+    #[serde(default = "default_input_mode")]
+    pub input: String,
+    /// When the log cannot be written: answer status 30 (`true`) or decide anyway.
+    #[serde(default = "default_true")]
+    pub fail_closed: bool,
+    #[serde(default = "default_rotate_bytes")]
+    pub max_bytes: u64,
+    #[serde(default = "default_retain")]
+    pub retain: usize,
+}
+
+impl Default for DecisionLogSection {
+    fn default() -> Self {
+        Self {
+            path: None,
+            input: default_input_mode(),
+            fail_closed: true,
+            max_bytes: default_rotate_bytes(),
+            retain: default_retain(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    #[serde(default = "default_body_bytes")]
+    pub max_body_bytes: usize,
+    #[serde(default = "default_json_depth")]
+    pub max_json_depth: usize,
+    #[serde(default = "default_header_timeout_ms")]
+    pub header_read_timeout_ms: u64,
+    #[serde(default = "default_body_timeout_ms")]
+    pub body_read_timeout_ms: u64,
+    #[serde(default = "default_deadline_ms")]
+    pub request_deadline_ms: u64,
+    /// Requests admitted to decide at once (waiting + working); beyond this a
+    /// request is answered "overloaded" at once.
+    #[serde(default = "default_queue")]
+    pub max_queue: usize,
+    #[serde(default = "default_shutdown_ms")]
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: default_body_bytes(),
+            max_json_depth: default_json_depth(),
+            header_read_timeout_ms: default_header_timeout_ms(),
+            body_read_timeout_ms: default_body_timeout_ms(),
+            request_deadline_ms: default_deadline_ms(),
+            max_queue: default_queue(),
+            shutdown_grace_ms: default_shutdown_ms(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryCacheSection {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default = "default_retry_window")]
+    pub window_seconds: u64,
+    #[serde(default = "default_retry_entries")]
+    pub max_entries: usize,
+}
+
+impl Default for RetryCacheSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            window_seconds: default_retry_window(),
+            max_entries: default_retry_entries(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingSection {
+    /// `pretty` or `json`.
+    #[serde(default = "default_log_format")]
+    pub format: String,
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+impl Default for LoggingSection {
+    fn default() -> Self {
+        Self {
+            format: default_log_format(),
+            level: default_log_level(),
+        }
+    }
+}
+
+fn default_service_name() -> String {
+    "tss-gate".into()
+}
+fn default_endpoint() -> String {
+    "0.0.0.0:11020".into()
+}
+fn default_token_expire_minutes() -> u64 {
+    2
+}
+fn default_leeway() -> u64 {
+    30
+}
+fn default_policy_dir() -> PathBuf {
+    PathBuf::from("rego")
+}
+fn default_entrypoint() -> String {
+    crate::policy::DEFAULT_ENTRYPOINT.into()
+}
+fn default_eval_timeout_ms() -> u64 {
+    200
+}
+fn default_true() -> bool {
+    true
+}
+fn default_input_mode() -> String {
+    "full".into()
+}
+fn default_rotate_bytes() -> u64 {
+    100 * 1024 * 1024
+}
+fn default_retain() -> usize {
+    10
+}
+fn default_body_bytes() -> usize {
+    1024 * 1024
+}
+fn default_json_depth() -> usize {
+    crate::input::DEFAULT_MAX_DEPTH
+}
+fn default_header_timeout_ms() -> u64 {
+    5_000
+}
+fn default_body_timeout_ms() -> u64 {
+    5_000
+}
+fn default_deadline_ms() -> u64 {
+    8_000
+}
+fn default_queue() -> usize {
+    1024
+}
+fn default_shutdown_ms() -> u64 {
+    10_000
+}
+fn default_retry_window() -> u64 {
+    3_600
+}
+fn default_retry_entries() -> usize {
+    100_000
+}
+fn default_log_format() -> String {
+    "pretty".into()
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+
+/// Overrides given on the command line; they win over the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub endpoint: Option<String>,
+    pub tss_node_keys: Vec<PathBuf>,
+    pub private_key: Option<PathBuf>,
+    pub policy_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads, parses, applies overrides, resolves paths and validates.
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let mut cfg = Config::parse(path, &text)?;
+        cfg.apply(overrides);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses YAML text; `path` is only used for messages and path resolution.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let mut cfg: Config = serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        cfg.source = path.to_owned();
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        cfg.resolve(&base);
+        Ok(cfg)
+    }
+
+    fn resolve(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() && !base.as_os_str().is_empty() {
+                *p = base.join(&*p);
+            }
+        };
+        let cs = &mut self.callback_server;
+        fix(&mut cs.service_private_key_path);
+        if let Some(p) = cs.client_public_key_path.as_mut() {
+            fix(p);
+        }
+        for k in &mut cs.tss_node_keys {
+            fix(&mut k.path);
+        }
+        fix(&mut self.policy.dir);
+        for p in &mut self.policy.data_files {
+            fix(p);
+        }
+        if let Some(p) = self.decision_log.path.as_mut() {
+            fix(p);
+        }
+        if let Some(p) = self.record_dir.as_mut() {
+            fix(p);
+        }
+    }
+
+    fn apply(&mut self, o: &Overrides) {
+        if let Some(e) = &o.endpoint {
+            self.callback_server.endpoint = e.clone();
+        }
+        if !o.tss_node_keys.is_empty() {
+            // Keys given on the command line replace the file's: mixing them
+            // would make it unclear which nodes are trusted.
+            self.callback_server.client_public_key_path = None;
+            self.callback_server.tss_node_keys = o
+                .tss_node_keys
+                .iter()
+                .map(|p| NamedKey {
+                    name: key_name_from_path(p),
+                    path: p.clone(),
+                })
+                .collect();
+        }
+        if let Some(p) = &o.private_key {
+            self.callback_server.service_private_key_path = p.clone();
+        }
+        if let Some(d) = &o.policy_dir {
+            self.policy.dir = d.clone();
+        }
+    }
+
+    fn invalid(&self, key: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.source.clone(),
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let cs = &self.callback_server;
+        cs.endpoint.parse::<SocketAddr>().map_err(|_| {
+            self.invalid(
+                "callback_server.endpoint",
+                format!("`{}` is not an ADDR:PORT socket address", cs.endpoint),
+            )
+        })?;
+        if let Some(m) = &self.metrics.endpoint {
+            m.parse::<SocketAddr>().map_err(|_| {
+                self.invalid(
+                    "metrics.endpoint",
+                    format!("`{m}` is not an ADDR:PORT socket address"),
+                )
+            })?;
+        }
+        if cs.service_name.trim().is_empty() {
+            return Err(self.invalid("callback_server.service_name", "must not be empty"));
+        }
+        if !(1..=60).contains(&cs.token_expire_minutes) {
+            return Err(self.invalid(
+                "callback_server.token_expire_minutes",
+                format!("{} is outside 1..=60", cs.token_expire_minutes),
+            ));
+        }
+        if cs.clock_skew_leeway_seconds > 300 {
+            return Err(self.invalid(
+                "callback_server.clock_skew_leeway_seconds",
+                format!("{} is above 300", cs.clock_skew_leeway_seconds),
+            ));
+        }
+        let keys = self.node_keys();
+        if keys.is_empty() {
+            return Err(self.invalid(
+                "callback_server.tss_node_keys",
+                "no TSS Node public key configured (set `tss_node_keys` or `client_public_key_path`)",
+            ));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for k in &keys {
+            if k.name.trim().is_empty() || k.name.len() > 64 {
+                return Err(self.invalid(
+                    "callback_server.tss_node_keys.name",
+                    "names must be 1 to 64 characters",
+                ));
+            }
+            if !names.insert(k.name.clone()) {
+                return Err(self.invalid(
+                    "callback_server.tss_node_keys.name",
+                    format!("`{}` is used twice", k.name),
+                ));
+            }
+        }
+        if !self.policy.entrypoint.starts_with("data.") {
+            return Err(self.invalid(
+                "policy.entrypoint",
+                format!(
+                    "`{}` must be a rule path starting with `data.`",
+                    self.policy.entrypoint
+                ),
+            ));
+        }
+        if !(1..=10_000).contains(&self.policy.eval_timeout_ms) {
+            return Err(self.invalid(
+                "policy.eval_timeout_ms",
+                format!("{} is outside 1..=10000", self.policy.eval_timeout_ms),
+            ));
+        }
+        if !matches!(self.decision_log.input.as_str(), "full" | "digest") {
+            return Err(self.invalid(
+                "decision_log.input",
+                format!("`{}` must be `full` or `digest`", self.decision_log.input),
+            ));
+        }
+        if self.decision_log.max_bytes < 4096 {
+            return Err(self.invalid("decision_log.max_bytes", "must be at least 4096"));
+        }
+        let l = &self.limits;
+        if !(1024..=64 * 1024 * 1024).contains(&l.max_body_bytes) {
+            return Err(self.invalid("limits.max_body_bytes", "must be between 1 KiB and 64 MiB"));
+        }
+        if !(4..=512).contains(&l.max_json_depth) {
+            return Err(self.invalid("limits.max_json_depth", "must be between 4 and 512"));
+        }
+        for (key, v) in [
+            ("limits.header_read_timeout_ms", l.header_read_timeout_ms),
+            ("limits.body_read_timeout_ms", l.body_read_timeout_ms),
+            ("limits.request_deadline_ms", l.request_deadline_ms),
+            ("limits.shutdown_grace_ms", l.shutdown_grace_ms),
+        ] {
+            if !(1..=600_000).contains(&v) {
+                return Err(self.invalid(key, format!("{v} is outside 1..=600000")));
+            }
+        }
+        if l.max_queue == 0 {
+            return Err(self.invalid("limits.max_queue", "must be at least 1"));
+        }
+        if self.retry_cache.enabled && self.retry_cache.max_entries == 0 {
+            return Err(self.invalid("retry_cache.max_entries", "must be at least 1"));
+        }
+        if !matches!(self.logging.format.as_str(), "pretty" | "json") {
+            return Err(self.invalid(
+                "logging.format",
+                format!("`{}` must be `pretty` or `json`", self.logging.format),
+            ));
+        }
+        Ok(())
+    }
+
+    /// All TSS Node keys, the samples' single key first.
+    pub fn node_keys(&self) -> Vec<NamedKey> {
+        let cs = &self.callback_server;
+        let mut out = Vec::new();
+        if let Some(p) = &cs.client_public_key_path {
+            out.push(NamedKey {
+                name: "client_public_key".into(),
+                path: p.clone(),
+            });
+        }
+        out.extend(cs.tss_node_keys.iter().cloned());
+        out
+    }
+
+    pub fn endpoint(&self) -> SocketAddr {
+        self.callback_server
+            .endpoint
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 11020)))
+    }
+
+    pub fn token_ttl(&self) -> Duration {
+        Duration::from_secs(self.callback_server.token_expire_minutes * 60)
+    }
+
+    pub fn policy_options(&self) -> crate::policy::PolicyOptions {
+        crate::policy::PolicyOptions {
+            dir: self.policy.dir.clone(),
+            entrypoint: self.policy.entrypoint.clone(),
+            data_files: self.policy.data_files.clone(),
+            eval_timeout: Duration::from_millis(self.policy.eval_timeout_ms),
+        }
+    }
+}
+
+/// A key given by path alone is named after its file: `node-a.pub.pem` → `node-a`.
+pub fn key_name_from_path(p: &Path) -> String {
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "tss-node".into());
+    let name = name
+        .trim_end_matches(".pem")
+        .trim_end_matches(".pub")
+        .trim_end_matches(".public")
+        .to_owned();
+    if name.is_empty() {
+        "tss-node".into()
+    } else {
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str =
+        "callback_server:\n  service_private_key_path: k.pem\n  client_public_key_path: n.pem\n";
+
+    #[test]
+    fn cobo_sample_keys_load_unchanged() {
+        let text = "callback_server:\n  service_name: cobo-callback\n  endpoint: \"0.0.0.0:11020\"\n  token_expire_minutes: 2\n  client_public_key_path: \"configs/tss-node-callback-pub.key\"\n  service_private_key_path: \"configs/callback-server-pri.pem\"\n  enable_debug: false\n";
+        let cfg = Config::parse(Path::new("/etc/x/cfg.yaml"), text).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(
+            cfg.node_keys()[0].path,
+            PathBuf::from("/etc/x/configs/tss-node-callback-pub.key")
+        );
+        assert_eq!(cfg.token_ttl(), Duration::from_secs(120));
+    }
+
+    #[test]
+    fn unknown_keys_name_the_key_and_line() {
+        let err = Config::parse(Path::new("c.yaml"), &format!("{MIN}  surprise: 1\n")).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("c.yaml") && msg.contains("surprise") && msg.contains("line"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_key_and_reason() {
+        for (extra, key) in [
+            ("  endpoint: nope\n", "callback_server.endpoint"),
+            (
+                "  token_expire_minutes: 0\n",
+                "callback_server.token_expire_minutes",
+            ),
+        ] {
+            let cfg = Config::parse(Path::new("c.yaml"), &format!("{MIN}{extra}")).unwrap();
+            let msg = cfg.validate().unwrap_err().to_string();
+            assert!(msg.contains(key) && msg.contains("c.yaml"), "{msg}");
+        }
+        let cfg = Config::parse(
+            Path::new("c.yaml"),
+            &format!("{MIN}policy:\n  eval_timeout_ms: 0\n"),
+        )
+        .unwrap();
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("policy.eval_timeout_ms")
+        );
+    }
+
+    #[test]
+    fn overrides_win() {
+        let mut cfg = Config::parse(Path::new("c.yaml"), MIN).unwrap();
+        cfg.apply(&Overrides {
+            endpoint: Some("127.0.0.1:1".into()),
+            tss_node_keys: vec!["a/node-a.pub.pem".into(), "b/node-b.pem".into()],
+            private_key: None,
+            policy_dir: Some("p".into()),
+        });
+        cfg.validate().unwrap();
+        let names: Vec<_> = cfg.node_keys().into_iter().map(|k| k.name).collect();
+        assert_eq!(names, vec!["node-a", "node-b"]);
+        assert_eq!(cfg.endpoint().port(), 1);
+    }
+}

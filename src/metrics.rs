@@ -1,0 +1,289 @@
+//! Every metric tss-gate exports: names (as constants, the contract with the
+//! dashboards and alert rules in `dashboards/`), label sets, and the registry.
+//! Labels come from bounded sets only: request types, actions, statuses, a
+//! fixed list of failure reasons, and policy rule codes (validated and capped).
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+pub const DECISIONS_TOTAL: &str = "tss_gate_decisions_total";
+pub const REQUEST_DURATION_SECONDS: &str = "tss_gate_request_duration_seconds";
+pub const POLICY_EVAL_DURATION_SECONDS: &str = "tss_gate_policy_eval_duration_seconds";
+pub const REQUEST_FAILURES_TOTAL: &str = "tss_gate_request_failures_total";
+pub const REJECTIONS_TOTAL: &str = "tss_gate_rejections_total";
+pub const REQUESTS_IN_FLIGHT: &str = "tss_gate_requests_in_flight";
+pub const POLICY_INFO: &str = "tss_gate_policy_info";
+pub const POLICY_LAST_LOAD_SUCCESS: &str = "tss_gate_policy_last_load_success_timestamp_seconds";
+pub const POLICY_RELOADS_TOTAL: &str = "tss_gate_policy_reloads_total";
+pub const POLICY_LOAD_OK: &str = "tss_gate_policy_load_ok";
+pub const BUILD_INFO: &str = "tss_gate_build_info";
+pub const RETRY_CACHE_HITS_TOTAL: &str = "tss_gate_retry_cache_hits_total";
+pub const DECISION_LOG_WRITES_TOTAL: &str = "tss_gate_decision_log_writes_total";
+pub const PINGS_TOTAL: &str = "tss_gate_http_ping_total";
+
+/// Label value used when a request failed before its type was known.
+pub const TYPE_NONE: &str = "NONE";
+
+/// Histogram buckets from 100 µs to 10 s: policy evaluation lives at the low
+/// end, RSA-4096 signing near 1–2 ms, the node's timeout at 10 s.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// Distinct rule codes beyond this are counted as `other`, so a policy bug
+/// cannot explode the series count.
+pub const MAX_RULE_LABELS: usize = 256;
+
+pub struct Metrics {
+    registry: Registry,
+    pub decisions: IntCounterVec,
+    pub request_duration: Histogram,
+    pub eval_duration: Histogram,
+    pub failures: IntCounterVec,
+    pub rejections: IntCounterVec,
+    pub in_flight: IntGauge,
+    pub policy_info: IntGaugeVec,
+    pub policy_last_load: Gauge,
+    pub policy_reloads: IntCounterVec,
+    pub policy_load_ok: IntGauge,
+    pub retry_cache_hits: IntCounter,
+    pub decision_log_writes: IntCounterVec,
+    pub pings: IntCounter,
+    seen_rules: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn must<T>(r: prometheus::Result<T>) -> T {
+    match r {
+        Ok(v) => v,
+        // INVARIANT: names and label sets are constants defined above and
+        // registered once per registry, so registration cannot fail.
+        Err(e) => unreachable!("metric definition error: {e}"),
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let decisions = must(IntCounterVec::new(
+            Opts::new(
+                DECISIONS_TOTAL,
+                "Answers to /v2/check by request type, action and status.",
+            ),
+            &["request_type", "action", "status"],
+        ));
+        let request_duration = must(Histogram::with_opts(
+            HistogramOpts::new(
+                REQUEST_DURATION_SECONDS,
+                "Time from request arrival to signed answer on /v2/check.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        ));
+        let eval_duration = must(Histogram::with_opts(
+            HistogramOpts::new(
+                POLICY_EVAL_DURATION_SECONDS,
+                "Rego evaluation time per decision.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        ));
+        let failures = must(IntCounterVec::new(
+            Opts::new(
+                REQUEST_FAILURES_TOTAL,
+                "Requests answered with a non-zero status, by reason.",
+            ),
+            &["reason"],
+        ));
+        let rejections = must(IntCounterVec::new(
+            Opts::new(REJECTIONS_TOTAL, "Policy rejections by rule code."),
+            &["rule"],
+        ));
+        let in_flight = must(IntGauge::new(
+            REQUESTS_IN_FLIGHT,
+            "/v2/check requests being decided now.",
+        ));
+        let policy_info = must(IntGaugeVec::new(
+            Opts::new(
+                POLICY_INFO,
+                "The serving policy revision (value is always 1).",
+            ),
+            &["revision"],
+        ));
+        let policy_last_load = must(Gauge::new(
+            POLICY_LAST_LOAD_SUCCESS,
+            "Unix time of the last successful policy load.",
+        ));
+        let policy_reloads = must(IntCounterVec::new(
+            Opts::new(POLICY_RELOADS_TOTAL, "Policy (re)load attempts by result."),
+            &["result"],
+        ));
+        let policy_load_ok = must(IntGauge::new(
+            POLICY_LOAD_OK,
+            "1 when the last policy load attempt succeeded, 0 when it was refused.",
+        ));
+        let build_info = must(IntGaugeVec::new(
+            Opts::new(BUILD_INFO, "Build information (value is always 1)."),
+            &["version"],
+        ));
+        let retry_cache_hits = must(IntCounter::new(
+            RETRY_CACHE_HITS_TOTAL,
+            "Retried requests answered from the decision cache.",
+        ));
+        let decision_log_writes = must(IntCounterVec::new(
+            Opts::new(DECISION_LOG_WRITES_TOTAL, "Decision log writes by result."),
+            &["result"],
+        ));
+        let pings = must(IntCounter::new(
+            PINGS_TOTAL,
+            "GET /ping health checks served.",
+        ));
+        for c in [
+            Box::new(decisions.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(request_duration.clone()),
+            Box::new(eval_duration.clone()),
+            Box::new(failures.clone()),
+            Box::new(rejections.clone()),
+            Box::new(in_flight.clone()),
+            Box::new(policy_info.clone()),
+            Box::new(policy_last_load.clone()),
+            Box::new(policy_reloads.clone()),
+            Box::new(policy_load_ok.clone()),
+            Box::new(build_info.clone()),
+            Box::new(retry_cache_hits.clone()),
+            Box::new(decision_log_writes.clone()),
+            Box::new(pings.clone()),
+        ] {
+            must(registry.register(c));
+        }
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        // Pre-create the series dashboards divide by, so a fresh server shows
+        // 0 rather than "no data".
+        for reason in FAILURE_REASONS {
+            failures.with_label_values(&[reason]).inc_by(0);
+        }
+        for result in ["success", "failure"] {
+            policy_reloads.with_label_values(&[result]).inc_by(0);
+            decision_log_writes.with_label_values(&[result]).inc_by(0);
+        }
+        Self {
+            registry,
+            decisions,
+            request_duration,
+            eval_duration,
+            failures,
+            rejections,
+            in_flight,
+            policy_info,
+            policy_last_load,
+            policy_reloads,
+            policy_load_ok,
+            retry_cache_hits,
+            decision_log_writes,
+            pings,
+            seen_rules: Mutex::new(HashSet::new()),
+        }
+    }
+
+    pub fn record_decision(&self, request_type: &str, action: &str, status: &str) {
+        self.decisions
+            .with_label_values(&[request_type, action, status])
+            .inc();
+    }
+
+    /// Counts a rejection under each of its rule codes, bounded.
+    pub fn record_rejection(&self, codes: &[String]) {
+        if codes.is_empty() {
+            self.rejections.with_label_values(&["unspecified"]).inc();
+            return;
+        }
+        for code in codes {
+            let label = {
+                let mut seen = match self.seen_rules.lock() {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                };
+                if seen.contains(code)
+                    || (seen.len() < MAX_RULE_LABELS && seen.insert(code.clone()))
+                {
+                    code.as_str()
+                } else {
+                    "other"
+                }
+            };
+            self.rejections.with_label_values(&[label]).inc();
+        }
+    }
+
+    pub fn record_failure(&self, reason: &str) {
+        self.failures.with_label_values(&[reason]).inc();
+    }
+
+    /// Marks a successful (re)load of policy `revision`.
+    pub fn policy_loaded(&self, revision: &str) {
+        self.policy_info.reset();
+        self.policy_info.with_label_values(&[revision]).set(1);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        self.policy_last_load.set(now);
+        self.policy_reloads.with_label_values(&["success"]).inc();
+        self.policy_load_ok.set(1);
+    }
+
+    pub fn policy_refused(&self) {
+        self.policy_reloads.with_label_values(&["failure"]).inc();
+        self.policy_load_ok.set(0);
+    }
+
+    /// Text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Every reason label `tss_gate_request_failures_total` can carry.
+pub const FAILURE_REASONS: &[&str] = &[
+    "missing_token",
+    "malformed_token",
+    "bad_algorithm",
+    "bad_signature",
+    "unknown_key",
+    "expired",
+    "not_yet_valid",
+    "missing_claim",
+    "malformed_claims",
+    "bad_package_data",
+    "bad_request",
+    "too_deep",
+    "body_too_large",
+    "policy_error",
+    "policy_timeout",
+    "policy_undefined",
+    "policy_shape",
+    "overloaded",
+    "deadline",
+    "decision_log",
+    "replay_mismatch",
+    "signing",
+];

@@ -1,0 +1,243 @@
+//! The one decision pipeline: verify → parse → build input → evaluate → answer
+//! → sign. The server, `send`'s fixtures, `test`, `eval` and the benches all go
+//! through these functions, so what is tested is what serves.
+//!
+//! The steps are split so a caller can stand between them (the server's retry
+//! cache sits between parse and evaluate) but none is written twice.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::input::{self, ParsedRequest, RequestError, TokenFacts};
+use crate::keys::SigningKey;
+use crate::policy::{Decision, PolicyError, PolicySet};
+use crate::protocol::{CallbackResponse, RequestType, Status};
+use crate::token::{TokenError, Verifier};
+
+/// What the pipeline needs besides the policy: keys and protocol settings.
+/// Immutable; a key reload builds a new one.
+#[derive(Clone)]
+pub struct Gate {
+    pub verifier: Verifier,
+    pub signer: SigningKey,
+    /// `iss` of our answers (`callback_server.service_name`).
+    pub service_name: String,
+    pub token_ttl_secs: u64,
+    pub max_json_depth: usize,
+}
+
+/// Why a request could not be decided; each maps to a status and a bounded
+/// metric label.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error("{0}")]
+    Policy(&'static str, &'static str),
+    #[error("server overloaded, retry later")]
+    Overloaded,
+    #[error("request body exceeds {0} bytes")]
+    BodyTooLarge(usize),
+    #[error("request deadline exceeded")]
+    Deadline,
+    #[error("decision could not be recorded")]
+    DecisionLog,
+    #[error("request_id `{0}` was seen before with a different payload")]
+    ReplayMismatch(String),
+}
+
+impl Failure {
+    pub fn status(&self) -> Status {
+        match self {
+            Failure::Token(_) => Status::InvalidToken,
+            Failure::Request(_) | Failure::BodyTooLarge(_) => Status::InvalidRequest,
+            Failure::ReplayMismatch(_) => Status::Ok,
+            Failure::Policy(..)
+            | Failure::Overloaded
+            | Failure::Deadline
+            | Failure::DecisionLog => Status::InternalError,
+        }
+    }
+
+    /// Bounded label for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Failure::Token(t) => t.reason(),
+            Failure::Request(r) => r.reason(),
+            Failure::Policy(_, label) => label,
+            Failure::Overloaded => "overloaded",
+            Failure::BodyTooLarge(_) => "body_too_large",
+            Failure::Deadline => "deadline",
+            Failure::DecisionLog => "decision_log",
+            Failure::ReplayMismatch(_) => "replay_mismatch",
+        }
+    }
+
+    pub fn answer(&self, request_id: &str) -> CallbackResponse {
+        match self {
+            // Not a could-not-decide: the answer to a conflicting retry is a
+            // firm REJECT, so the node reports it instead of retrying.
+            Failure::ReplayMismatch(_) => CallbackResponse::reject(request_id, self.to_string()),
+            _ => CallbackResponse::error(self.status(), request_id, self.to_string()),
+        }
+    }
+}
+
+impl From<PolicyError> for Failure {
+    fn from(e: PolicyError) -> Self {
+        Failure::Policy(e.public_reason(), e.reason())
+    }
+}
+
+/// A verified and parsed request, ready to decide.
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    pub request: ParsedRequest,
+    pub token: TokenFacts,
+    /// The exact request bytes, for the retry cache's payload comparison and
+    /// for recording fixtures.
+    pub raw: Vec<u8>,
+}
+
+/// Step 1–2: verify the token and parse the request it carries. On failure,
+/// returns the failure and whatever request_id could be read.
+pub fn admit(gate: &Gate, token: &str) -> Result<Admitted, (Failure, String)> {
+    let verified = gate
+        .verifier
+        .verify(token)
+        .map_err(|e| (Failure::Token(e), String::new()))?;
+    let raw =
+        input::decode_package(&verified.package_data).map_err(|e| (e.into(), String::new()))?;
+    let request = input::parse_request(&raw, gate.max_json_depth)
+        .map_err(|e| (Failure::Request(e), input::salvage_request_id(&raw)))?;
+    Ok(Admitted {
+        request,
+        token: TokenFacts {
+            key_name: verified.key_name,
+            iss: verified.iss,
+            iat: verified.iat,
+            exp: Some(verified.exp),
+        },
+        raw,
+    })
+}
+
+/// The result of deciding one request.
+#[derive(Debug, Clone)]
+pub struct Decided {
+    pub response: CallbackResponse,
+    pub decision: Option<Decision>,
+    pub failure: Option<Failure>,
+    pub input: Value,
+    pub eval_time: Duration,
+}
+
+/// Step 3–5: build the input, evaluate, map the decision to an answer.
+pub fn decide(
+    policy: &PolicySet,
+    request: &ParsedRequest,
+    token: &TokenFacts,
+    received_at_ms: i64,
+) -> Decided {
+    let input = build_input(policy, request, token, received_at_ms);
+    let started = Instant::now();
+    let result = policy.evaluate(&input);
+    let eval_time = started.elapsed();
+    let id = &request.request_id;
+    match result {
+        Ok(decision) => Decided {
+            response: answer_for(id, &decision),
+            decision: Some(decision),
+            failure: None,
+            input,
+            eval_time,
+        },
+        Err(e) => {
+            let failure = Failure::from(e);
+            Decided {
+                response: failure.answer(id),
+                decision: None,
+                failure: Some(failure),
+                input,
+                eval_time,
+            }
+        }
+    }
+}
+
+/// The input document for `request`, including facts derived from the raw
+/// transaction when there are any.
+pub fn build_input(
+    _policy: &PolicySet,
+    request: &ParsedRequest,
+    token: &TokenFacts,
+    received_at_ms: i64,
+) -> Value {
+    input::build_input(request, token, received_at_ms, None)
+}
+
+/// Maps a contract-valid decision to the answer. Only `allow == true` with no
+/// reasons approves.
+pub fn answer_for(request_id: &str, d: &Decision) -> CallbackResponse {
+    if d.approves() {
+        return CallbackResponse::approve(request_id);
+    }
+    let reason = if d.reasons.is_empty() {
+        "rejected by policy".to_owned()
+    } else {
+        d.reasons.join("; ")
+    };
+    CallbackResponse::reject(request_id, reason)
+}
+
+/// Step 6: sign an answer. Failing to sign leaves nothing trustworthy to send.
+pub fn sign(
+    gate: &Gate,
+    response: &CallbackResponse,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    let doc = serde_json::to_vec(response).map_err(jsonwebtoken::errors::Error::from)?;
+    crate::token::sign_package(&doc, &gate.signer, &gate.service_name, gate.token_ttl_secs)
+}
+
+/// Everything from token to unsigned answer, for callers that do not need to
+/// stand between the steps.
+pub fn process(gate: &Gate, policy: &PolicySet, token: &str, received_at_ms: i64) -> Processed {
+    match admit(gate, token) {
+        Err((failure, id)) => Processed {
+            response: failure.answer(&id),
+            request_type: None,
+            failure: Some(failure),
+            admitted: None,
+            decided: None,
+        },
+        Ok(adm) => {
+            let decided = decide(policy, &adm.request, &adm.token, received_at_ms);
+            Processed {
+                response: decided.response.clone(),
+                request_type: Some(adm.request.request_type),
+                failure: decided.failure.clone(),
+                admitted: Some(adm),
+                decided: Some(decided),
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Processed {
+    pub response: CallbackResponse,
+    pub request_type: Option<RequestType>,
+    pub failure: Option<Failure>,
+    pub admitted: Option<Admitted>,
+    pub decided: Option<Decided>,
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,411 @@
+//! The HTTP layer: `POST /v2/check`, `GET /ping`, `GET /metrics`. It is handed
+//! its state (keys, policy handle, metrics) and never builds them; it owns
+//! admission (bounded queue, CPU slots), deadlines, and turning every outcome
+//! into a signed answer.
+//!
+//! CPU work (RSA verify, Rego, RSA sign) runs on the blocking pool, at most one
+//! job per core at a time, so a saturated `/v2/check` cannot stall `/ping` or
+//! `/metrics` on the async workers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::metrics::{Metrics, TYPE_NONE};
+use crate::pipeline::{self, Failure, Gate};
+use crate::policy::PolicySet;
+use crate::protocol::{CallbackResponse, FORM_FIELD};
+
+/// Limits the HTTP layer enforces.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub body_read_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub request_deadline: Duration,
+    pub max_queue: usize,
+    pub shutdown_grace: Duration,
+}
+
+impl Limits {
+    pub fn from_config(c: &crate::config::LimitsSection) -> Self {
+        Self {
+            max_body_bytes: c.max_body_bytes,
+            body_read_timeout: Duration::from_millis(c.body_read_timeout_ms),
+            header_read_timeout: Duration::from_millis(c.header_read_timeout_ms),
+            request_deadline: Duration::from_millis(c.request_deadline_ms),
+            max_queue: c.max_queue,
+            shutdown_grace: Duration::from_millis(c.shutdown_grace_ms),
+        }
+    }
+}
+
+/// Everything a handler may touch. Keys and policy sit behind `ArcSwap` so a
+/// reload replaces them atomically while requests in flight finish on the
+/// set they started with.
+pub struct AppState {
+    pub gate: ArcSwap<Gate>,
+    pub policy: ArcSwap<PolicySet>,
+    pub metrics: Arc<Metrics>,
+    pub limits: Limits,
+    /// Requests admitted (queued or working); beyond it: "overloaded".
+    admission: Arc<Semaphore>,
+    /// One CPU job per core at a time.
+    cpu: Arc<Semaphore>,
+    /// Whether `/metrics` is served on the main router.
+    pub metrics_on_main: bool,
+}
+
+impl AppState {
+    pub fn new(gate: Gate, policy: PolicySet, metrics: Arc<Metrics>, limits: Limits) -> Self {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        metrics.policy_loaded(&policy.revision);
+        Self {
+            admission: Arc::new(Semaphore::new(limits.max_queue)),
+            cpu: Arc::new(Semaphore::new(cores)),
+            gate: ArcSwap::from_pointee(gate),
+            policy: ArcSwap::from_pointee(policy),
+            metrics,
+            limits,
+            metrics_on_main: true,
+        }
+    }
+}
+
+/// The router, callable from tests without a socket.
+pub fn app(state: Arc<AppState>) -> Router {
+    let mut r = Router::new()
+        .route("/v2/check", post(check))
+        .route("/ping", get(ping));
+    if state.metrics_on_main {
+        r = r.route("/metrics", get(metrics));
+    }
+    r.with_state(state)
+}
+
+/// A router with only `/metrics`, for a separate listen address.
+pub fn metrics_app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn ping(State(state): State<Arc<AppState>>) -> Response {
+    state.metrics.pings.inc();
+    let body = serde_json::json!({
+        "server": state.gate.load().service_name,
+        "timestamp": pipeline::now_ms(),
+    });
+    axum::Json(body).into_response()
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Decrements the in-flight gauge however the request ends (including when
+/// the client goes away and the future is dropped).
+struct InFlight(Arc<Metrics>);
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.dec();
+    }
+}
+
+async fn check(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    let received_ms = pipeline::now_ms();
+    state.metrics.in_flight.inc();
+    let _guard = InFlight(state.metrics.clone());
+
+    let Ok(permit) = state.admission.clone().try_acquire_owned() else {
+        return finish(
+            &state,
+            started,
+            None,
+            Err(Failure::Overloaded),
+            String::new(),
+        )
+        .await;
+    };
+
+    let token = match read_token(&state, &headers, body).await {
+        Ok(t) => t,
+        Err(f) => return finish(&state, started, None, Err(f), String::new()).await,
+    };
+
+    let work = {
+        let state = state.clone();
+        async move {
+            let _slot = state.cpu.clone().acquire_owned().await;
+            let st = state.clone();
+            tokio::task::spawn_blocking(move || decide_and_sign(&st, &token, received_ms)).await
+        }
+    };
+    let mut out = match tokio::time::timeout(state.limits.request_deadline, work).await {
+        Ok(Ok(done)) => done,
+        Ok(Err(_join)) => Done::failed(Failure::Policy("internal error", "policy_error")),
+        Err(_) => Done::failed(Failure::Deadline),
+    };
+    drop(permit);
+    match out.signed.take() {
+        Some(token) => {
+            observe(&state, started, &out);
+            signed_response(token)
+        }
+        None => {
+            let id = out.response.request_id.clone();
+            let failure = out
+                .failure
+                .clone()
+                .unwrap_or(Failure::Policy("internal error", "policy_error"));
+            finish(&state, started, out.request_type, Err(failure), id).await
+        }
+    }
+}
+
+/// Result of the CPU part of a request.
+struct Done {
+    response: CallbackResponse,
+    signed: Option<String>,
+    request_type: Option<&'static str>,
+    failure: Option<Failure>,
+    codes: Vec<String>,
+    eval_time: Option<Duration>,
+}
+
+impl Done {
+    fn failed(f: Failure) -> Self {
+        Self {
+            response: f.answer(""),
+            signed: None,
+            request_type: None,
+            failure: Some(f),
+            codes: Vec::new(),
+            eval_time: None,
+        }
+    }
+}
+
+fn decide_and_sign(state: &AppState, token: &str, received_ms: i64) -> Done {
+    let gate = state.gate.load();
+    let policy = state.policy.load();
+    let p = pipeline::process(&gate, &policy, token, received_ms);
+    let request_type = p.request_type.map(|t| t.name());
+    let codes = p
+        .decided
+        .as_ref()
+        .and_then(|d| d.decision.as_ref())
+        .map(|d| d.codes.clone())
+        .unwrap_or_default();
+    let eval_time = p.decided.as_ref().map(|d| d.eval_time);
+    let span = info_span!("decision", request_id = %p.response.request_id);
+    let _e = span.enter();
+    match &p.failure {
+        Some(f) => warn!(
+            reason = f.reason(),
+            request_type = request_type.unwrap_or(TYPE_NONE),
+            "could not decide: {f}"
+        ),
+        None => info!(
+            action = p.response.action.map(|a| a.as_str()).unwrap_or("NONE"),
+            request_type = request_type.unwrap_or(TYPE_NONE),
+            key = p.admitted.as_ref().map(|a| a.token.key_name.as_str()).unwrap_or(""),
+            policy_revision = %policy.revision,
+            reason = %p.response.error,
+            "decided"
+        ),
+    }
+    let signed = pipeline::sign(&gate, &p.response).ok();
+    Done {
+        response: p.response,
+        signed,
+        request_type,
+        failure: p.failure,
+        codes,
+        eval_time,
+    }
+}
+
+fn observe(state: &AppState, started: Instant, d: &Done) {
+    let m = &state.metrics;
+    let action = d.response.action.map(|a| a.as_str()).unwrap_or("NONE");
+    m.record_decision(
+        d.request_type.unwrap_or(TYPE_NONE),
+        action,
+        d.response.status.label(),
+    );
+    if let Some(f) = &d.failure {
+        m.record_failure(f.reason());
+    } else if !d.response.is_approval() {
+        m.record_rejection(&d.codes);
+    }
+    if let Some(t) = d.eval_time {
+        m.eval_duration.observe(t.as_secs_f64());
+    }
+    m.request_duration.observe(started.elapsed().as_secs_f64());
+}
+
+/// Answers a failure that happened outside the normal CPU path (overload,
+/// unreadable body, deadline). Signing still costs an RSA operation, so it
+/// runs on the blocking pool, never on an async worker.
+async fn finish(
+    state: &Arc<AppState>,
+    started: Instant,
+    request_type: Option<&'static str>,
+    result: Result<(), Failure>,
+    request_id: String,
+) -> Response {
+    let failure = match result {
+        Ok(()) => Failure::Policy("internal error", "policy_error"),
+        Err(f) => f,
+    };
+    let response = failure.answer(&request_id);
+    let gate = state.gate.load_full();
+    let resp2 = response.clone();
+    let signed = tokio::task::spawn_blocking(move || pipeline::sign(&gate, &resp2).ok())
+        .await
+        .ok()
+        .flatten();
+    let done = Done {
+        response,
+        signed: None,
+        request_type,
+        failure: Some(failure),
+        codes: Vec::new(),
+        eval_time: None,
+    };
+    observe(state, started, &done);
+    match signed {
+        Some(t) => signed_response(t),
+        None => {
+            state.metrics.record_failure("signing");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+fn signed_response(token: String) -> Response {
+    // Bare token as text, like Cobo's Java and Python samples.
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        )],
+        token,
+    )
+        .into_response()
+}
+
+/// Reads the form body within the size and time limits and extracts the token.
+async fn read_token(state: &AppState, headers: &HeaderMap, body: Body) -> Result<String, Failure> {
+    let max = state.limits.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        // Refuse without reading a byte of it.
+        return Err(Failure::BodyTooLarge(max));
+    }
+    let bytes = match tokio::time::timeout(
+        state.limits.body_read_timeout,
+        axum::body::to_bytes(body, max),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => return Err(Failure::BodyTooLarge(max)),
+        Err(_) => return Err(Failure::Deadline),
+    };
+    token_from_form(&bytes).ok_or(Failure::Token(crate::token::TokenError::Missing))
+}
+
+/// Extracts `TSS_JWT_MSG` from an urlencoded form body.
+pub fn token_from_form(bytes: &[u8]) -> Option<String> {
+    form_urlencoded_pairs(bytes)
+        .into_iter()
+        .find(|(k, _)| k == FORM_FIELD)
+        .map(|(_, v)| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+fn form_urlencoded_pairs(bytes: &[u8]) -> Vec<(String, String)> {
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(bytes).unwrap_or_default()
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then drains in-flight
+/// connections for at most `grace`.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    header_read_timeout: Duration,
+    grace: Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let graceful = GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .keep_alive(true);
+    let _ = TokioExecutor::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _peer): (tokio::net::TcpStream, SocketAddr) = match accepted {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off
+                        // rather than spin.
+                        warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let svc = TowerToHyperService::new(app.clone());
+                let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                }.instrument(tracing::Span::none()));
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(grace) => {
+            warn!("shutdown grace period elapsed with connections still open");
+        }
+    }
+    Ok(())
+}
