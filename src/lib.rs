@@ -16,6 +16,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod derive;
 pub mod fixture;
 pub mod input;
 pub mod keys;

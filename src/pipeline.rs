@@ -171,12 +171,17 @@ pub fn decide(
 /// The input document for `request`, including facts derived from the raw
 /// transaction when there are any.
 pub fn build_input(
-    _policy: &PolicySet,
+    policy: &PolicySet,
     request: &ParsedRequest,
     token: &TokenFacts,
     received_at_ms: i64,
 ) -> Value {
-    input::build_input(request, token, received_at_ms, None)
+    let derived = if request.request_type == RequestType::KeySign {
+        crate::derive::derive(&request.detail, &request.extra, &policy.derive)
+    } else {
+        None
+    };
+    input::build_input(request, token, received_at_ms, derived)
 }
 
 /// Maps a contract-valid decision to the answer. Only `allow == true` with no

@@ -108,6 +108,9 @@ pub struct PolicySet {
     pub loaded_at: SystemTime,
     pub load_time: Duration,
     pub eval_timeout: Duration,
+    /// Chain facts for transaction decoding, read from `data.integrity` at
+    /// load so that no request re-reads policy data.
+    pub derive: crate::derive::DeriveConfig,
 }
 
 impl std::fmt::Debug for PolicySet {
@@ -326,9 +329,11 @@ impl PolicySet {
                     entrypoint: opts.entrypoint.clone(),
                     reason: format!("{e:#}"),
                 })?;
+        let derive = derive_config(&engine.get_data());
         let set = PolicySet {
             compiled,
             engine,
+            derive,
             entrypoint: opts.entrypoint.clone(),
             revision,
             files,
@@ -380,6 +385,36 @@ impl PolicySet {
         }
         serde_json::to_value(&out).map_err(|e| PolicyError::Shape(e.to_string()))
     }
+}
+
+/// Reads `data.integrity.token_decimals` and `data.integrity.chain_families`.
+/// Missing data means no chain is known, so every raw transaction yields a
+/// decode error: policies then see `derived.error`, never a silent pass.
+pub fn derive_config(data: &Value) -> crate::derive::DeriveConfig {
+    let json: Json = serde_json::to_value(data).unwrap_or(Json::Null);
+    let section = json.get("integrity");
+    let mut cfg = crate::derive::DeriveConfig::default();
+    if let Some(m) = section
+        .and_then(|s| s.get("token_decimals"))
+        .and_then(Json::as_object)
+    {
+        for (k, v) in m {
+            if let Some(d) = v.as_u64().and_then(|d| u32::try_from(d).ok()) {
+                cfg.token_decimals.insert(k.clone(), d);
+            }
+        }
+    }
+    if let Some(m) = section
+        .and_then(|s| s.get("chain_families"))
+        .and_then(Json::as_object)
+    {
+        for (k, v) in m {
+            if let Some(f) = v.as_str() {
+                cfg.chain_families.insert(k.clone(), f.to_owned());
+            }
+        }
+    }
+    cfg
 }
 
 /// Label-safe shape of a rule code: it becomes a Prometheus label value.

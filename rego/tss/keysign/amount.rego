@@ -1,0 +1,50 @@
+# KEYSIGN rules on how much moves: every amount must be a plain decimal
+# string, and the transaction's total must not exceed the token's cap in
+# data.keysign.max_amount_per_tx (decimal strings, compared exactly).
+# Tokens without a cap entry have no amount limit here.
+package tss.keysign
+
+import data.tss.lib.decimal
+import data.tss.lib.fmt
+
+deny contains {
+	"code": "keysign.amount_malformed",
+	"msg": sprintf("amount `%s` is not a plain decimal string", [fmt.show(a)]),
+} if {
+	some a in amounts
+	not decimal.valid(a)
+}
+
+# Too many outputs to total exactly (see decimal.total): fail closed.
+deny contains {
+	"code": "keysign.amount_malformed",
+	"msg": sprintf("cannot total the %d amounts of this transaction", [count(amounts)]),
+} if {
+	count(amounts) > 0
+	every a in amounts { decimal.valid(a) }
+	not total
+}
+
+cap := data.keysign.max_amount_per_tx[tx.token_id]
+
+deny contains {
+	"code": "keysign.cap_malformed",
+	"msg": sprintf("configured cap `%s` for token `%s` is not a decimal string", [fmt.show(cap), token]),
+} if not decimal.valid(cap)
+
+deny contains {
+	"code": "keysign.amount_missing",
+	"msg": sprintf("token `%s` has a per-transaction cap but the transaction names no amount", [token]),
+} if {
+	cap
+	count(amounts) == 0
+}
+
+deny contains {
+	"code": "keysign.amount_over_cap",
+	"msg": sprintf("amount `%s` of token `%s` exceeds the per-transaction cap `%s`", [total, token, cap]),
+} if {
+	decimal.valid(cap)
+	not decimal.lte(total, cap)
+	total
+}

@@ -1,0 +1,64 @@
+package tss.keysign_test
+
+test_amount_under_and_at_cap_pass if {
+	codes(req({"destination": destination("0xaaaa", "49.999999999999999999")})) == set()
+	codes(req({"destination": destination("0xaaaa", "50.000")})) == set()
+}
+
+test_amount_over_cap if {
+	msgs(req({"destination": destination("0xaaaa", "50.000000000000000001")})) == {"amount `50.000000000000000001` of token `ETH` exceeds the per-transaction cap `50`"}
+}
+
+test_amount_beyond_2_pow_53_over_cap if {
+	r := req({"token_id": "ETH_USDT", "destination": destination("0xtreasury", "9007199254740993")})
+	codes(r) == {"keysign.amount_over_cap"}
+}
+
+test_amount_malformed if {
+	msgs(req({"destination": destination("0xaaaa", "1e3")})) == {"amount `1e3` is not a plain decimal string"}
+	"amount `1.5` is not a plain decimal string" in msgs(req({"destination": destination("0xaaaa", 1.5)}))
+	"amount `null` is not a plain decimal string" in msgs(req({"destination": {"destination_type": "Address", "account_output": {"address": "0xaaaa"}}}))
+}
+
+test_utxo_total_is_capped if {
+	two := [{"address": "bc1qa", "amount": "1.5"}, {"address": "bc1qb", "amount": "1.00000001"}]
+	msgs(req({"chain_id": "BTC", "token_id": "BTC", "destination": {"destination_type": "Address", "utxo_outputs": two}})) == {"amount `2.50000001` of token `BTC` exceeds the per-transaction cap `2.5`"}
+	ok := [{"address": "bc1qa", "amount": "1.5"}, {"address": "bc1qb", "amount": "1"}]
+	codes(req({"chain_id": "BTC", "token_id": "BTC", "destination": {"destination_type": "Address", "utxo_outputs": ok}})) == set()
+}
+
+test_uncapped_token_has_no_limit if {
+	r := req({"token_id": "ETH_USDT", "destination": destination("0xtreasury", "999999999999")})
+	codes(r) == {"keysign.amount_over_cap"}
+	r2 := req({"token_id": "ETH_USDT", "destination": destination("0xtreasury", "999999999999")})
+	c := {d.code | some d in data.tss.keysign.deny} with input as r2
+		with data.keysign as object.union(td, {"max_amount_per_tx": {"ETH_USDT": null}})
+		with data.embedded_risk_control_rules as erc
+	c == {"keysign.cap_malformed"}
+	c2 := {d.code | some d in data.tss.keysign.deny} with input as req({"token_id": "BTC", "chain_id": "BTC", "destination": destination("bc1qa", "1000")})
+		with data.keysign as json.remove(td, ["max_amount_per_tx/BTC"])
+		with data.embedded_risk_control_rules as erc
+	c2 == set()
+}
+
+test_cap_malformed_fails_closed if {
+	c := {d.msg | some d in data.tss.keysign.deny} with input as req({})
+		with data.keysign as object.union(td, {"max_amount_per_tx": {"ETH": 50}})
+		with data.embedded_risk_control_rules as erc
+	c == {"configured cap `50` for token `ETH` is not a decimal string"}
+}
+
+test_capped_token_without_amount if {
+	r := req({"destination": {"destination_type": "EVM_EIP_191_Signature", "message": "0x00"}})
+	"token `ETH` has a per-transaction cap but the transaction names no amount" in msgs(r)
+}
+
+test_cannot_total_too_many_outputs if {
+	many := [{"address": "bc1qa", "amount": "0.00000001"} | some _ in numbers.range(1, 3)]
+	r := req({"chain_id": "BTC", "token_id": "BTC", "destination": {"destination_type": "Address", "utxo_outputs": many}})
+	m := {d.msg | some d in data.tss.keysign.deny} with input as r
+		with data.keysign as td
+		with data.embedded_risk_control_rules as erc
+		with data.tss.lib.decimal.max_terms as 2
+	"cannot total the 3 amounts of this transaction" in m
+}

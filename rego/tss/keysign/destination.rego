@@ -1,0 +1,47 @@
+# KEYSIGN rules on where the value goes: the destination type must be one
+# somebody allowed, and every destination address (account output, each
+# UTXO output, contract address) must be in the per-chain allow-list
+# data.keysign.allowed_destinations.
+package tss.keysign
+
+import data.tss.lib.fmt
+
+deny contains {
+	"code": "keysign.destination_type_not_allowed",
+	"msg": sprintf("destination type `%s` is not in the allowed destination types", [destination_type]),
+} if {
+	has_tx
+	not destination.destination_type in data.keysign.allowed_destination_types
+}
+
+deny contains {
+	"code": "keysign.destination_missing",
+	"msg": "destination of type `Address` names no address",
+} if {
+	has_tx
+	destination.destination_type == "Address"
+	count(outputs) == 0
+}
+
+deny contains {
+	"code": "keysign.destination_missing",
+	"msg": sprintf("destination output #%d has no address", [i]),
+} if {
+	some i, o in outputs
+	not valid_address(object.get(o, "address", null))
+}
+
+valid_address(a) if {
+	is_string(a)
+	trim_space(a) != ""
+}
+
+deny contains {
+	"code": "keysign.destination_not_allowed",
+	"msg": sprintf("destination address `%s` on chain `%s` is not in the allowed destination list", [a, chain]),
+} if {
+	some o in outputs
+	a := o.address
+	valid_address(a)
+	not in_address_book(data.keysign.allowed_destinations, a)
+}

@@ -1,0 +1,25 @@
+# KEYSIGN rule: only wallets listed in data.keysign.allowed_wallet_ids sign.
+# Every wallet id the request names (extra_info.wallet, the transaction, its
+# source) must be allowed, so a mismatch between them cannot slip through.
+package tss.keysign
+
+import data.tss.lib.fmt
+
+wallet_ids contains id if id := input.extra.wallet.wallet_id
+
+wallet_ids contains id if id := tx.wallet_id
+
+wallet_ids contains id if id := tx.source.wallet_id
+
+deny contains {
+	"code": "keysign.wallet_missing",
+	"msg": "the request names no wallet id (extra_info.wallet.wallet_id, transaction.wallet_id)",
+} if count(wallet_ids) == 0
+
+deny contains {
+	"code": "keysign.wallet_not_allowed",
+	"msg": sprintf("wallet `%s` is not in the allowed wallet list", [fmt.show(id)]),
+} if {
+	some id in wallet_ids
+	not id in data.keysign.allowed_wallet_ids
+}

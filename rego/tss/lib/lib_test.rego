@@ -1,0 +1,122 @@
+# Tests for the shared helpers: exact decimal arithmetic and formatting.
+package tss.lib_test
+
+import data.tss.lib.decimal
+import data.tss.lib.erc
+import data.tss.lib.fmt
+
+test_valid_decimals if {
+	decimal.valid("0")
+	decimal.valid("1.5")
+	decimal.valid("0007.50")
+	not decimal.valid("")
+	not decimal.valid("1e5")
+	not decimal.valid("-1")
+	not decimal.valid("1.")
+	not decimal.valid(".5")
+	not decimal.valid(" 1")
+	not decimal.valid("1,000")
+	not decimal.valid(10)
+}
+
+test_lte_by_integer_length if {
+	decimal.lte("999", "1000")
+	not decimal.lte("1000", "999")
+	decimal.lte("0009", "10")
+}
+
+test_lte_same_length_lexicographic if {
+	decimal.lte("1234", "1235")
+	not decimal.lte("1235", "1234")
+}
+
+test_lte_fractions if {
+	decimal.lte("1.5", "1.50")
+	decimal.lte("1.45", "1.5")
+	not decimal.lte("1.5", "1.45")
+	decimal.lte("10000", "10000.000")
+	not decimal.lte("10000.0000001", "10000")
+	decimal.lte("0.0", "0")
+}
+
+# Values where float64 comparison would be wrong.
+test_lte_beyond_2_pow_53 if {
+	not decimal.lte("9007199254740993", "9007199254740992")
+	decimal.lte("9007199254740992", "9007199254740993")
+	not decimal.lte("1000000.000000000000000001", "1000000")
+	not decimal.lte("115792089237316195423570985008687907853269984665640564039457584007913129639936", "115792089237316195423570985008687907853269984665640564039457584007913129639935")
+}
+
+test_lte_undefined_on_malformed if {
+	not decimal.lte("1e3", "10000")
+	not decimal.lte("1", "ten")
+}
+
+test_canonical if {
+	decimal.canonical("007.500") == "7.5"
+	decimal.canonical("0.000") == "0"
+	decimal.canonical("120") == "120"
+}
+
+test_total_simple if {
+	decimal.total(["1.25", "1.25000000"]) == "2.5"
+	decimal.total(["0.75"]) == "0.75"
+	decimal.total(["0", "0.0"]) == "0"
+}
+
+test_total_carries_across_chunks if {
+	decimal.total(["999999", "1"]) == "1000000"
+	decimal.total(["999999999999.999999", "0.000001"]) == "1000000000000"
+	decimal.total(["1.5", "1.00000001"]) == "2.50000001"
+}
+
+test_total_beyond_2_pow_53 if {
+	decimal.total(["9007199254740992", "1"]) == "9007199254740993"
+	decimal.total(["9007199254740992.000000000000000001", "0.999999999999999999"]) == "9007199254740993"
+}
+
+test_total_many_terms if {
+	decimal.total([x | some _ in numbers.range(1, 1000); x := "999999.999999"]) == "999999999.999"
+}
+
+test_total_undefined_on_malformed_or_empty if {
+	not decimal.total(["1", "x"])
+	not decimal.total([])
+}
+
+test_ripple_without_generator if {
+	decimal.ripple([1, 999999, 999999], 0) == 0
+	decimal.ripple([1, 999999, 1000000], 0) == 1
+	decimal.ripple([1, 999998, 1000000], 0) == 0
+}
+
+test_show_and_list if {
+	fmt.show("a") == "a"
+	fmt.show(2) == "2"
+	fmt.show(true) == "true"
+	fmt.list(["b", "a", 3]) == "3, a, b"
+}
+
+test_field if {
+	fmt.field({"a": 1}, "a") == "1"
+	fmt.field({"a": 1}, "b") == "<missing>"
+	fmt.field("not an object", "a") == "<missing>"
+}
+
+test_same_nodes_compares_sets if {
+	erc.same_nodes(["a", "b"], ["b", "a"])
+	erc.same_nodes(["a", "b", "a"], ["b", "a"])
+	not erc.same_nodes(["a", "b"], ["a", "c"])
+	not erc.same_nodes([], [])
+	not erc.same_nodes("a", ["a"])
+	not erc.same_nodes([1], [1])
+}
+
+test_erc_missing_config_fails_closed if {
+	not erc.disabled with data.embedded_risk_control_rules as {}
+	not erc.permits("key_gen") with data.embedded_risk_control_rules as {}
+	erc.reject_all_text("key_gen") == "<missing>" with data.embedded_risk_control_rules as {}
+	not erc.permits("key_gen") with data.embedded_risk_control_rules as {"key_gen": {"reject_all": "false"}}
+	erc.disabled with data.embedded_risk_control_rules as {"enable": false}
+	not erc.disabled with data.embedded_risk_control_rules as {"enable": "false"}
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The one test command (README): installs what the tests need on a fresh
+# Debian machine, then runs the whole suite. CI (`.ci/run`) calls this too.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# A real Prometheus (and promtool) for the observability tests. Debian's
+# package; the tests fail, never skip, when it is missing.
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  echo "installing Debian's prometheus package (needed by tests/prometheus.rs)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+
+cargo test --all-targets "$@"
+cargo test --doc "$@"

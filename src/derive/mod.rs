@@ -1,0 +1,539 @@
+//! Transaction integrity facts derived from the bytes a KEYSIGN task signs.
+//!
+//! A KEYSIGN request carries two views of one transaction: the hashes the TSS
+//! Node will sign (`request_detail.msg_hash_list`) and Cobo's description of
+//! it (`extra_info.transaction`, with `raw_tx_info.unsigned_raw_tx`). This
+//! module decodes the unsigned raw transaction, recomputes its signing
+//! hash(es), and states whether the hashes and the description agree with
+//! the bytes. The result is plain JSON placed at `input.derived`, so Rego
+//! policies can require, for example, `input.derived.msg_hashes_match` and
+//! `input.derived.description_agrees`.
+//!
+//! # Layout
+//! - `mod.rs` (this file): [`DeriveConfig`], [`derive`], the output shape,
+//!   msg-hash matching and the family-independent agreement checks.
+//! - `amount.rs`: whole-unit decimal strings to base units, exactly.
+//! - `evm.rs`: legacy (pre-155 and EIP-155), EIP-2930 and EIP-1559 through
+//!   alloy-consensus; ERC-20 `transfer`/`transferFrom`/`approve` calldata.
+//! - `tron.rs`: `Transaction.raw` protobuf; TransferContract and
+//!   TriggerSmartContract (TRC-20 calls).
+//! - `solana.rs`: legacy and v0 messages; System transfer and SPL Token
+//!   `Transfer`/`TransferChecked`, with associated-token-account derivation.
+//!
+//! # Output (`input.derived`)
+//! Every key below is always present (null or empty when it does not apply):
+//! ```text
+//! family               "evm" | "tron" | "solana" | null (unknown chain)
+//! kind                 "legacy" | "legacy_eip155" | "eip2930" | "eip1559" | "eip4844" | "eip7702"
+//!                      | "tron_transfer" | "tron_trigger_smart_contract" | "tron_contract_<n>"
+//!                      | "solana_legacy" | "solana_v0" | null (decode error)
+//! signing_hashes       ["0x<lowercase hex>"]; for Solana the message bytes themselves
+//! msg_hashes_match     true only if msg_hash_list is non-empty and every entry is a signing hash
+//! unmatched_msg_hashes entries of msg_hash_list (normalised "0x" + lowercase) that are not
+//! chain_id, nonce      decimal strings (EVM) or null
+//! fees                 object of decimal strings, per family (see docs/derived.md)
+//! to, value            the top-level call target and native value in base units
+//! token_transfer       {standard, method, contract, from, recipient, amount} or null
+//! recipients           [{address, amount, asset}] value actually moved ("native" or token id)
+//! description_agrees   true only if the decoded transfer matches extra.transaction.destination
+//! disagreements        human-readable reasons naming both values
+//! error                null, or a short reason the raw transaction could not be decoded
+//! ```
+//! Families add keys of their own (`access_list_len`, `from`, `fee_payer`, ...).
+//!
+//! INVARIANT: when `error` is not null, `msg_hashes_match` and
+//! `description_agrees` are both false. Decoding never panics.
+
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+mod amount;
+mod evm;
+mod solana;
+mod tron;
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+pub use amount::{AmountError, to_base_units};
+
+/// Chain metadata the caller supplies from policy data (token decimals, which family a chain_id is).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeriveConfig {
+    /// Cobo token id (e.g. `ETH`, `ETH_USDT`) to its decimals, to convert
+    /// described whole-unit amounts into base units.
+    pub token_decimals: BTreeMap<String, u32>,
+    /// Cobo chain id (e.g. `ETH`, `ARBITRUM_ETH`, `TRON`, `SOL`) to its
+    /// family: `evm`, `tron` or `solana`. Unknown chains yield an error.
+    pub chain_families: BTreeMap<String, String>,
+}
+
+/// Returns None when there is nothing to derive (not KEYSIGN / no transaction / no unsigned_raw_tx),
+/// else Some(json object) to be placed at input.derived.
+pub fn derive(detail: &Value, extra: &Value, cfg: &DeriveConfig) -> Option<Value> {
+    let tx = extra.get("transaction").filter(|t| t.is_object())?;
+    let raw = tx.get("raw_tx_info")?.get("unsigned_raw_tx")?;
+    if raw.is_null() || raw.as_str().is_some_and(str::is_empty) {
+        return None;
+    }
+    let msg_hashes = normalized_msg_hashes(detail);
+    let chain_id = tx
+        .get("chain_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let family = cfg.chain_families.get(chain_id).map(String::as_str);
+
+    let decoded = match (family, raw.as_str()) {
+        (_, None) => Err(DecodeError::new("unsigned_raw_tx is not a string")),
+        (None, _) => Err(DecodeError::new(format!(
+            "chain `{chain_id}` has no family in the derive config"
+        ))),
+        (Some(f), Some(raw)) => match Family::parse(f) {
+            None => Err(DecodeError::new(format!(
+                "unknown family `{f}` for chain `{chain_id}`"
+            ))),
+            Some(fam) => decode_hex(raw).and_then(|bytes| fam.decode(&bytes)),
+        },
+    };
+    let family_json = family.map_or(Value::Null, |f| Value::String(f.to_owned()));
+    Some(match decoded {
+        Ok(d) => render(family_json, d, &msg_hashes, tx, cfg),
+        Err(e) => render_error(family_json, &e, &msg_hashes),
+    })
+}
+
+/// A chain family this module can decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Evm,
+    Tron,
+    Solana,
+}
+
+impl Family {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "evm" => Some(Self::Evm),
+            "tron" => Some(Self::Tron),
+            "solana" => Some(Self::Solana),
+            _ => None,
+        }
+    }
+
+    fn decode(self, bytes: &[u8]) -> Result<Decoded, DecodeError> {
+        match self {
+            Self::Evm => evm::decode(bytes),
+            Self::Tron => tron::decode(bytes),
+            Self::Solana => solana::decode(bytes),
+        }
+    }
+}
+
+/// Why the raw transaction could not be decoded; rendered into `error`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DecodeError(String);
+
+impl DecodeError {
+    pub(crate) fn new(msg: impl Into<String>) -> Self {
+        Self(msg.into())
+    }
+}
+
+/// What a family decoder found, before comparison with the description.
+#[derive(Debug, Default)]
+pub(crate) struct Decoded {
+    /// Value of `kind`.
+    pub kind: String,
+    /// Signing hashes as "0x" + lowercase hex.
+    pub signing_hashes: Vec<String>,
+    /// `chain_id`, `nonce`, `fees`, `to`, `value` and family-specific keys.
+    pub facts: Map<String, Value>,
+    /// Decoded token call (ERC-20/TRC-20/SPL), if any.
+    pub token_transfer: Option<TokenTransfer>,
+    /// What the transaction does, for the agreement checks.
+    pub action: Action,
+    /// Every movement of value the transaction makes (rendered as `recipients`).
+    pub recipients: Vec<Transfer>,
+    /// Top-level call target, native value and calldata (EVM, TRON trigger),
+    /// for `EVM_Contract` destinations.
+    pub call: Option<Call>,
+    /// How addresses of this family compare.
+    pub address_eq: AddressEq,
+}
+
+/// A decoded token call.
+#[derive(Debug, Clone)]
+pub(crate) struct TokenTransfer {
+    pub standard: &'static str,
+    pub method: &'static str,
+    pub contract: Option<String>,
+    pub from: Option<String>,
+    pub recipient: String,
+    pub amount: String,
+}
+
+/// One movement of value to a recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Transfer {
+    pub recipient: String,
+    /// Base units, decimal.
+    pub amount: String,
+    pub asset: Asset,
+    /// Solana SPL: token accounts that also count as this recipient when
+    /// the description names their owner (see `solana::ata_matches`).
+    pub spl: Option<SplDest>,
+}
+
+/// The SPL context needed to relate a token account to its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SplDest {
+    pub mint: Option<[u8; 32]>,
+    pub token_program: [u8; 32],
+    pub token_account: [u8; 32],
+    /// Decimals carried by `TransferChecked`.
+    pub decimals: Option<u8>,
+}
+
+/// The asset a transfer moves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Asset {
+    Native,
+    /// Token contract / mint, as the family prints addresses.
+    Token(String),
+    /// An SPL token whose mint the instruction does not name.
+    UnknownToken,
+}
+
+impl Asset {
+    fn label(&self) -> String {
+        match self {
+            Self::Native => "native".to_owned(),
+            Self::Token(c) => c.clone(),
+            Self::UnknownToken => "unknown_token".to_owned(),
+        }
+    }
+}
+
+/// What the transaction does, reduced to what a description can state.
+#[derive(Debug, Default)]
+pub(crate) enum Action {
+    /// Plain value transfers (native or token).
+    Transfers(Vec<Transfer>),
+    /// Anything else, described for the disagreement message.
+    Other(String),
+    #[default]
+    Nothing,
+}
+
+/// Top-level call (EVM, TRON TriggerSmartContract).
+#[derive(Debug, Clone)]
+pub(crate) struct Call {
+    pub to: Option<String>,
+    pub value: String,
+    pub data: Vec<u8>,
+}
+
+/// How described and decoded addresses compare.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum AddressEq {
+    /// Hex addresses: case-insensitive, `0x` optional.
+    #[default]
+    HexCaseInsensitive,
+    /// Base58 addresses: exact.
+    Exact,
+}
+
+impl AddressEq {
+    fn eq(self, a: &str, b: &str) -> bool {
+        match self {
+            Self::Exact => a == b,
+            Self::HexCaseInsensitive => {
+                let strip = |s: &str| {
+                    s.strip_prefix("0x")
+                        .or_else(|| s.strip_prefix("0X"))
+                        .unwrap_or(s)
+                        .to_ascii_lowercase()
+                };
+                strip(a) == strip(b)
+            }
+        }
+    }
+}
+
+/// Decodes hex with or without `0x`/`0X`, any case.
+fn decode_hex(s: &str) -> Result<Vec<u8>, DecodeError> {
+    let body = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .unwrap_or(s);
+    if body.is_empty() {
+        return Err(DecodeError::new("unsigned_raw_tx hex is empty"));
+    }
+    if !body.len().is_multiple_of(2) {
+        return Err(DecodeError::new(
+            "unsigned_raw_tx is not valid hex: odd length",
+        ));
+    }
+    alloy_primitives::hex::decode(body)
+        .map_err(|e| DecodeError::new(format!("unsigned_raw_tx is not valid hex: {e}")))
+}
+
+/// `0x` + lowercase hex.
+pub(crate) fn hex0x(bytes: &[u8]) -> String {
+    format!("0x{}", alloy_primitives::hex::encode(bytes))
+}
+
+/// msg_hash_list entries normalised to "0x" + lowercase; non-strings become
+/// their JSON text (so they can never match a hash).
+fn normalized_msg_hashes(detail: &Value) -> Vec<String> {
+    let Some(list) = detail.get("msg_hash_list").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    list.iter()
+        .map(|v| match v.as_str() {
+            Some(s) => {
+                let body = s
+                    .strip_prefix("0x")
+                    .or_else(|| s.strip_prefix("0X"))
+                    .unwrap_or(s);
+                format!("0x{}", body.to_ascii_lowercase())
+            }
+            None => v.to_string(),
+        })
+        .collect()
+}
+
+fn render_error(family: Value, e: &DecodeError, msg_hashes: &[String]) -> Value {
+    json!({
+        "family": family,
+        "kind": null,
+        "signing_hashes": [],
+        "msg_hashes_match": false,
+        "unmatched_msg_hashes": msg_hashes,
+        "chain_id": null,
+        "nonce": null,
+        "fees": {},
+        "to": null,
+        "value": null,
+        "token_transfer": null,
+        "recipients": [],
+        "description_agrees": false,
+        "disagreements": ["the raw transaction could not be decoded, so the description cannot be checked"],
+        "error": e.0,
+    })
+}
+
+fn render(
+    family: Value,
+    d: Decoded,
+    msg_hashes: &[String],
+    tx: &Value,
+    cfg: &DeriveConfig,
+) -> Value {
+    let unmatched: Vec<&String> = msg_hashes
+        .iter()
+        .filter(|h| !d.signing_hashes.contains(h))
+        .collect();
+    let msg_hashes_match = !msg_hashes.is_empty() && unmatched.is_empty();
+    let disagreements = check_description(&d, tx, cfg);
+    let recipients: Vec<Value> = d
+        .recipients
+        .iter()
+        .map(|t| json!({"address": t.recipient, "amount": t.amount, "asset": t.asset.label()}))
+        .collect();
+    let token_transfer = d.token_transfer.as_ref().map_or(Value::Null, |t| {
+        json!({"standard": t.standard, "method": t.method, "contract": t.contract, "from": t.from,
+               "recipient": t.recipient, "amount": t.amount})
+    });
+    let mut out = Map::new();
+    for key in ["chain_id", "nonce", "to", "value"] {
+        out.insert(key.to_owned(), Value::Null);
+    }
+    out.insert("fees".to_owned(), json!({}));
+    out.extend(d.facts);
+    out.insert("family".to_owned(), family);
+    out.insert("kind".to_owned(), Value::String(d.kind));
+    out.insert("signing_hashes".to_owned(), json!(d.signing_hashes));
+    out.insert("msg_hashes_match".to_owned(), Value::Bool(msg_hashes_match));
+    out.insert("unmatched_msg_hashes".to_owned(), json!(unmatched));
+    out.insert("token_transfer".to_owned(), token_transfer);
+    out.insert("recipients".to_owned(), Value::Array(recipients));
+    out.insert(
+        "description_agrees".to_owned(),
+        Value::Bool(disagreements.is_empty()),
+    );
+    out.insert("disagreements".to_owned(), json!(disagreements));
+    out.insert("error".to_owned(), Value::Null);
+    Value::Object(out)
+}
+
+fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+/// Compares the decoded transaction with `extra.transaction.destination`.
+/// Returns the disagreements; empty means the description agrees.
+fn check_description(d: &Decoded, tx: &Value, cfg: &DeriveConfig) -> Vec<String> {
+    let Some(dest) = tx.get("destination").filter(|v| v.is_object()) else {
+        return vec!["the description has no destination".to_owned()];
+    };
+    let dest_type = str_field(dest, "destination_type").unwrap_or_default();
+    match dest_type {
+        "Address" => check_address_destination(d, dest, tx, cfg),
+        "EVM_Contract" => check_evm_contract(d, dest, tx, cfg),
+        other => vec![format!(
+            "destination type `{other}` cannot be checked against the raw transaction"
+        )],
+    }
+}
+
+fn check_address_destination(
+    d: &Decoded,
+    dest: &Value,
+    tx: &Value,
+    cfg: &DeriveConfig,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(output) = dest.get("account_output").filter(|v| v.is_object()) else {
+        return vec![
+            "the description has no account_output (UTXO outputs are not checked)".to_owned(),
+        ];
+    };
+    let transfer = match &d.action {
+        Action::Transfers(ts) if ts.len() == 1 => ts.first(),
+        Action::Transfers(ts) => {
+            return vec![format!(
+                "raw tx makes {} transfers but the description names one recipient",
+                ts.len()
+            )];
+        }
+        Action::Other(what) => {
+            return vec![format!(
+                "raw tx is {what}, not the transfer the description states"
+            )];
+        }
+        Action::Nothing => {
+            return vec!["raw tx moves no value but the description states a transfer".to_owned()];
+        }
+    };
+    let Some(t) = transfer else {
+        return vec!["raw tx moves no value but the description states a transfer".to_owned()];
+    };
+    let token_id = str_field(tx, "token_id").unwrap_or_default();
+    let chain_id = str_field(tx, "chain_id").unwrap_or_default();
+    // Cobo's convention: a chain's native coin has token_id == chain_id.
+    let described_native = token_id == chain_id;
+    match (&t.asset, described_native) {
+        (Asset::Native, false) => out.push(format!(
+            "asset: raw tx moves the native coin but the description names token `{token_id}`"
+        )),
+        (Asset::Token(_) | Asset::UnknownToken, true) => out.push(format!(
+            "asset: raw tx moves token {} but the description names the native coin `{token_id}`",
+            t.asset.label()
+        )),
+        _ => {}
+    }
+
+    match str_field(output, "address") {
+        None => out.push("recipient: the description has no destination address".to_owned()),
+        Some(addr) => {
+            let same = d.address_eq.eq(&t.recipient, addr)
+                || t.spl
+                    .as_ref()
+                    .is_some_and(|spl| solana::ata_matches(spl, addr));
+            if !same {
+                out.push(format!(
+                    "recipient: raw tx pays {} but the description says {addr}",
+                    t.recipient
+                ));
+            }
+        }
+    }
+
+    let decimals = cfg.token_decimals.get(token_id).copied();
+    if let (Some(spl_dec), Some(dec)) = (t.spl.as_ref().and_then(|s| s.decimals), decimals)
+        && u32::from(spl_dec) != dec
+    {
+        out.push(format!(
+            "decimals: raw tx states {spl_dec} decimals but `{token_id}` has {dec}"
+        ));
+    }
+    match (str_field(output, "amount"), decimals) {
+        (None, _) => out.push("amount: the description has no amount".to_owned()),
+        (Some(_), None) => out.push(format!("amount: no decimals configured for token `{token_id}`")),
+        (Some(a), Some(dec)) => match to_base_units(a, dec) {
+            Err(e) => out.push(format!("amount: {e}")),
+            Ok(base) if base != amount::normalize(&t.amount) => out.push(format!(
+                "amount: raw tx moves {} base units but the description says {a} {token_id} = {base} base units",
+                t.amount
+            )),
+            Ok(_) => {}
+        },
+    }
+    out
+}
+
+fn check_evm_contract(d: &Decoded, dest: &Value, tx: &Value, cfg: &DeriveConfig) -> Vec<String> {
+    let Some(call) = &d.call else {
+        return vec![format!(
+            "raw tx of kind `{}` is not a contract call",
+            d.kind
+        )];
+    };
+    let mut out = Vec::new();
+    match (str_field(dest, "address"), &call.to) {
+        (None, _) => out.push("to: the description has no contract address".to_owned()),
+        (Some(a), None) => out.push(format!(
+            "to: raw tx creates a contract but the description calls {a}"
+        )),
+        (Some(a), Some(to)) if !d.address_eq.eq(to, a) => {
+            out.push(format!(
+                "to: raw tx calls {to} but the description says {a}"
+            ));
+        }
+        _ => {}
+    }
+    // `value` is in whole units of the chain's native coin (token_id == chain_id).
+    let chain_id = str_field(tx, "chain_id").unwrap_or_default();
+    let described_value = str_field(dest, "value").unwrap_or("0");
+    match cfg.token_decimals.get(chain_id) {
+        None => out.push(format!("value: no decimals configured for native token `{chain_id}`")),
+        Some(&dec) => match to_base_units(described_value, dec) {
+            Err(e) => out.push(format!("value: {e}")),
+            Ok(base) if base != call.value => out.push(format!(
+                "value: raw tx sends {} base units but the description says {described_value} = {base}",
+                call.value
+            )),
+            Ok(_) => {}
+        },
+    }
+    let described_data = str_field(dest, "calldata").unwrap_or_default();
+    let body = described_data
+        .strip_prefix("0x")
+        .or_else(|| described_data.strip_prefix("0X"))
+        .unwrap_or(described_data);
+    match alloy_primitives::hex::decode(body) {
+        Ok(bytes) if bytes == call.data => {}
+        Ok(_) => out.push(format!(
+            "calldata: raw tx carries {} but the description says 0x{}",
+            hex0x(&call.data),
+            body.to_ascii_lowercase()
+        )),
+        Err(_) => out.push(format!(
+            "calldata: the description's calldata `{described_data}` is not hex"
+        )),
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,392 @@
+//! Solana: `unsigned_raw_tx` is the serialized message (legacy or v0), or
+//! an unsigned wire transaction (shortvec signature count, that many 64-byte
+//! signature slots, then the message).
+//!
+//! Ed25519 signs the message itself, not a digest of it, so the "signing
+//! hash" is the message bytes. ASSUMPTION: for Solana, each
+//! `msg_hash_list` entry is the hex of the message bytes the TSS Node signs;
+//! a sha256 of the message does not match.
+//!
+//! The message layout is simple enough to read by hand (no Solana SDK
+//! crate, whose dependency tree is very large): header (3 bytes), shortvec
+//! account keys, recent blockhash, shortvec instructions, and for v0 the
+//! address-table lookups. Every byte must be consumed.
+
+use curve25519_dalek::edwards::CompressedEdwardsY;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::{
+    Action, AddressEq, Asset, DecodeError, Decoded, SplDest, TokenTransfer, Transfer, hex0x,
+};
+
+const SYSTEM_PROGRAM: [u8; 32] = [0; 32];
+/// TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA
+const TOKEN_PROGRAM: &str = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA";
+const TOKEN_2022_PROGRAM: &str = "TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb";
+const ATA_PROGRAM: &str = "ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL";
+const COMPUTE_BUDGET_PROGRAM: &str = "ComputeBudget111111111111111111111111111111";
+const MEMO_PROGRAMS: [&str; 2] = [
+    "MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr",
+    "Memo1UhkJRfHyvLMcVucJwxXeuD6YgKYRMnzc6xAAUt",
+];
+
+fn b58(k: &[u8; 32]) -> String {
+    bs58::encode(k).into_string()
+}
+
+fn key_of(s: &str) -> Option<[u8; 32]> {
+    let v = bs58::decode(s).into_vec().ok()?;
+    <[u8; 32]>::try_from(v.as_slice()).ok()
+}
+
+struct Cursor<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let (h, r) = self
+            .buf
+            .split_at_checked(n)
+            .ok_or_else(|| DecodeError::new("solana: message truncated"))?;
+        self.buf = r;
+        Ok(h)
+    }
+
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        self.take(1)?
+            .first()
+            .copied()
+            .ok_or_else(|| DecodeError::new("solana: message truncated"))
+    }
+
+    fn key(&mut self) -> Result<[u8; 32], DecodeError> {
+        <[u8; 32]>::try_from(self.take(32)?)
+            .map_err(|_| DecodeError::new("solana: message truncated"))
+    }
+
+    /// compact-u16, canonical encoding only.
+    fn shortvec(&mut self) -> Result<usize, DecodeError> {
+        let mut v: usize = 0;
+        for i in 0..3 {
+            let b = self.u8()?;
+            v |= usize::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                if i > 0 && b == 0 {
+                    return Err(DecodeError::new("solana: non-canonical shortvec"));
+                }
+                if v > usize::from(u16::MAX) {
+                    return Err(DecodeError::new("solana: shortvec overflow"));
+                }
+                return Ok(v);
+            }
+            if i == 2 {
+                break;
+            }
+        }
+        Err(DecodeError::new("solana: shortvec too long"))
+    }
+}
+
+struct Instruction<'a> {
+    program: u8,
+    accounts: &'a [u8],
+    data: &'a [u8],
+}
+
+struct Message<'a> {
+    version: Option<u8>,
+    num_required_signatures: u8,
+    keys: Vec<[u8; 32]>,
+    blockhash: [u8; 32],
+    instructions: Vec<Instruction<'a>>,
+    lookups: usize,
+}
+
+fn parse_message(buf: &[u8]) -> Result<Message<'_>, DecodeError> {
+    let mut c = Cursor { buf };
+    let first = c.u8()?;
+    let (version, num_required_signatures) = if first & 0x80 != 0 {
+        let v = first & 0x7f;
+        if v != 0 {
+            return Err(DecodeError::new(format!(
+                "solana: unsupported message version {v}"
+            )));
+        }
+        (Some(v), c.u8()?)
+    } else {
+        (None, first)
+    };
+    let _readonly_signed = c.u8()?;
+    let _readonly_unsigned = c.u8()?;
+    let n_keys = c.shortvec()?;
+    let keys = (0..n_keys)
+        .map(|_| c.key())
+        .collect::<Result<Vec<_>, _>>()?;
+    if keys.is_empty()
+        || usize::from(num_required_signatures) > keys.len()
+        || num_required_signatures == 0
+    {
+        return Err(DecodeError::new("solana: bad message header"));
+    }
+    let blockhash = c.key()?;
+    let n_ix = c.shortvec()?;
+    let mut instructions = Vec::new();
+    for _ in 0..n_ix {
+        let program = c.u8()?;
+        let n_acc = c.shortvec()?;
+        let accounts = c.take(n_acc)?;
+        let n_data = c.shortvec()?;
+        let data = c.take(n_data)?;
+        instructions.push(Instruction {
+            program,
+            accounts,
+            data,
+        });
+    }
+    let mut lookups = 0;
+    if version.is_some() {
+        let n = c.shortvec()?;
+        for _ in 0..n {
+            c.key()?;
+            let w = c.shortvec()?;
+            c.take(w)?;
+            let r = c.shortvec()?;
+            c.take(r)?;
+        }
+        lookups = n;
+    }
+    if !c.buf.is_empty() {
+        return Err(DecodeError::new(format!(
+            "solana: {} trailing bytes after the message",
+            c.buf.len()
+        )));
+    }
+    Ok(Message {
+        version,
+        num_required_signatures,
+        keys,
+        blockhash,
+        instructions,
+        lookups,
+    })
+}
+
+/// Accepts a bare message, or an unsigned wire transaction around it.
+fn split_message(bytes: &[u8]) -> Result<(&[u8], Message<'_>), DecodeError> {
+    match parse_message(bytes) {
+        Ok(m) => Ok((bytes, m)),
+        Err(first_err) => {
+            let mut c = Cursor { buf: bytes };
+            let wrapped = (|| {
+                let n = c.shortvec()?;
+                c.take(
+                    n.checked_mul(64)
+                        .ok_or_else(|| DecodeError::new("solana: overflow"))?,
+                )?;
+                let msg = c.buf;
+                let m = parse_message(msg)?;
+                if usize::from(m.num_required_signatures) != n {
+                    return Err(DecodeError::new(
+                        "solana: signature count does not match the header",
+                    ));
+                }
+                Ok((msg, m))
+            })();
+            wrapped.map_err(|_| first_err)
+        }
+    }
+}
+
+/// Decodes a Solana message and its transfers.
+pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
+    let (msg_bytes, m) = split_message(bytes)?;
+    let mut d = Decoded {
+        kind: if m.version.is_some() {
+            "solana_v0"
+        } else {
+            "solana_legacy"
+        }
+        .to_owned(),
+        signing_hashes: vec![hex0x(msg_bytes)],
+        address_eq: AddressEq::Exact,
+        ..Decoded::default()
+    };
+    let fee_payer = m.keys.first().map(b58);
+    d.facts.insert("fee_payer".into(), json!(fee_payer));
+    d.facts
+        .insert("recent_blockhash".into(), json!(b58(&m.blockhash)));
+    d.facts
+        .insert("instruction_count".into(), json!(m.instructions.len()));
+    d.facts
+        .insert("address_table_lookups".into(), json!(m.lookups));
+    d.facts.insert(
+        "num_required_signatures".into(),
+        json!(m.num_required_signatures),
+    );
+
+    let key = |i: Option<&u8>| i.and_then(|i| m.keys.get(usize::from(*i)));
+    let token_program = key_of(TOKEN_PROGRAM);
+    let token_2022 = key_of(TOKEN_2022_PROGRAM);
+    let benign: Vec<[u8; 32]> = [ATA_PROGRAM, MEMO_PROGRAMS[0], MEMO_PROGRAMS[1]]
+        .iter()
+        .filter_map(|s| key_of(s))
+        .collect();
+    let compute_budget = key_of(COMPUTE_BUDGET_PROGRAM);
+
+    let mut transfers = Vec::new();
+    let mut other: Option<String> = None;
+    let mut fees = serde_json::Map::new();
+    for ix in &m.instructions {
+        let Some(program) = m.keys.get(usize::from(ix.program)) else {
+            other.get_or_insert_with(|| {
+                "an instruction whose program comes from an address lookup table".into()
+            });
+            continue;
+        };
+        let acc = |n: usize| key(ix.accounts.get(n));
+        if *program == SYSTEM_PROGRAM {
+            // SystemInstruction::Transfer = 2u32 LE, then lamports u64 LE.
+            match (ix.data.get(..4), ix.data.get(4..12), ix.data.len(), acc(1)) {
+                (Some([2, 0, 0, 0]), Some(l), 12, Some(to)) => {
+                    let lamports = u64::from_le_bytes(l.try_into().unwrap_or([0; 8]));
+                    transfers.push(Transfer {
+                        recipient: b58(to),
+                        amount: lamports.to_string(),
+                        asset: Asset::Native,
+                        spl: None,
+                    });
+                }
+                _ => {
+                    other.get_or_insert_with(|| {
+                        "a System Program instruction other than transfer".into()
+                    });
+                }
+            }
+        } else if Some(*program) == token_program || Some(*program) == token_2022 {
+            match spl_transfer(ix, program, &acc) {
+                Some((t, tt)) => {
+                    transfers.push(t);
+                    d.token_transfer.get_or_insert(tt);
+                }
+                None => {
+                    other.get_or_insert_with(|| {
+                        "a token program instruction other than transfer".into()
+                    });
+                }
+            }
+        } else if Some(*program) == compute_budget {
+            // SetComputeUnitLimit = 2 (u32), SetComputeUnitPrice = 3 (u64 micro-lamports).
+            match (ix.data.first(), ix.data.len()) {
+                (Some(2), 5) => {
+                    let v = ix
+                        .data
+                        .get(1..5)
+                        .and_then(|s| <[u8; 4]>::try_from(s).ok())
+                        .map(u32::from_le_bytes);
+                    fees.insert(
+                        "compute_unit_limit".into(),
+                        json!(v.unwrap_or(0).to_string()),
+                    );
+                }
+                (Some(3), 9) => {
+                    let v = ix
+                        .data
+                        .get(1..9)
+                        .and_then(|s| <[u8; 8]>::try_from(s).ok())
+                        .map(u64::from_le_bytes);
+                    fees.insert(
+                        "compute_unit_price_micro_lamports".into(),
+                        json!(v.unwrap_or(0).to_string()),
+                    );
+                }
+                _ => {}
+            }
+        } else if !benign.contains(program) {
+            other.get_or_insert_with(|| format!("an instruction for program {}", b58(program)));
+        }
+    }
+    d.facts
+        .insert("fees".into(), serde_json::Value::Object(fees));
+    d.recipients = transfers.clone();
+    d.action = match other {
+        Some(what) => Action::Other(what),
+        None if transfers.is_empty() => Action::Nothing,
+        None => Action::Transfers(transfers),
+    };
+    Ok(d)
+}
+
+/// SPL Token `Transfer` (3: source, destination, owner) and
+/// `TransferChecked` (12: source, mint, destination, owner).
+fn spl_transfer<'k>(
+    ix: &Instruction<'_>,
+    program: &[u8; 32],
+    acc: &dyn Fn(usize) -> Option<&'k [u8; 32]>,
+) -> Option<(Transfer, TokenTransfer)> {
+    let amount = u64::from_le_bytes(ix.data.get(1..9)?.try_into().ok()?);
+    let (method, src, mint, dst, decimals) = match (ix.data.first()?, ix.data.len()) {
+        (3, 9) => ("transfer", acc(0)?, None, acc(1)?, None),
+        (12, 10) => (
+            "transferChecked",
+            acc(0)?,
+            Some(*acc(1)?),
+            acc(2)?,
+            ix.data.get(9).copied(),
+        ),
+        _ => return None,
+    };
+    let asset = mint
+        .as_ref()
+        .map_or(Asset::UnknownToken, |m| Asset::Token(b58(m)));
+    let t = Transfer {
+        recipient: b58(dst),
+        amount: amount.to_string(),
+        asset,
+        spl: Some(SplDest {
+            mint,
+            token_program: *program,
+            token_account: *dst,
+            decimals,
+        }),
+    };
+    let tt = TokenTransfer {
+        standard: "spl",
+        method,
+        contract: mint.as_ref().map(b58),
+        from: Some(b58(src)),
+        recipient: b58(dst),
+        amount: amount.to_string(),
+    };
+    Some((t, tt))
+}
+
+/// True when `owner` (base58) is the owner whose associated token account
+/// for the transfer's mint is the destination token account.
+pub(crate) fn ata_matches(spl: &SplDest, owner: &str) -> bool {
+    let (Some(mint), Some(owner), Some(ata_program)) =
+        (spl.mint, key_of(owner), key_of(ATA_PROGRAM))
+    else {
+        return false;
+    };
+    find_program_address(&[&owner, &spl.token_program, &mint], &ata_program)
+        == Some(spl.token_account)
+}
+
+/// Solana's `find_program_address`: the first bump from 255 down whose
+/// address is off the ed25519 curve.
+fn find_program_address(seeds: &[&[u8]], program: &[u8; 32]) -> Option<[u8; 32]> {
+    (0..=255u8).rev().find_map(|bump| {
+        let mut h = Sha256::new();
+        for s in seeds {
+            h.update(s);
+        }
+        h.update([bump]);
+        h.update(program);
+        h.update(b"ProgramDerivedAddress");
+        let out: [u8; 32] = h.finalize().into();
+        let on_curve = CompressedEdwardsY(out).decompress().is_some();
+        (!on_curve).then_some(out)
+    })
+}

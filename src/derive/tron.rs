@@ -1,0 +1,314 @@
+//! TRON: `unsigned_raw_tx` is the protobuf `Transaction.raw` (what TRON
+//! calls `raw_data_hex`); the signing hash is sha256 of those bytes (the
+//! txID).
+//!
+//! The protobuf is read by a minimal hand-written reader for the handful of
+//! fields we need, from TRON's `Tron.proto`, `balance_contract.proto` and
+//! `smart_contract.proto`. Unknown fields are skipped; a singular field we
+//! read that appears twice is an error (protobuf would merge or override,
+//! and we refuse to guess which view the node acts on).
+
+use alloy_primitives::U256;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::{Action, AddressEq, Asset, Call, DecodeError, Decoded, Transfer, evm, hex0x};
+
+const TRANSFER_CONTRACT: u64 = 1;
+const TRIGGER_SMART_CONTRACT: u64 = 31;
+
+/// One protobuf field value.
+enum Wire<'a> {
+    Varint(u64),
+    Bytes(&'a [u8]),
+    Fixed,
+}
+
+/// Reads `(field number, value)` pairs; errors on malformed input.
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn varint(&mut self) -> Result<u64, DecodeError> {
+        let mut out: u64 = 0;
+        for i in 0..10u32 {
+            let (&b, rest) = self
+                .buf
+                .split_first()
+                .ok_or_else(|| DecodeError::new("protobuf: truncated varint"))?;
+            self.buf = rest;
+            let chunk = u64::from(b & 0x7f);
+            if i == 9 && b > 1 {
+                return Err(DecodeError::new("protobuf: varint overflow"));
+            }
+            out |= chunk << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(out);
+            }
+        }
+        Err(DecodeError::new("protobuf: varint too long"))
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let (head, rest) = self
+            .buf
+            .split_at_checked(n)
+            .ok_or_else(|| DecodeError::new("protobuf: truncated field"))?;
+        self.buf = rest;
+        Ok(head)
+    }
+
+    fn next(&mut self) -> Result<Option<(u64, Wire<'a>)>, DecodeError> {
+        if self.buf.is_empty() {
+            return Ok(None);
+        }
+        let key = self.varint()?;
+        let field = key >> 3;
+        if field == 0 {
+            return Err(DecodeError::new("protobuf: field number 0"));
+        }
+        let wire = match key & 7 {
+            0 => Wire::Varint(self.varint()?),
+            1 => {
+                self.take(8)?;
+                Wire::Fixed
+            }
+            2 => {
+                let len = usize::try_from(self.varint()?)
+                    .map_err(|_| DecodeError::new("protobuf: length overflow"))?;
+                Wire::Bytes(self.take(len)?)
+            }
+            5 => {
+                self.take(4)?;
+                Wire::Fixed
+            }
+            w => {
+                return Err(DecodeError::new(format!(
+                    "protobuf: unsupported wire type {w}"
+                )));
+            }
+        };
+        Ok(Some((field, wire)))
+    }
+}
+
+/// Collects the fields we read from one message, refusing duplicates of
+/// singular ones and wrong wire types.
+#[derive(Default)]
+struct Msg<'a> {
+    varints: Vec<(u64, u64)>,
+    bytes: Vec<(u64, &'a [u8])>,
+}
+
+impl<'a> Msg<'a> {
+    fn parse(buf: &'a [u8], repeated: &[u64]) -> Result<Self, DecodeError> {
+        let mut r = Reader { buf };
+        let mut m = Msg::default();
+        while let Some((field, wire)) = r.next()? {
+            let seen = m.varints.iter().any(|(f, _)| *f == field)
+                || m.bytes.iter().any(|(f, _)| *f == field);
+            if seen && !repeated.contains(&field) {
+                return Err(DecodeError::new(format!(
+                    "protobuf: field {field} appears twice"
+                )));
+            }
+            match wire {
+                Wire::Varint(v) => m.varints.push((field, v)),
+                Wire::Bytes(b) => m.bytes.push((field, b)),
+                Wire::Fixed => {}
+            }
+        }
+        Ok(m)
+    }
+
+    fn varint(&self, field: u64) -> u64 {
+        self.varints
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map_or(0, |(_, v)| *v)
+    }
+
+    fn int64(&self, field: u64, name: &str) -> Result<u64, DecodeError> {
+        let v = self.varint(field);
+        if i64::try_from(v).is_err() {
+            return Err(DecodeError::new(format!("{name} is negative")));
+        }
+        Ok(v)
+    }
+
+    fn bytes(&self, field: u64) -> &'a [u8] {
+        self.bytes
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map_or(&[], |(_, b)| b)
+    }
+
+    fn all_bytes(&self, field: u64) -> impl Iterator<Item = &'a [u8]> + '_ {
+        self.bytes
+            .iter()
+            .filter(move |(f, _)| *f == field)
+            .map(|(_, b)| *b)
+    }
+
+    fn has_varint_as_bytes(&self, fields: &[u64]) -> bool {
+        self.bytes.iter().any(|(f, _)| fields.contains(f))
+    }
+}
+
+/// Base58check of a 21-byte TRON address (0x41 prefix).
+pub(crate) fn tron_address(b21: &[u8]) -> Result<String, DecodeError> {
+    if b21.len() != 21 || b21.first() != Some(&0x41) {
+        return Err(DecodeError::new(format!(
+            "not a TRON address: {}",
+            hex0x(b21)
+        )));
+    }
+    Ok(base58check(b21))
+}
+
+fn base58check(payload: &[u8]) -> String {
+    let check = Sha256::digest(Sha256::digest(payload));
+    let mut v = payload.to_vec();
+    v.extend(check.iter().take(4));
+    bs58::encode(v).into_string()
+}
+
+/// An ABI address word as a TRON address (0x41 || last 20 bytes).
+fn tron_word(word: &[u8]) -> Option<String> {
+    let (pad, body) = word.split_at_checked(12)?;
+    if pad.iter().any(|b| *b != 0) {
+        return None;
+    }
+    let mut b21 = vec![0x41];
+    b21.extend_from_slice(body);
+    Some(base58check(&b21))
+}
+
+/// Decodes `Transaction.raw`.
+pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
+    // raw: ref_block_bytes 1, ref_block_num 3, ref_block_hash 4, expiration 8,
+    // auths 9 (repeated), data 10, contract 11 (repeated), scripts 12,
+    // timestamp 14, fee_limit 18.
+    let raw = Msg::parse(bytes, &[9, 11])?;
+    if raw.has_varint_as_bytes(&[3, 8, 14, 18]) {
+        return Err(DecodeError::new(
+            "protobuf: wrong wire type in Transaction.raw",
+        ));
+    }
+    let contracts: Vec<&[u8]> = raw.all_bytes(11).collect();
+    let [contract] = contracts.as_slice() else {
+        return Err(DecodeError::new(format!(
+            "TRON transaction has {} contracts, expected 1",
+            contracts.len()
+        )));
+    };
+    if raw.bytes(1).is_empty() || raw.varint(8) == 0 {
+        return Err(DecodeError::new(
+            "not a TRON Transaction.raw: no ref_block_bytes or expiration",
+        ));
+    }
+    // Contract: type 1, parameter 2 (Any: type_url 1, value 2), Permission_id 5.
+    let c = Msg::parse(contract, &[])?;
+    let ctype = c.varint(1);
+    let any = Msg::parse(c.bytes(2), &[])?;
+    let type_url = std::str::from_utf8(any.bytes(1))
+        .map_err(|_| DecodeError::new("Any.type_url is not UTF-8"))?;
+    let param = any.bytes(2);
+
+    let hash = Sha256::digest(bytes);
+    let mut d = Decoded {
+        signing_hashes: vec![hex0x(&hash)],
+        address_eq: AddressEq::Exact,
+        ..Decoded::default()
+    };
+    d.facts.insert(
+        "fees".into(),
+        json!({"fee_limit": raw.int64(18, "fee_limit")?.to_string()}),
+    );
+    d.facts.insert(
+        "expiration".into(),
+        json!(raw.int64(8, "expiration")?.to_string()),
+    );
+    d.facts.insert(
+        "timestamp".into(),
+        json!(raw.int64(14, "timestamp")?.to_string()),
+    );
+    d.facts
+        .insert("ref_block_bytes".into(), json!(hex0x(raw.bytes(1))));
+    d.facts
+        .insert("ref_block_hash".into(), json!(hex0x(raw.bytes(4))));
+    d.facts.insert("memo".into(), json!(hex0x(raw.bytes(10))));
+    d.facts.insert("permission_id".into(), json!(c.varint(5)));
+    d.facts.insert("contract_type".into(), json!(ctype));
+
+    match ctype {
+        TRANSFER_CONTRACT => {
+            expect_type_url(type_url, "protocol.TransferContract")?;
+            // TransferContract: owner_address 1, to_address 2, amount 3.
+            let p = Msg::parse(param, &[])?;
+            let from = tron_address(p.bytes(1))?;
+            let to = tron_address(p.bytes(2))?;
+            let amount = p.int64(3, "amount")?.to_string();
+            d.kind = "tron_transfer".into();
+            d.facts.insert("from".into(), json!(from));
+            d.facts.insert("to".into(), json!(to));
+            d.facts.insert("value".into(), json!(amount));
+            let t = Transfer {
+                recipient: to,
+                amount,
+                asset: Asset::Native,
+                spl: None,
+            };
+            d.recipients = vec![t.clone()];
+            d.action = Action::Transfers(vec![t]);
+        }
+        TRIGGER_SMART_CONTRACT => {
+            expect_type_url(type_url, "protocol.TriggerSmartContract")?;
+            // TriggerSmartContract: owner 1, contract 2, call_value 3, data 4,
+            // call_token_value 5, token_id 6.
+            let p = Msg::parse(param, &[])?;
+            let from = tron_address(p.bytes(1))?;
+            let contract = tron_address(p.bytes(2))?;
+            let call_value = U256::from(p.int64(3, "call_value")?);
+            let token_value = p.int64(5, "call_token_value")?;
+            let data = p.bytes(4);
+            d.kind = "tron_trigger_smart_contract".into();
+            d.facts.insert("from".into(), json!(from));
+            d.facts.insert("to".into(), json!(contract));
+            d.facts
+                .insert("value".into(), json!(call_value.to_string()));
+            d.facts.insert("input".into(), json!(hex0x(data)));
+            d.facts
+                .insert("call_token_value".into(), json!(token_value.to_string()));
+            let token = evm::decode_erc20(&contract, data, "trc20", tron_word);
+            d.recipients = evm::recipients_for(Some(&contract), &call_value, data, token.as_ref());
+            d.action = if token_value != 0 {
+                Action::Other("a contract call that also moves a TRC-10 token".into())
+            } else {
+                evm::action_for(Some(&contract), &call_value, data, token.as_ref())
+            };
+            d.token_transfer = token;
+            d.call = Some(Call {
+                to: Some(contract),
+                value: call_value.to_string(),
+                data: data.to_vec(),
+            });
+        }
+        other => {
+            d.kind = format!("tron_contract_{other}");
+            d.action = Action::Other(format!("a TRON contract of type {other}"));
+        }
+    }
+    Ok(d)
+}
+
+fn expect_type_url(type_url: &str, name: &str) -> Result<(), DecodeError> {
+    if type_url.rsplit('/').next() == Some(name) {
+        Ok(())
+    } else {
+        Err(DecodeError::new(format!(
+            "contract parameter type `{type_url}` does not match `{name}`"
+        )))
+    }
+}

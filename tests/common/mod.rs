@@ -1,0 +1,228 @@
+//! Shared harness for integration tests: real RSA keys generated at test time,
+//! the real `tss-gate` binary started on port 0 with a temp config, and a
+//! client that acts like a TSS Node over real HTTP.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use rsa::RsaPrivateKey;
+use tss_gate::keys::{self, SigningKey, VerifyingKey};
+use tss_gate::protocol::{CallbackRequest, CallbackResponse};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Key pairs generated once per test binary (RSA generation is slow).
+pub struct TestKeys {
+    pub server: RsaPrivateKey,
+    pub node: RsaPrivateKey,
+    /// A second, configured node key (several nodes may share one server).
+    pub node_b: RsaPrivateKey,
+    /// A key that is NOT configured anywhere.
+    pub stranger: RsaPrivateKey,
+}
+
+pub fn test_keys() -> &'static TestKeys {
+    static KEYS: OnceLock<TestKeys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let fresh = || keys::generate(2048).expect("keygen");
+        TestKeys {
+            server: fresh(),
+            node: fresh(),
+            node_b: fresh(),
+            stranger: fresh(),
+        }
+    })
+}
+
+pub fn signing(k: &RsaPrivateKey) -> SigningKey {
+    keys::signing_key_from(k, Path::new("test")).expect("signing key")
+}
+
+pub fn verifying(name: &str, k: &RsaPrivateKey) -> VerifyingKey {
+    keys::verifying_key_from(name, &k.to_public_key(), Path::new("test"))
+}
+
+/// A temp dir holding the test keys as files and a config pointing at them.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let k = test_keys();
+        let kd = dir.path().join("keys");
+        keys::write_pair(&k.server, &kd, "callback-server", false).expect("write");
+        keys::write_pair(&k.node, &kd, "node-a", false).expect("write");
+        keys::write_pair(&k.node_b, &kd, "node-b", false).expect("write");
+        Self { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The standard test config: the repo's shipped policies, both node keys.
+    /// `extra` is appended verbatim (top-level YAML sections).
+    pub fn config(&self, extra: &str) -> PathBuf {
+        self.config_with_policy(&repo().join("rego"), extra)
+    }
+
+    pub fn config_with_policy(&self, policy_dir: &Path, extra: &str) -> PathBuf {
+        let kd = self.path().join("keys");
+        let text = format!(
+            "callback_server:\n  service_name: tss-gate-test\n  endpoint: \"127.0.0.1:0\"\n  token_expire_minutes: 2\n  service_private_key_path: {}\n  tss_node_keys:\n    - name: node-a\n      path: {}\n    - name: node-b\n      path: {}\npolicy:\n  dir: {}\n  watch: false\n{}",
+            kd.join("callback-server.pem").display(),
+            kd.join("node-a.pub.pem").display(),
+            kd.join("node-b.pub.pem").display(),
+            policy_dir.display(),
+            extra
+        );
+        let p = self.path().join("tss-gate.yaml");
+        std::fs::write(&p, text).expect("write config");
+        p
+    }
+}
+
+/// The real binary, serving on an ephemeral loopback port. Killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+    pub metrics_addr: Option<String>,
+    pub stderr_log: PathBuf,
+}
+
+impl Server {
+    pub fn start(config: &Path) -> Self {
+        Self::start_with_args(config, &[])
+    }
+
+    pub fn start_with_args(config: &Path, args: &[&str]) -> Self {
+        let log = config.with_extension("stderr.log");
+        let stderr = std::fs::File::create(&log).expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tss-gate"))
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .current_dir(repo())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn tss-gate");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut reader = BufReader::new(stdout);
+        let mut addr = None;
+        let mut metrics_addr = None;
+        let mut line = String::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            if let Some(a) = line.trim().strip_prefix("metrics on ") {
+                metrics_addr = Some(a.to_owned());
+            }
+            if let Some(a) = line.trim().strip_prefix("listening on ") {
+                addr = Some(a.to_owned());
+                break;
+            }
+        }
+        let Some(addr) = addr else {
+            let _ = child.kill();
+            let err = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("tss-gate did not start:\n{err}");
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while reader.read_line(&mut sink).unwrap_or(0) > 0 {
+                sink.clear();
+            }
+        });
+        Server {
+            child,
+            addr,
+            metrics_addr,
+            stderr_log: log,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn check_url(&self) -> String {
+        self.url("/v2/check")
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Mints a request token as the TSS Node does.
+pub fn mint(req: &CallbackRequest, key: &RsaPrivateKey) -> String {
+    let doc = serde_json::to_vec(req).expect("json");
+    tss_gate::token::sign_package(&doc, &signing(key), "tss-node", 120).expect("sign")
+}
+
+/// Posts a raw form body and returns (HTTP status, body).
+pub fn post_form(url: &str, body: &str) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async {
+        let c = reqwest::Client::new();
+        let r = c
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("post");
+        let s = r.status().as_u16();
+        (s, r.text().await.expect("body"))
+    })
+}
+
+/// Posts a token as the `TSS_JWT_MSG` form field.
+pub fn post_token(url: &str, token: &str) -> (u16, String) {
+    let body = serde_urlencoded::to_string([("TSS_JWT_MSG", token)]).expect("form");
+    post_form(url, &body)
+}
+
+/// Verifies an answer with the server's public key and decodes it. Panics if
+/// the answer is not a valid signed token: every answer must be one.
+pub fn verify_answer(body: &str) -> CallbackResponse {
+    let key = verifying("callback-server", &test_keys().server);
+    let bytes = tss_gate::token::verify_answer(body, &key)
+        .unwrap_or_else(|e| panic!("answer does not verify ({e}): {body}"));
+    serde_json::from_slice(&bytes).expect("answer JSON")
+}
+
+/// Sends a request as node-a and returns the verified answer.
+pub fn send(server: &Server, req: &CallbackRequest) -> CallbackResponse {
+    let (status, body) = post_token(&server.check_url(), &mint(req, &test_keys().node));
+    assert_eq!(status, 200, "every answer is HTTP 200: {body}");
+    verify_answer(&body)
+}
+
+pub fn fixture_paths() -> Vec<PathBuf> {
+    tss_gate::fixture::discover(&repo().join("tests/fixtures")).expect("fixtures")
+}
