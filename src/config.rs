@@ -610,6 +610,19 @@ mod tests {
     }
 
     #[test]
+    fn shipped_configs_validate() {
+        for name in ["tss-gate.yaml", "tss-gate.example.yaml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(name);
+            let cfg = Config::load(&path, &Overrides::default())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(!cfg.node_keys().is_empty(), "{name}");
+        }
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("tss-gate.example.yaml");
+        let cfg = Config::load(&example, &Overrides::default()).unwrap();
+        assert!(!cfg.generate_dev_keys, "the production example never generates keys");
+    }
+
+    #[test]
     fn overrides_win() {
         let mut cfg = Config::parse(Path::new("c.yaml"), MIN).unwrap();
         cfg.apply(&Overrides {

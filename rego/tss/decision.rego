@@ -109,11 +109,17 @@ rule_denies contains normalize(d) if some d in raw_denies
 
 request_type_text := fmt.show(input.request_type)
 
-default request_type_text := "<missing>"
+request_type_text := "<missing>" if not has_key(input, "request_type")
 
 request_type_code_text := fmt.show(input.request_type_code)
 
-default request_type_code_text := "<missing>"
+request_type_code_text := "<missing>" if not has_key(input, "request_type_code")
+
+# has_key: also false when the input is not an object or not there at all.
+has_key(obj, key) if {
+	is_object(obj)
+	key in object.keys(obj)
+}
 
 framework_denies contains {
 	"code": "request.unknown_type",

@@ -44,4 +44,4 @@ deny contains {
 
 node_ids_text := fmt.list(input.detail.new_node_ids) if is_array(input.detail.new_node_ids)
 
-default node_ids_text := "<missing>"
+node_ids_text := "<missing>" if not is_array(input.detail.new_node_ids)

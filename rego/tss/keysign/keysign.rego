@@ -21,7 +21,7 @@ token := fmt.field(tx, "token_id")
 
 destination := tx.destination if is_object(tx.destination)
 
-default destination := {}
+destination := {} if not is_object(tx.destination)
 
 destination_type := fmt.field(destination, "destination_type")
 

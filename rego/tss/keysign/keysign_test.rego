@@ -1,4 +1,5 @@
-# Tests for keysign.rego, plus the shared fixtures (`td`, `req`, `codes`)
+# Tests for keysign.rego, plus the shared helpers (`td`, `erc_cfg`, `req`,
+# `dest_to`, `all_codes`, `all_msgs`)
 # that every keysign *_test.rego file in this package uses.
 package tss.keysign_test
 
@@ -20,14 +21,14 @@ td := {
 	"usdt_cap": {"token_ids": ["ETH_USDT"], "max_amount": "10000"},
 }
 
-erc := {"enable": true, "key_sign": {"reject_all": false}}
+erc_cfg := {"enable": true, "key_sign": {"reject_all": false}}
 
-destination(addr, amount) := {"destination_type": "Address", "account_output": {"address": addr, "amount": amount}}
+dest_to(addr, amount) := {"destination_type": "Address", "account_output": {"address": addr, "amount": amount}}
 
 base_tx := {
 	"wallet_id": "w-1", "chain_id": "ETH", "token_id": "ETH",
 	"source": {"source_type": "Org-Controlled", "wallet_id": "w-1"},
-	"destination": destination("0xAAAA", "1.5"),
+	"destination": dest_to("0xAAAA", "1.5"),
 }
 
 # shallow_merge: top-level keys of patch replace base's (object.union
@@ -45,47 +46,48 @@ req(tx_patch) := {
 	},
 }
 
-# codes(request): the deny codes the keysign package produces for it.
-codes(request) := c if {
-	c := {d.code | some d in keysign.deny} with input as request
-		with data.keysign as td
-		with data.embedded_risk_control_rules as erc
-}
+# all_codes / all_msgs: what the keysign package denies, evaluated by each
+# test `with input as ... with data.keysign as td ...`. (Rules, not
+# functions: regorus 0.14 mis-evaluates some rules when `with` is used
+# inside a function body, so tests put `with` in the test rule itself.)
+all_codes := {d.code | some d in data.tss.keysign.deny}
 
-msgs(request) := m if {
-	m := {d.msg | some d in keysign.deny} with input as request
-		with data.keysign as td
-		with data.embedded_risk_control_rules as erc
-}
+all_msgs := {d.msg | some d in data.tss.keysign.deny}
 
 test_well_formed_request_passes if {
-	codes(req({})) == set()
+	_r1 := all_codes with input as req({}) with data.keysign as td with data.embedded_risk_control_rules as erc_cfg
+	_r1 == set()
 	keysign.allow with input as req({})
 }
 
 test_transaction_missing if {
 	r := json.remove(req({}), ["extra/transaction"])
-	"keysign.transaction_missing" in codes(r)
+	_r2 := all_codes with input as r with data.keysign as td with data.embedded_risk_control_rules as erc_cfg
+	"keysign.transaction_missing" in _r2
 	not keysign.allow with input as r
 }
 
 test_msg_hash_list_missing_or_empty if {
-	"keysign.msg_hash_list_empty" in codes(object.union(req({}), {"detail": {"msg_hash_list": []}}))
-	"keysign.msg_hash_list_empty" in codes(object.union(req({}), {"detail": {"msg_hash_list": "abc"}}))
-	"keysign.msg_hash_list_empty" in codes(json.remove(req({}), ["detail/msg_hash_list"]))
+	_r3 := all_codes with input as object.union(req({}), {"detail": {"msg_hash_list": []}}) with data.keysign as td with data.embedded_risk_control_rules as erc_cfg
+	"keysign.msg_hash_list_empty" in _r3
+	_r4 := all_codes with input as object.union(req({}), {"detail": {"msg_hash_list": "abc"}}) with data.keysign as td with data.embedded_risk_control_rules as erc_cfg
+	"keysign.msg_hash_list_empty" in _r4
+	_r5 := all_codes with input as json.remove(req({}), ["detail/msg_hash_list"]) with data.keysign as td with data.embedded_risk_control_rules as erc_cfg
+	"keysign.msg_hash_list_empty" in _r5
 }
 
 test_msg_hash_malformed if {
 	r := object.union(req({}), {"detail": {"msg_hash_list": ["0xABCdef01", "not-hex", 5]}})
-	msgs(r) == {"message hash `not-hex` is not a hex string", "message hash `5` is not a hex string"}
+	_r6 := all_msgs with input as r with data.keysign as td with data.embedded_risk_control_rules as erc_cfg
+	_r6 == {"message hash `not-hex` is not a hex string", "message hash `5` is not a hex string"}
 }
 
 test_embedded_key_sign_reject_all if {
-	c := {d.code | some d in keysign.deny} with input as req({})
+	c := {d.code | some d in data.tss.keysign.deny} with input as req({})
 		with data.keysign as td
 		with data.embedded_risk_control_rules as {"enable": true, "key_sign": {"reject_all": true}}
 	c == {"keysign.reject_all"}
-	c2 := {d.code | some d in keysign.deny} with input as req({})
+	c2 := {d.code | some d in data.tss.keysign.deny} with input as req({})
 		with data.keysign as td
 		with data.embedded_risk_control_rules as {"enable": false, "key_sign": {"reject_all": true}}
 	c2 == set()

@@ -1,14 +1,17 @@
 package tss.keysign_test
 
 test_allowed_token_passes if {
-	not "keysign.token_not_allowed" in codes(req({"token_id": "ETH"}))
+	_r1 := all_codes with input as req({"token_id": "ETH"}) with data.keysign as td with data.embedded_risk_control_rules as erc_cfg
+	not "keysign.token_not_allowed" in _r1
 }
 
 test_token_not_allowed if {
-	"token `SOL_USDC` is not in the allowed token list" in msgs(req({"token_id": "SOL_USDC", "chain_id": "ETH"}))
+	_r2 := all_msgs with input as req({"token_id": "SOL_USDC", "chain_id": "ETH"}) with data.keysign as td with data.embedded_risk_control_rules as erc_cfg
+	"token `SOL_USDC` is not in the allowed token list" in _r2
 }
 
 test_token_missing_not_allowed if {
 	r := json.remove(req({}), ["extra/transaction/token_id"])
-	"token `<missing>` is not in the allowed token list" in msgs(r)
+	_r3 := all_msgs with input as r with data.keysign as td with data.embedded_risk_control_rules as erc_cfg
+	"token `<missing>` is not in the allowed token list" in _r3
 }
