@@ -47,9 +47,9 @@ req(tx_patch) := {
 }
 
 # all_codes / all_msgs: what the keysign package denies, evaluated by each
-# test `with input as ... with data.keysign as td ...`. (Rules, not
-# functions: regorus 0.14 mis-evaluates some rules when `with` is used
-# inside a function body, so tests put `with` in the test rule itself.)
+# test `with input as ... with data.keysign as td ...` in the test rule
+# itself. Full `data.tss.keysign` path on purpose: in regorus 0.14 the import
+# alias `keysign.deny` saw only some of the package's deny definitions.
 all_codes := {d.code | some d in data.tss.keysign.deny}
 
 all_msgs := {d.msg | some d in data.tss.keysign.deny}

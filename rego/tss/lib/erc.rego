@@ -9,9 +9,7 @@ package tss.lib.erc
 
 import data.tss.lib.fmt
 
-# Complementary rules instead of `default`: regorus 0.14 evaluates a
-# `default`-ed rule to its default when it is reached through a function
-# called under `with` (seen in tests), so the library avoids `default`.
+# Complementary rules instead of `default` (library style, see README).
 rules := data.embedded_risk_control_rules if has_rules
 
 rules := {} if not has_rules
