@@ -23,6 +23,10 @@ td := {
 
 erc_cfg := {"enable": true, "key_sign": {"reject_all": false}}
 
+# The business-rule tests judge descriptions alone; integrity.rego has its
+# own tests with raw transactions.
+no_integrity := {}
+
 dest_to(addr, amount) := {"destination_type": "Address", "account_output": {"address": addr, "amount": amount}}
 
 base_tx := {
@@ -47,7 +51,7 @@ req(tx_patch) := {
 }
 
 # all_codes / all_msgs: what the keysign package denies, evaluated by each
-# test `with input as ... with data.keysign as td ...` in the test rule
+# test `with input as ... with data.keysign as td with data.integrity as no_integrity ...` in the test rule
 # itself. Full `data.tss.keysign` path on purpose: in regorus 0.14 the import
 # alias `keysign.deny` saw only some of the package's deny definitions.
 all_codes := {d.code | some d in data.tss.keysign.deny}
@@ -55,40 +59,40 @@ all_codes := {d.code | some d in data.tss.keysign.deny}
 all_msgs := {d.msg | some d in data.tss.keysign.deny}
 
 test_well_formed_request_passes if {
-	_r1 := all_codes with input as req({}) with data.keysign as td with data.embedded_risk_control_rules as erc_cfg
+	_r1 := all_codes with input as req({}) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
 	_r1 == set()
 	keysign.allow with input as req({})
 }
 
 test_transaction_missing if {
 	r := json.remove(req({}), ["extra/transaction"])
-	_r2 := all_codes with input as r with data.keysign as td with data.embedded_risk_control_rules as erc_cfg
+	_r2 := all_codes with input as r with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
 	"keysign.transaction_missing" in _r2
 	not keysign.allow with input as r
 }
 
 test_msg_hash_list_missing_or_empty if {
-	_r3 := all_codes with input as object.union(req({}), {"detail": {"msg_hash_list": []}}) with data.keysign as td with data.embedded_risk_control_rules as erc_cfg
+	_r3 := all_codes with input as object.union(req({}), {"detail": {"msg_hash_list": []}}) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
 	"keysign.msg_hash_list_empty" in _r3
-	_r4 := all_codes with input as object.union(req({}), {"detail": {"msg_hash_list": "abc"}}) with data.keysign as td with data.embedded_risk_control_rules as erc_cfg
+	_r4 := all_codes with input as object.union(req({}), {"detail": {"msg_hash_list": "abc"}}) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
 	"keysign.msg_hash_list_empty" in _r4
-	_r5 := all_codes with input as json.remove(req({}), ["detail/msg_hash_list"]) with data.keysign as td with data.embedded_risk_control_rules as erc_cfg
+	_r5 := all_codes with input as json.remove(req({}), ["detail/msg_hash_list"]) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
 	"keysign.msg_hash_list_empty" in _r5
 }
 
 test_msg_hash_malformed if {
 	r := object.union(req({}), {"detail": {"msg_hash_list": ["0xABCdef01", "not-hex", 5]}})
-	_r6 := all_msgs with input as r with data.keysign as td with data.embedded_risk_control_rules as erc_cfg
+	_r6 := all_msgs with input as r with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
 	_r6 == {"message hash `not-hex` is not a hex string", "message hash `5` is not a hex string"}
 }
 
 test_embedded_key_sign_reject_all if {
 	c := {d.code | some d in data.tss.keysign.deny} with input as req({})
-		with data.keysign as td
+		with data.keysign as td with data.integrity as no_integrity
 		with data.embedded_risk_control_rules as {"enable": true, "key_sign": {"reject_all": true}}
 	c == {"keysign.reject_all"}
 	c2 := {d.code | some d in data.tss.keysign.deny} with input as req({})
-		with data.keysign as td
+		with data.keysign as td with data.integrity as no_integrity
 		with data.embedded_risk_control_rules as {"enable": false, "key_sign": {"reject_all": true}}
 	c2 == set()
 }

@@ -1,0 +1,118 @@
+# KEYSIGN rule: what the node signs must be what was described.
+#
+# tss-gate decodes `transaction.raw_tx_info.unsigned_raw_tx` in Rust before
+# evaluation and puts the facts at `input.derived` (docs/derived.md): the
+# signing hashes computed from the bytes, whether every `msg_hash_list` entry
+# is one of them, and whether the decoded recipient/amount/asset agree with
+# the description. These rules turn those facts into denials for the chains
+# listed in data.integrity.enforce_chains (the EVM chains by default), so no
+# other rule ever judges a description that the signed bytes contradict.
+package tss.keysign
+
+import data.tss.lib.fmt
+
+integrity_enforced if chain in data.integrity.enforce_chains
+
+# Destination kinds that move value and so must come with the bytes that
+# move it; message signatures carry no transaction.
+value_moving_destinations := {"Address", "EVM_Contract"}
+
+has_raw_tx if {
+	is_string(tx.raw_tx_info.unsigned_raw_tx)
+	tx.raw_tx_info.unsigned_raw_tx != ""
+}
+
+deny contains {
+	"code": "keysign.raw_tx_missing",
+	"msg": sprintf("chain `%s` requires `unsigned_raw_tx` to verify what is signed, but the transaction has none", [chain]),
+} if {
+	has_tx
+	chain in data.integrity.require_raw_tx_chains
+	destination_type in value_moving_destinations
+	not has_raw_tx
+}
+
+# The server derives facts for every raw transaction it sees; a raw
+# transaction without them (derivation disabled or failed) is not trusted.
+deny contains {
+	"code": "keysign.raw_tx_not_derived",
+	"msg": sprintf("`unsigned_raw_tx` on chain `%s` was not decoded, so what is signed cannot be verified", [chain]),
+} if {
+	has_tx
+	integrity_enforced
+	has_raw_tx
+	not is_object(input.derived)
+}
+
+deny contains {
+	"code": "keysign.raw_tx_undecodable",
+	"msg": sprintf("`unsigned_raw_tx` on chain `%s` cannot be decoded: %s", [chain, fmt.show(input.derived.error)]),
+} if {
+	has_tx
+	integrity_enforced
+	input.derived.error != null
+}
+
+derived_ok if {
+	is_object(input.derived)
+	input.derived.error == null
+}
+
+deny contains {
+	"code": "keysign.msg_hash_mismatch",
+	"msg": sprintf(
+		"msg_hash_list entries [%s] are not signing hashes of unsigned_raw_tx (computed [%s])",
+		[fmt.list(unmatched), fmt.list(input.derived.signing_hashes)],
+	),
+} if {
+	has_tx
+	integrity_enforced
+	derived_ok
+	input.derived.msg_hashes_match != true
+	unmatched := object.get(input.derived, "unmatched_msg_hashes", [])
+}
+
+deny contains {
+	"code": "keysign.raw_tx_disagrees",
+	"msg": sprintf("raw transaction disagrees with the description: %s", [fmt.show(d)]),
+} if {
+	has_tx
+	integrity_enforced
+	derived_ok
+	input.derived.description_agrees != true
+	some d in as_list(input.derived.disagreements)
+}
+
+# Disagreeing without saying why still denies.
+deny contains {
+	"code": "keysign.raw_tx_disagrees",
+	"msg": "raw transaction disagrees with the description",
+} if {
+	has_tx
+	integrity_enforced
+	derived_ok
+	input.derived.description_agrees != true
+	count(as_list(input.derived.disagreements)) == 0
+}
+
+# A token transfer must go through the contract data names for the token:
+# a look-alike contract with the same transfer() moves a worthless token
+# while the description claims USDT.
+deny contains {
+	"code": "keysign.token_contract_mismatch",
+	"msg": sprintf(
+		"token `%s` on chain `%s` must use contract `%s`, but the raw transaction calls `%s`",
+		[token, chain, expected, fmt.show(input.derived.token_transfer.contract)],
+	),
+} if {
+	has_tx
+	integrity_enforced
+	derived_ok
+	expected := data.integrity.token_contracts[chain][tx.token_id]
+	is_object(input.derived.token_transfer)
+	lower(fmt.show(input.derived.token_transfer.contract)) != lower(expected)
+}
+
+as_list(x) := x if is_array(x)
+
+as_list(x) := [] if not is_array(x)
