@@ -178,6 +178,50 @@ def integrity():
     print(f"wrote {n} integrity fixtures")
 
 
+def from_vectors():
+    """TRON and Solana integrity fixtures from the independent vectors."""
+    eth = load(os.path.join(FIXTURES, "keysign_eth_approve.json"))
+    reasons_by_suffix = {
+        "recipient_swapped": ["recipient"],
+        "recipient_hidden": ["recipient"],
+        "amount_raised": ["amount"],
+        "wrong_msg_hash": ["msg_hash_list"],
+        "owner_unprovable": ["raw transaction disagrees"],
+        "truncated": ["cannot be decoded"],
+        "garbage": ["cannot be decoded"],
+        "odd_hex": ["cannot be decoded"],
+        "trailing": ["cannot be decoded"],
+    }
+    n = 0
+    for family in ("tron", "solana"):
+        cases = load(os.path.join(HERE, f"{family}.json"))["cases"]
+        for c in cases:
+            name = c["name"]
+            if name.endswith("_ok"):
+                action, reasons = "APPROVE", []
+            else:
+                suffix = next((k for k in reasons_by_suffix if name.endswith(k)), None)
+                if suffix is None:
+                    continue
+                action, reasons = "REJECT", reasons_by_suffix[suffix]
+            fx = copy.deepcopy(eth)
+            detail, extra = parts(fx)
+            vtx = c["extra"]["transaction"]
+            tx = extra["transaction"]
+            for key in ("chain_id", "token_id", "destination", "raw_tx_info"):
+                tx[key] = vtx[key]
+            tx["asset_id"] = vtx["token_id"]
+            detail["msg_hash_list"] = c["detail"]["msg_hash_list"]
+            detail["signature_type"] = 2 if family == "solana" else 1
+            fx["description"] = f"{family} vector `{name}` ({'agrees' if action == 'APPROVE' else 'tampered'})"
+            n += 1
+            fx["request"]["request_id"] = f"integrity-{family}-{n:02d}"
+            fx["expect"] = {"action": action, "status": 0, "reasons": reasons}
+            store(fx, detail, extra)
+            save(os.path.join(FIXTURES, f"integrity_{name}_{action.lower()}.json"), fx)
+    print(f"wrote {n} TRON/Solana integrity fixtures")
+
+
 def eth_hash_of(fx):
     detail, _ = parts(fx)
     return detail["msg_hash_list"][0]
@@ -186,3 +230,4 @@ def eth_hash_of(fx):
 if __name__ == "__main__":
     refresh_existing()
     integrity()
+    from_vectors()
