@@ -619,7 +619,10 @@ mod tests {
         }
         let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("tss-gate.example.yaml");
         let cfg = Config::load(&example, &Overrides::default()).unwrap();
-        assert!(!cfg.generate_dev_keys, "the production example never generates keys");
+        assert!(
+            !cfg.generate_dev_keys,
+            "the production example never generates keys"
+        );
     }
 
     #[test]

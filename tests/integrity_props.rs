@@ -29,10 +29,13 @@ fn policy() -> &'static PolicySet {
 fn base() -> &'static (CallbackRequest, Vec<u8>) {
     static B: OnceLock<(CallbackRequest, Vec<u8>)> = OnceLock::new();
     B.get_or_init(|| {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keysign_eth_approve.json");
+        let p =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keysign_eth_approve.json");
         let req = tss_gate::fixture::load_request(&p).unwrap();
         let extra: Value = serde_json::from_str(&req.extra_info).unwrap();
-        let raw = extra["transaction"]["raw_tx_info"]["unsigned_raw_tx"].as_str().unwrap();
+        let raw = extra["transaction"]["raw_tx_info"]["unsigned_raw_tx"]
+            .as_str()
+            .unwrap();
         let bytes = hex::decode(raw.trim_start_matches("0x")).unwrap();
         (req, bytes)
     })

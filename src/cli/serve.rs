@@ -98,7 +98,11 @@ fn init_logging(cfg: &Config, json_flag: bool) {
         };
         tracing_subscriber::EnvFilter::new(level)
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // stderr for logs, so stdout carries only the machine-readable
+    // "listening on" lines.
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
     let _ = if json_flag || cfg.logging.format == "json" {
         builder.json().try_init()
     } else {

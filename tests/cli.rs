@@ -1,0 +1,255 @@
+//! The CLI as a user runs it: `keys generate`, key formats, `send` exit codes
+//! against the real server, and the dev config's key generation.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use rsa::pkcs1::{EncodeRsaPrivateKey, EncodeRsaPublicKey};
+use rsa::pkcs8::LineEnding;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tss-gate"))
+}
+
+#[test]
+fn keys_generate_writes_0600_private_and_spki_public_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .args([
+            "keys", "generate", "--bits", "2048", "--name", "cb", "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let private = dir.path().join("cb.pem");
+    let public = dir.path().join("cb.pub.pem");
+    let mode = std::fs::metadata(&private).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "private key mode");
+    let pem = std::fs::read_to_string(&public).unwrap();
+    assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"), "SPKI: {pem}");
+    let key = tss_gate::keys::load_signing_key(&private).unwrap();
+    assert_eq!(key.bits, 2048);
+    tss_gate::keys::load_verifying_key("cb", &public).unwrap();
+
+    let before = std::fs::read(&private).unwrap();
+    let again = bin()
+        .args([
+            "keys", "generate", "--bits", "2048", "--name", "cb", "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    assert_eq!(std::fs::read(&private).unwrap(), before, "not overwritten");
+
+    // A world-readable file replaced with --force comes back 0600.
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let forced = bin()
+        .args([
+            "keys", "generate", "--bits", "2048", "--name", "cb", "--force", "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(forced.status.success());
+    assert_ne!(
+        std::fs::read(&private).unwrap(),
+        before,
+        "overwritten with --force"
+    );
+    let mode = std::fs::metadata(&private).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    let small = bin()
+        .args([
+            "keys", "generate", "--bits", "1024", "--name", "small", "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(small.status.code(), Some(1), "1024-bit keys are refused");
+}
+
+#[test]
+fn pkcs1_and_pkcs8_private_and_spki_and_pkcs1_public_keys_all_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = &test_keys().node;
+    let p1 = dir.path().join("p1.pem");
+    std::fs::write(&p1, k.to_pkcs1_pem(LineEnding::LF).unwrap().as_bytes()).unwrap();
+    let pub1 = dir.path().join("pub1.pem");
+    std::fs::write(
+        &pub1,
+        k.to_public_key().to_pkcs1_pem(LineEnding::LF).unwrap(),
+    )
+    .unwrap();
+    tss_gate::keys::write_pair(k, dir.path(), "p8", false).unwrap();
+
+    let s1 = tss_gate::keys::load_signing_key(&p1).unwrap();
+    let s8 = tss_gate::keys::load_signing_key(&dir.path().join("p8.pem")).unwrap();
+    let v1 = tss_gate::keys::load_verifying_key("a", &pub1).unwrap();
+    let v8 = tss_gate::keys::load_verifying_key("b", &dir.path().join("p8.pub.pem")).unwrap();
+    // Each signing form verifies under each public form: they are one key.
+    for s in [&s1, &s8] {
+        let tok = tss_gate::token::sign_package(b"{}", s, "x", 60).unwrap();
+        for v in [&v1, &v8] {
+            let verifier = tss_gate::token::Verifier::new(vec![v.clone()], 0);
+            assert!(verifier.verify(&tok).is_ok());
+        }
+    }
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(
+        &garbage,
+        "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+    )
+    .unwrap();
+    let e = tss_gate::keys::load_verifying_key("g", &garbage)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("garbage.pem"), "{e}");
+
+    let small = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 1024).unwrap();
+    let sp = dir.path().join("small.pem");
+    std::fs::write(&sp, small.to_pkcs1_pem(LineEnding::LF).unwrap().as_bytes()).unwrap();
+    let e = tss_gate::keys::load_signing_key(&sp)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("1024") && e.contains("2048") && e.contains("small.pem"),
+        "{e}"
+    );
+}
+
+fn send(
+    server: &Server,
+    ws: &Workspace,
+    fixture: &str,
+) -> (Option<i32>, serde_json::Value, String) {
+    let out = bin()
+        .args(["send", &server.check_url()])
+        .arg(repo().join("tests/fixtures").join(fixture))
+        .arg("--key")
+        .arg(ws.path().join("keys/node-a.pem"))
+        .arg("--server-key")
+        .arg(ws.path().join("keys/callback-server.pub.pem"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let v = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
+    (
+        out.status.code(),
+        v,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn send_exit_codes_follow_the_answer() {
+    let ws = Workspace::new();
+    let server = Server::start(&ws.config(""));
+    let (code, v, err) = send(&server, &ws, "keysign_eth_approve.json");
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(v["action"], "APPROVE");
+    assert_eq!(v["request_id"], "c3a1e6f2-4b7d-4e8a-9f10-2d3c4b5a6e7f");
+
+    let (code, v, _) = send(&server, &ws, "keysign_usdt_over_cap_reject.json");
+    assert_eq!(code, Some(1));
+    assert_eq!(v["action"], "REJECT");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("exceeds the `10000` per-transaction cap"),
+        "{v}"
+    );
+
+    // Signed with a key the server does not know: a signed status 20 → exit 2.
+    let stranger = tempfile::tempdir().unwrap();
+    tss_gate::keys::write_pair(&test_keys().stranger, stranger.path(), "s", false).unwrap();
+    let out = bin()
+        .args(["send", &server.check_url()])
+        .arg(repo().join("tests/fixtures/keysign_eth_approve.json"))
+        .arg("--key")
+        .arg(stranger.path().join("s.pem"))
+        .arg("--server-key")
+        .arg(ws.path().join("keys/callback-server.pub.pem"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], 20);
+
+    // Verifying the answer with the wrong server key is a failure, not a decision.
+    let out = bin()
+        .args(["send", &server.check_url()])
+        .arg(repo().join("tests/fixtures/keysign_eth_approve.json"))
+        .arg("--key")
+        .arg(ws.path().join("keys/node-a.pem"))
+        .arg("--server-key")
+        .arg(ws.path().join("keys/node-b.pub.pem"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not verify"));
+    assert!(out.stdout.is_empty(), "nothing printed as an answer");
+}
+
+#[test]
+fn dev_config_generates_missing_keys_and_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = std::fs::read_to_string(repo().join("tss-gate.yaml")).unwrap();
+    let cfg_text = shipped.replace("127.0.0.1:11020", "127.0.0.1:0").replace(
+        "dir: rego",
+        &format!("dir: {}", repo().join("rego").display()),
+    );
+    let cfg = dir.path().join("tss-gate.yaml");
+    std::fs::write(&cfg, cfg_text).unwrap();
+    let server = Server::start(&cfg);
+    let keys = dir.path().join("keys");
+    for f in [
+        "callback-server.pem",
+        "callback-server.pub.pem",
+        "dev-tss-node.pem",
+        "dev-tss-node.pub.pem",
+    ] {
+        assert!(keys.join(f).exists(), "{f} generated");
+    }
+    let mode = std::fs::metadata(keys.join("dev-tss-node.pem"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let logs = server.logs();
+    assert!(
+        logs.contains("DEV MODE") && logs.contains("send http://"),
+        "loud, with a send hint: {logs}"
+    );
+    // The printed command works: the generated node key is trusted and the
+    // answer verifies with the generated server key.
+    let out = bin()
+        .args(["send", &server.check_url()])
+        .arg(repo().join("tests/fixtures/keysign_eth_approve.json"))
+        .arg("--key")
+        .arg(keys.join("dev-tss-node.pem"))
+        .arg("--server-key")
+        .arg(keys.join("callback-server.pub.pem"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(Path::new(&keys).is_dir());
+}
