@@ -68,7 +68,7 @@ proptest! {
     #[test]
     fn random_raw_bytes_never_approve(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
         let a = decide_with_raw(&hex::encode(&bytes));
-        prop_assert!(!a.is_approval() || &bytes == &base().1, "approved random bytes: {a:?}");
+        prop_assert!(!a.is_approval() || bytes == base().1, "approved random bytes: {a:?}");
     }
 
     #[test]
