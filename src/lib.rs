@@ -11,6 +11,8 @@
 //! - [`config`]: the YAML configuration and its validation.
 //! - [`server`]: the axum HTTP layer, handed its state by the caller.
 //! - [`metrics`]: every metric name and the registry.
+//! - [`record`]: writing verified requests as fixtures (`record_dir`).
+//! - [`testing`]: the `test` runner and reporters, coverage, `eval --explain`.
 //! - [`cli`]: one module per subcommand; `main.rs` only dispatches.
 #![forbid(unsafe_code)]
 
@@ -24,5 +26,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod protocol;
+pub mod record;
 pub mod server;
+pub mod testing;
 pub mod token;

@@ -142,9 +142,25 @@ pub fn decide(
     token: &TokenFacts,
     received_at_ms: i64,
 ) -> Decided {
+    decide_with(policy, request, token, received_at_ms, |input| {
+        policy.evaluate(input)
+    })
+}
+
+/// [`decide`] with the evaluation step supplied by the caller. `test
+/// --coverage` evaluates on an interpreting engine that records coverage
+/// (the compiled policy does not); building the input and mapping the
+/// decision to an answer stay this one code path.
+pub fn decide_with(
+    policy: &PolicySet,
+    request: &ParsedRequest,
+    token: &TokenFacts,
+    received_at_ms: i64,
+    evaluate: impl FnOnce(&Value) -> Result<Decision, PolicyError>,
+) -> Decided {
     let input = build_input(policy, request, token, received_at_ms);
     let started = Instant::now();
-    let result = policy.evaluate(&input);
+    let result = evaluate(&input);
     let eval_time = started.elapsed();
     let id = &request.request_id;
     match result {

@@ -248,13 +248,19 @@ pub fn build_engine(
     if include_tests {
         rego_files.extend(found.tests.iter());
     }
+    // Every file is parsed before giving up, so `check` (and a refused
+    // `serve`) report all syntax errors at once, each with file:line:col.
+    let mut parse_errors = Vec::new();
     for path in rego_files {
         let text = read_text(path)?;
         hash_file(&mut hasher, &opts.dir, path, text.as_bytes());
-        engine
-            .add_policy(path.display().to_string(), text)
-            .map_err(|e| PolicyError::Parse(format!("{e:#}")))?;
-        files.push(path.clone());
+        match engine.add_policy(path.display().to_string(), text) {
+            Ok(_) => files.push(path.clone()),
+            Err(e) => parse_errors.push(format!("{e:#}")),
+        }
+    }
+    if !parse_errors.is_empty() {
+        return Err(PolicyError::Parse(parse_errors.join("\n")));
     }
     if !include_tests {
         // Test files do not change decisions, but the revision should still
@@ -385,6 +391,32 @@ impl PolicySet {
         }
         serde_json::to_value(&out).map_err(|e| PolicyError::Shape(e.to_string()))
     }
+}
+
+/// Evaluates `entrypoint` on an interpreting engine (which, unlike the
+/// compiled policy, can record coverage) and validates the result exactly as
+/// [`PolicySet::evaluate`] does.
+pub fn evaluate_on_engine(
+    engine: &mut Engine,
+    entrypoint: &str,
+    input: &Json,
+) -> Result<Decision, PolicyError> {
+    engine.set_input(Value::from(input.clone()));
+    let out = engine
+        .eval_rule(entrypoint.to_owned())
+        .map_err(|e| {
+            let msg = format!("{e:#}");
+            if msg.contains("time limit") {
+                PolicyError::TimeLimit
+            } else {
+                PolicyError::Eval(msg)
+            }
+        })?;
+    if out == Value::Undefined {
+        return Err(PolicyError::Undefined);
+    }
+    let json = serde_json::to_value(&out).map_err(|e| PolicyError::Shape(e.to_string()))?;
+    decision_from_value(&json)
 }
 
 /// Reads `data.integrity.token_decimals` and `data.integrity.chain_families`.

@@ -65,6 +65,8 @@ pub struct AppState {
     cpu: Arc<Semaphore>,
     /// Whether `/metrics` is served on the main router.
     pub metrics_on_main: bool,
+    /// Writes each verified request as a fixture (`record_dir`); off when None.
+    pub recorder: Option<crate::record::Recorder>,
 }
 
 impl AppState {
@@ -81,6 +83,7 @@ impl AppState {
             metrics,
             limits,
             metrics_on_main: true,
+            recorder: None,
         }
     }
 }
@@ -235,6 +238,13 @@ fn decide_and_sign(state: &AppState, token: &str, received_ms: i64) -> Done {
             reason = %p.response.error,
             "decided"
         ),
+    }
+    if let (Some(rec), Some(adm)) = (&state.recorder, &p.admitted) {
+        let decision = p.decided.as_ref().and_then(|d| d.decision.as_ref());
+        // A small file write; failing to record must not change the answer.
+        if let Err(e) = rec.record(adm, &p.response, decision, received_ms) {
+            warn!("could not record the request as a fixture: {e}");
+        }
     }
     let signed = pipeline::sign(&gate, &p.response).ok();
     Done {

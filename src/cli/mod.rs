@@ -3,9 +3,12 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod check;
+pub mod eval;
 pub mod keys;
 pub mod send;
 pub mod serve;
+pub mod test;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,6 +30,12 @@ pub enum Command {
     Keys(keys::KeysCommand),
     /// Act as a TSS Node: sign a request, post it, verify and print the answer.
     Send(send::SendArgs),
+    /// Run the Rego tests and the fixtures.
+    Test(test::TestArgs),
+    /// Show the input, decision and answer for one request.
+    Eval(eval::EvalArgs),
+    /// Load config, keys and policies as `serve` would, without serving.
+    Check(check::CheckArgs),
 }
 
 /// Process exit codes, typed so every command uses them the same way.
@@ -55,6 +64,9 @@ pub fn run(cli: Cli) -> Exit {
         Command::Serve(a) => serve::run(a),
         Command::Keys(k) => keys::run(k),
         Command::Send(a) => send::run(a),
+        Command::Test(a) => test::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Check(a) => check::run(a),
     }
 }
 

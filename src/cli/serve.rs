@@ -230,6 +230,10 @@ async fn serve(cfg: Config, loaded: Loaded) -> anyhow::Result<()> {
         Limits::from_config(&cfg.limits),
     );
     state.metrics_on_main = cfg.metrics.endpoint.is_none();
+    if let Some(dir) = &cfg.record_dir {
+        state.recorder = Some(crate::record::Recorder::new(dir)?);
+        warn!(dir = %dir.display(), "recording every verified request as a fixture");
+    }
     let state = Arc::new(state);
     let listener = tokio::net::TcpListener::bind(cfg.endpoint())
         .await

@@ -1,0 +1,52 @@
+//! `tss-gate check`: load the config, keys and policies exactly as `serve`
+//! does (through [`super::serve::load_all`]) without listening, and report
+//! what is wrong. Exit 0 when `serve` would start, 1 when it would refuse.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::Exit;
+use crate::config::{Config, Overrides};
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[arg(long, default_value = crate::config::DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    #[arg(long)]
+    pub policy_dir: Option<PathBuf>,
+}
+
+pub fn run(a: CheckArgs) -> Exit {
+    super::init_cli_logging();
+    let overrides = Overrides {
+        policy_dir: a.policy_dir.clone(),
+        ..Overrides::default()
+    };
+    let cfg = match Config::load(&a.config, &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::One;
+        }
+    };
+    match super::serve::load_all(&cfg) {
+        Ok(loaded) => {
+            let keys: Vec<&str> = loaded.gate.verifier.key_names().collect();
+            println!("config `{}`: ok", a.config.display());
+            println!("  tss node keys: {}", keys.join(", "));
+            println!(
+                "  policy: {} files from `{}`, entrypoint `{}`, revision {}",
+                loaded.policy.files.len(),
+                cfg.policy.dir.display(),
+                loaded.policy.entrypoint,
+                loaded.policy.revision
+            );
+            Exit::Ok
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            Exit::One
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! Discovery and execution for `tss-gate test`: Rego `test_*` rules (as
+//! `opa test` runs them) and fixture files (through the server's decision
+//! pipeline). Returns a [`RunReport`]; printing is [`super::report`]'s job.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use regex::Regex;
+use regorus::Engine;
+use serde_json::Value as Json;
+
+use super::rules::{self, HeadKind};
+use super::{CaseResult, Kind, Outcome, RunReport, coverage};
+use crate::fixture::{self, Fixture, FixtureError};
+use crate::input::{self, TokenFacts};
+use crate::pipeline::{self, Decided, Failure};
+use crate::policy::{self, Decision, PolicyError, PolicyOptions, PolicySet};
+use crate::protocol::{CallbackRequest, CallbackResponse};
+
+/// `verified_by` of a fixture that does not name a TSS Node key.
+pub const DEFAULT_VERIFIED_BY: &str = "fixture";
+
+/// Why a run could not start. Test failures are results, not errors.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Fixture(#[from] FixtureError),
+    #[error("test path `{0}` does not exist")]
+    NoPath(PathBuf),
+    #[error("{0}")]
+    Parse(String),
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The policy set, loaded as `serve` loads it.
+    pub policy: PolicyOptions,
+    /// Where to discover `*_test.rego` files. Test files inside the policy
+    /// directory are always loaded (they may share helpers) but only those
+    /// under these paths run; test files outside it are loaded as well.
+    pub test_paths: Vec<PathBuf>,
+    /// Fixture directory; `None` runs no fixtures.
+    pub fixtures: Option<PathBuf>,
+    /// Only cases whose name matches run (`--run`).
+    pub filter: Option<Regex>,
+    pub coverage: bool,
+    /// Wall-clock limit of one Rego test.
+    pub test_timeout: Duration,
+}
+
+/// Runs every selected test and fixture.
+pub fn run(opts: &RunOptions) -> Result<RunReport, RunError> {
+    for p in &opts.test_paths {
+        if !p.exists() {
+            return Err(RunError::NoPath(p.clone()));
+        }
+    }
+    // Exactly what `serve` does before it listens (see cli::serve::load_all).
+    policy::install_time_limit(opts.policy.eval_timeout);
+    let set = PolicySet::load(&opts.policy)?;
+    let mut engine = test_engine(opts)?;
+    let mut report = RunReport::default();
+    run_rego_tests(&mut engine, opts, &mut report.cases);
+
+    let mut fixture_engine = opts.coverage.then(|| {
+        let mut e = set.engine();
+        e.set_enable_coverage(true);
+        e
+    });
+    if let Some(dir) = &opts.fixtures {
+        for path in fixture::discover(dir)? {
+            let name = fixture_name(&path);
+            if opts.filter.as_ref().is_some_and(|r| !r.is_match(&name)) {
+                continue;
+            }
+            report
+                .cases
+                .push(run_fixture(&set, &path, name, fixture_engine.as_mut()));
+        }
+    }
+
+    if opts.coverage {
+        let mut reports = Vec::new();
+        reports.extend(engine.get_coverage_report().ok());
+        if let Some(e) = &fixture_engine {
+            reports.extend(e.get_coverage_report().ok());
+        }
+        let files: Vec<String> = policy::discover(&opts.policy.dir)?
+            .policies
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        let reported: BTreeSet<&str> = reports
+            .iter()
+            .flat_map(|r| r.files.iter().map(|f| f.path.as_str()))
+            .collect();
+        let universe = if files.iter().all(|f| reported.contains(f.as_str())) {
+            Vec::new()
+        } else {
+            coverage::universe(&set.engine(), &policy::sample_input())
+        };
+        report.coverage = Some(coverage::merge(&reports, &universe, &files));
+    }
+    Ok(report)
+}
+
+/// The policies, their tests and data, as `serve` would load them, plus any
+/// test files under the test paths that live outside the policy directory.
+fn test_engine(opts: &RunOptions) -> Result<Engine, RunError> {
+    let (mut engine, _, _) = policy::build_engine(&opts.policy, true)?;
+    let dir = canonical(&opts.policy.dir);
+    let mut errors = Vec::new();
+    for p in &opts.test_paths {
+        for f in test_files(p) {
+            if canonical(&f).starts_with(&dir) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&f).map_err(|e| {
+                RunError::Parse(format!("cannot read `{}`: {e}", f.display()))
+            })?;
+            if let Err(e) = engine.add_policy(f.display().to_string(), text) {
+                errors.push(format!("{e:#}"));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(RunError::Parse(errors.join("\n")));
+    }
+    engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
+        limit: opts.test_timeout,
+        check_interval: std::num::NonZeroU32::MIN,
+    });
+    if opts.coverage {
+        engine.set_enable_coverage(true);
+    }
+    Ok(engine)
+}
+
+fn canonical(p: &Path) -> PathBuf {
+    p.canonicalize().unwrap_or_else(|_| p.to_owned())
+}
+
+/// `*_test.rego` files at or under `p`, sorted.
+fn test_files(p: &Path) -> Vec<PathBuf> {
+    if p.is_file() {
+        return vec![p.to_owned()];
+    }
+    policy::discover(p).map(|d| d.tests).unwrap_or_default()
+}
+
+fn is_test_file(file: &str) -> bool {
+    file.ends_with("_test.rego")
+}
+
+/// Runs each `test_*` rule of the selected test files once, in load order.
+fn run_rego_tests(engine: &mut Engine, opts: &RunOptions, out: &mut Vec<CaseResult>) {
+    let selected: Vec<PathBuf> = opts.test_paths.iter().map(|p| canonical(p)).collect();
+    let in_selection = |file: &str| {
+        let c = canonical(Path::new(file));
+        selected.iter().any(|s| c.starts_with(s))
+    };
+    let mut seen = BTreeSet::new();
+    let mut cases = Vec::new();
+    for m in rules::modules(engine) {
+        if !is_test_file(&m.file) || !in_selection(&m.file) {
+            continue;
+        }
+        for r in &m.rules {
+            let is_test = r.name.starts_with("test_");
+            let is_todo = r.name.starts_with("todo_test_");
+            if !(is_test || is_todo) || !matches!(r.kind, HeadKind::Complete) {
+                continue;
+            }
+            let full = format!("data.{}.{}", m.package, r.name);
+            // A rule written as several definitions is one test, as in OPA's
+            // "any body true" semantics for complete rules.
+            if !seen.insert(full.clone()) {
+                continue;
+            }
+            if opts.filter.as_ref().is_some_and(|re| !re.is_match(&full)) {
+                continue;
+            }
+            cases.push((full, PathBuf::from(&r.file), r.line, is_todo));
+        }
+    }
+    for (name, file, line, is_todo) in cases {
+        if is_todo {
+            out.push(CaseResult {
+                kind: Kind::Rego,
+                name,
+                file,
+                line,
+                outcome: Outcome::Skip,
+                message: String::new(),
+                prints: Vec::new(),
+                duration: Duration::ZERO,
+            });
+            continue;
+        }
+        let started = Instant::now();
+        let result = engine.eval_rule(name.clone());
+        let duration = started.elapsed();
+        let prints = engine.take_prints().unwrap_or_default();
+        let location = format!("{}:{}", file.display(), line);
+        let (outcome, message) = match result {
+            Ok(regorus::Value::Bool(true)) => (Outcome::Pass, String::new()),
+            Ok(regorus::Value::Undefined) => (
+                Outcome::Fail,
+                format!("{location}: test is undefined (some condition did not hold)"),
+            ),
+            Ok(v) => (
+                Outcome::Fail,
+                format!(
+                    "{location}: test value is `{}`, not true",
+                    serde_json::to_string(&v).unwrap_or_default()
+                ),
+            ),
+            Err(e) => (Outcome::Error, format!("{location}: {e:#}")),
+        };
+        out.push(CaseResult {
+            kind: Kind::Rego,
+            name,
+            file,
+            line,
+            outcome,
+            message,
+            prints,
+            duration,
+        });
+    }
+}
+
+fn fixture_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// 1-based line of the fixture's `"expect"` key, for file:line messages.
+fn expect_line(path: &Path) -> u32 {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.find("\"expect\"")
+        .map(|i| text[..i].matches('\n').count() + 1)
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(1)
+}
+
+/// The token facts a fixture is evaluated with.
+pub fn fixture_token(f: &Fixture) -> TokenFacts {
+    TokenFacts {
+        key_name: f
+            .verified_by
+            .clone()
+            .unwrap_or_else(|| DEFAULT_VERIFIED_BY.to_owned()),
+        ..TokenFacts::default()
+    }
+}
+
+/// A request as the server decides it once its token has verified: parse
+/// the embedded documents, then [`pipeline::decide_with`]. A request the
+/// server would refuse as malformed gets the same status-10 failure.
+pub fn decide_request(
+    set: &PolicySet,
+    req: &CallbackRequest,
+    token: &TokenFacts,
+    received_at_ms: i64,
+    evaluate: impl FnOnce(&Json) -> Result<Decision, PolicyError>,
+) -> Result<Decided, Failure> {
+    let parsed =
+        input::parse_callback_request(req, input::DEFAULT_MAX_DEPTH).map_err(Failure::Request)?;
+    Ok(pipeline::decide_with(
+        set,
+        &parsed,
+        token,
+        received_at_ms,
+        evaluate,
+    ))
+}
+
+/// The answer the server would sign for `decided`.
+pub fn answer_of(req: &CallbackRequest, decided: &Result<Decided, Failure>) -> CallbackResponse {
+    match decided {
+        Ok(d) => d.response.clone(),
+        Err(f) => f.answer(&req.request_id),
+    }
+}
+
+fn run_fixture(
+    set: &PolicySet,
+    path: &Path,
+    name: String,
+    coverage_engine: Option<&mut Engine>,
+) -> CaseResult {
+    let started = Instant::now();
+    let mut case = CaseResult {
+        kind: Kind::Fixture,
+        name,
+        file: path.to_owned(),
+        line: 1,
+        outcome: Outcome::Pass,
+        message: String::new(),
+        prints: Vec::new(),
+        duration: Duration::ZERO,
+    };
+    let f = match fixture::load_fixture(path) {
+        Ok(f) => f,
+        Err(e) => {
+            case.outcome = Outcome::Error;
+            case.message = format!("{}:1: {e}", path.display());
+            return case;
+        }
+    };
+    case.line = expect_line(path);
+    let token = fixture_token(&f);
+    let at = f.received_at_ms.unwrap_or_else(pipeline::now_ms);
+    let decided = decide_request(set, &f.request, &token, at, |i| set.evaluate(i));
+    let answer = answer_of(&f.request, &decided);
+    if let Some(engine) = coverage_engine {
+        let entry = set.entrypoint.clone();
+        let again = decide_request(set, &f.request, &token, at, |i| {
+            policy::evaluate_on_engine(engine, &entry, i)
+        });
+        let other = answer_of(&f.request, &again);
+        if other != answer {
+            case.outcome = Outcome::Error;
+            case.message = format!(
+                "{}: compiled and interpreted evaluation disagree: {} vs {}",
+                case.location(),
+                describe(&answer),
+                describe(&other)
+            );
+            case.duration = started.elapsed();
+            return case;
+        }
+        case.prints = engine.take_prints().unwrap_or_default();
+    }
+    case.duration = started.elapsed();
+    let mut problems = Vec::new();
+    if answer.action != Some(f.expect.action) || answer.status.code() != f.expect.status {
+        problems.push(format!(
+            "expected {} status {}, got {}",
+            f.expect.action.as_str(),
+            f.expect.status,
+            describe(&answer)
+        ));
+    }
+    for r in &f.expect.reasons {
+        if !answer.error.contains(r.as_str()) {
+            problems.push(format!("expected reason `{r}` is not in the answer's error"));
+        }
+    }
+    if !problems.is_empty() {
+        case.outcome = Outcome::Fail;
+        let codes = decided
+            .as_ref()
+            .ok()
+            .and_then(|d| d.decision.as_ref())
+            .map(|d| d.codes.join(", "))
+            .unwrap_or_default();
+        case.message = format!(
+            "{}: {}\n  answer: {}\n  codes: [{codes}]",
+            case.location(),
+            problems.join("; "),
+            describe(&answer)
+        );
+    }
+    case
+}
+
+fn describe(a: &CallbackResponse) -> String {
+    let action = a.action.map(|x| x.as_str()).unwrap_or("NONE");
+    if a.error.is_empty() {
+        format!("{action} status {}", a.status.code())
+    } else {
+        format!("{action} status {} (`{}`)", a.status.code(), a.error)
+    }
+}
