@@ -6,7 +6,7 @@
 //! touches it is in this file so a regorus upgrade changes one place.
 
 use regorus::Engine;
-use regorus::unstable::{Rule, RuleHead};
+use regorus::unstable::{Rule, RuleHead, Span};
 
 /// The shape of a rule head, as far as the toolkit cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,12 +80,13 @@ pub fn modules(engine: &mut Engine) -> Vec<ModuleDef> {
                         RuleHead::Compr { refr, assign, .. } => (
                             refr.span().text().to_owned(),
                             HeadKind::Complete,
-                            assign.as_ref().map(|a| a.value.span().text().to_owned()),
+                            assign.as_ref().map(|a| full_text(a.value.span())),
                         ),
-                        RuleHead::Set { refr, key, .. } => (
+                        RuleHead::Set { span, refr, key } => (
                             refr.span().text().to_owned(),
                             HeadKind::Contains,
-                            key.as_ref().map(|k| k.span().text().to_owned()),
+                            key.as_ref()
+                                .map(|k| set_key_text(&full_text(span), &full_text(k.span()))),
                         ),
                         RuleHead::Func { refr, .. } => {
                             (refr.span().text().to_owned(), HeadKind::Function, None)
@@ -98,7 +99,7 @@ pub fn modules(engine: &mut Engine) -> Vec<ModuleDef> {
                                 .query
                                 .stmts
                                 .iter()
-                                .map(|s| s.span.text().to_owned())
+                                .map(|s| full_text(&s.span))
                                 .collect(),
                             is_else: b.is_else,
                         })
@@ -119,7 +120,7 @@ pub fn modules(engine: &mut Engine) -> Vec<ModuleDef> {
                     file: file.clone(),
                     line,
                     kind: HeadKind::Default,
-                    value: Some(value.span().text().to_owned()),
+                    value: Some(full_text(value.span())),
                     bodies: Vec::new(),
                 },
             };
@@ -133,4 +134,54 @@ pub fn modules(engine: &mut Engine) -> Vec<ModuleDef> {
         });
     }
     out
+}
+
+/// The key of `name contains KEY`: taken from the head's text, because the
+/// span regorus gives an object key covers only part of the object.
+fn set_key_text(head: &str, key: &str) -> String {
+    head.split_once(" contains ")
+        .map(|(_, k)| k.trim().to_owned())
+        .filter(|k| !k.is_empty())
+        .unwrap_or_else(|| key.to_owned())
+}
+
+/// A span's source text. regorus ends the span of an expression that ends in
+/// a string literal before the closing quote; the quote is taken back here so
+/// the text parses again.
+fn full_text(span: &Span) -> String {
+    let src = span.source.contents();
+    let start = span.start as usize;
+    let mut end = (span.end as usize).min(src.len());
+    let Some(mut text) = src.get(start..end).map(str::to_owned) else {
+        return span.text().to_owned();
+    };
+    for quote in ['"', '`'] {
+        if unbalanced(&text, quote) && src.get(end..).is_some_and(|rest| rest.starts_with(quote)) {
+            text.push(quote);
+            end += 1;
+        }
+    }
+    text
+}
+
+/// Whether `text` leaves a `quote` string open (escapes only count in `"`).
+fn unbalanced(text: &str, quote: char) -> bool {
+    let mut open: Option<char> = None;
+    let mut escaped = false;
+    for c in text.chars() {
+        match open {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if q == '"' && c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    open = None;
+                }
+            }
+            None if c == '"' || c == '`' => open = Some(c),
+            None => {}
+        }
+    }
+    open == Some(quote)
 }
