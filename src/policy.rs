@@ -256,7 +256,7 @@ pub fn build_engine(
         hash_file(&mut hasher, &opts.dir, path, text.as_bytes());
         match engine.add_policy(path.display().to_string(), text) {
             Ok(_) => files.push(path.clone()),
-            Err(e) => parse_errors.push(format!("{e:#}")),
+            Err(e) => parse_errors.push(format!("{e:#}").trim().to_owned()),
         }
     }
     if !parse_errors.is_empty() {

@@ -117,11 +117,17 @@ pub struct Loaded {
 }
 
 /// Loads everything `serve` needs; the same checks `check` runs.
+/// Keys and policies are both tried so that one run reports every problem.
 pub fn load_all(cfg: &Config) -> anyhow::Result<Loaded> {
-    let gate = load_gate(cfg)?;
+    let gate = load_gate(cfg);
     crate::policy::install_time_limit(std::time::Duration::from_millis(cfg.policy.eval_timeout_ms));
-    let policy = PolicySet::load(&cfg.policy_options())?;
-    Ok(Loaded { gate, policy })
+    let policy = PolicySet::load(&cfg.policy_options());
+    match (gate, policy) {
+        (Ok(gate), Ok(policy)) => Ok(Loaded { gate, policy }),
+        (Err(e), Ok(_)) => Err(e),
+        (Ok(_), Err(e)) => Err(e.into()),
+        (Err(k), Err(p)) => Err(anyhow::anyhow!("{k:#}\n{p}")),
+    }
 }
 
 /// Loads the keys into a [`Gate`]; used at start and on key reload.

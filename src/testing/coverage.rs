@@ -179,7 +179,7 @@ mod tests {
         one.set_input(regorus::Value::from(serde_json::json!({"v": 1})));
         one.eval_rule("data.a.x".into()).unwrap();
         let r1 = one.get_coverage_report().unwrap();
-        let s = merge(&[r1.clone()], &[], &["a.rego".into()]);
+        let s = merge(std::slice::from_ref(&r1), &[], &["a.rego".into()]);
         assert!(s.files[0].covered.contains(&4));
         assert!(s.files[0].not_covered.contains(&8));
         let mut two = e.clone();

@@ -123,7 +123,7 @@ fn test_engine(opts: &RunOptions) -> Result<Engine, RunError> {
                 RunError::Parse(format!("cannot read `{}`: {e}", f.display()))
             })?;
             if let Err(e) = engine.add_policy(f.display().to_string(), text) {
-                errors.push(format!("{e:#}"));
+                errors.push(format!("{e:#}").trim().to_owned());
             }
         }
     }
@@ -219,7 +219,7 @@ fn run_rego_tests(engine: &mut Engine, opts: &RunOptions, out: &mut Vec<CaseResu
                     serde_json::to_string(&v).unwrap_or_default()
                 ),
             ),
-            Err(e) => (Outcome::Error, format!("{location}: {e:#}")),
+            Err(e) => (Outcome::Error, format!("{location}: {}", format!("{e:#}").trim())),
         };
         out.push(CaseResult {
             kind: Kind::Rego,
@@ -362,10 +362,9 @@ fn run_fixture(
             .map(|d| d.codes.join(", "))
             .unwrap_or_default();
         case.message = format!(
-            "{}: {}\n  answer: {}\n  codes: [{codes}]",
+            "{}: {}\n  decision codes: [{codes}]",
             case.location(),
             problems.join("; "),
-            describe(&answer)
         );
     }
     case
