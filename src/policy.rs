@@ -402,16 +402,14 @@ pub fn evaluate_on_engine(
     input: &Json,
 ) -> Result<Decision, PolicyError> {
     engine.set_input(Value::from(input.clone()));
-    let out = engine
-        .eval_rule(entrypoint.to_owned())
-        .map_err(|e| {
-            let msg = format!("{e:#}");
-            if msg.contains("time limit") {
-                PolicyError::TimeLimit
-            } else {
-                PolicyError::Eval(msg)
-            }
-        })?;
+    let out = engine.eval_rule(entrypoint.to_owned()).map_err(|e| {
+        let msg = format!("{e:#}");
+        if msg.contains("time limit") {
+            PolicyError::TimeLimit
+        } else {
+            PolicyError::Eval(msg)
+        }
+    })?;
     if out == Value::Undefined {
         return Err(PolicyError::Undefined);
     }

@@ -64,8 +64,8 @@ impl Recorder {
         received_at_ms: i64,
     ) -> Result<PathBuf, RecordError> {
         let fixture = fixture_for(admitted, response, decision, received_at_ms)?;
-        let mut body = serde_json::to_vec_pretty(&fixture)
-            .map_err(|e| RecordError::Request(e.to_string()))?;
+        let mut body =
+            serde_json::to_vec_pretty(&fixture).map_err(|e| RecordError::Request(e.to_string()))?;
         body.push(b'\n');
         let id = sanitise(&fixture.request.request_id);
         // A handful of attempts: a collision needs the same ms, id, sequence
@@ -83,13 +83,12 @@ impl Recorder {
                 .open(&path)
             {
                 Ok(mut f) => {
-                    return f
-                        .write_all(&body)
-                        .map(|()| path.clone())
-                        .map_err(|e| RecordError::Write {
+                    return f.write_all(&body).map(|()| path.clone()).map_err(|e| {
+                        RecordError::Write {
                             path,
                             reason: e.to_string(),
-                        });
+                        }
+                    });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     last = e.to_string();
@@ -117,8 +116,8 @@ pub fn fixture_for(
     decision: Option<&Decision>,
     received_at_ms: i64,
 ) -> Result<Fixture, RecordError> {
-    let request: CallbackRequest = serde_json::from_slice(&admitted.raw)
-        .map_err(|e| RecordError::Request(e.to_string()))?;
+    let request: CallbackRequest =
+        serde_json::from_slice(&admitted.raw).map_err(|e| RecordError::Request(e.to_string()))?;
     let action = response.action.unwrap_or(Action::Reject);
     let reasons = if response.is_approval() {
         Vec::new()

@@ -91,7 +91,14 @@ fn count_rego_tests(dir: &Path) -> usize {
 
 #[test]
 fn test_runs_every_rego_test_and_fixture_with_coverage_over_90() {
-    let o = run(&["test", "--coverage", "--coverage-min", "90", "--format", "json"]);
+    let o = run(&[
+        "test",
+        "--coverage",
+        "--coverage-min",
+        "90",
+        "--format",
+        "json",
+    ]);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{out}\n{}", stderr(&o));
     let doc: Value = serde_json::from_str(&out).expect("JSON report parses");
@@ -186,12 +193,14 @@ fn failing_erroring_and_todo_tests_turn_the_run_red_with_file_and_line() {
     assert_eq!(o.status.code(), Some(2), "{out}");
     let loc = |line: usize| format!("{}:{line}", tests.display());
     assert!(
-        out.contains(&format!(
-            "data.tss.ping_test.test_deliberately_wrong: FAIL"
-        )) && out.contains(&loc(wrong)),
+        out.contains("data.tss.ping_test.test_deliberately_wrong: FAIL")
+            && out.contains(&loc(wrong)),
         "{out}"
     );
-    assert!(out.contains("sum is 2 <&>"), "prints of failing tests: {out}");
+    assert!(
+        out.contains("sum is 2 <&>"),
+        "prints of failing tests: {out}"
+    );
     assert!(
         out.contains("data.tss.ping_test.test_erroring: ERROR") && out.contains(&loc(erroring)),
         "{out}"
@@ -279,12 +288,21 @@ fn a_wrong_fixture_expectation_fails_naming_file_and_line() {
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(2), "{out}");
     assert!(
-        out.contains(&format!("{}:{expect_line}: expected APPROVE status 0, got REJECT", wrong.display())),
+        out.contains(&format!(
+            "{}:{expect_line}: expected APPROVE status 0, got REJECT",
+            wrong.display()
+        )),
         "{out}"
     );
-    assert!(out.contains("keysign.usdt_cap_exceeded"), "names the code: {out}");
+    assert!(
+        out.contains("keysign.usdt_cap_exceeded"),
+        "names the code: {out}"
+    );
     assert!(out.contains("expected reason `no such reason` is not in the answer's error"));
-    assert!(out.contains("must list at least one reason substring"), "{out}");
+    assert!(
+        out.contains("must list at least one reason substring"),
+        "{out}"
+    );
     assert_eq!(last_line(&out), "0 passed, 3 failed");
 }
 
@@ -312,7 +330,10 @@ fn coverage_min_fails_a_run_with_unevaluated_lines_and_names_them() {
         .unwrap_or_else(|| panic!("names the lines: {out}"));
     assert!(line.trim_start().starts_with("0.0%"), "{line}");
     assert!(out.contains("is below the minimum 99.9%"), "{out}");
-    assert!(last_line(&out).ends_with(" 0 failed"), "tests themselves passed");
+    assert!(
+        last_line(&out).ends_with(" 0 failed"),
+        "tests themselves passed"
+    );
 }
 
 /// Line of the rule definition (`deny contains`, or a framework denial rule)
@@ -407,11 +428,7 @@ fn eval_explain_names_the_rule_behind_every_rejecting_fixture() {
     assert!(input.get("answer").is_none());
 
     // An approving request lists the allow rule that admitted it.
-    let o = run(&[
-        "eval",
-        "--explain",
-        "tests/fixtures/ping_approve.json",
-    ]);
+    let o = run(&["eval", "--explain", "tests/fixtures/ping_approve.json"]);
     let doc: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(doc["answer"]["action"], "APPROVE");
     assert_eq!(doc["explain"]["denies"], serde_json::json!([]));
@@ -457,7 +474,10 @@ fn check_accepts_what_serve_serves_and_both_refuse_broken_policies() {
     let o = run(&["check", "--config", cfg.to_str().unwrap()]);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
-    assert!(out.contains("ok") && out.contains("node-a, node-b"), "{out}");
+    assert!(
+        out.contains("ok") && out.contains("node-a, node-b"),
+        "{out}"
+    );
     assert!(out.contains("entrypoint `data.tss.decision`"), "{out}");
 
     let (_t, dir) = rego_copy();
@@ -482,13 +502,18 @@ fn check_accepts_what_serve_serves_and_both_refuse_broken_policies() {
     std::fs::remove_file(&bad).unwrap();
     std::fs::remove_file(&bad2).unwrap();
     let cfg = ws.config_with_policy(&dir, "");
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace("policy:\n", "policy:\n  entrypoint: data.tss.nothing_here\n");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "policy:\n",
+        "policy:\n  entrypoint: data.tss.nothing_here\n",
+    );
     std::fs::write(&cfg, text).unwrap();
     let o = run(&["check", "--config", cfg.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("data.tss.nothing_here"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("data.tss.nothing_here"),
+        "{}",
+        stderr(&o)
+    );
     assert!(serve_refuses(&cfg).contains("data.tss.nothing_here"));
 
     // Missing keys and broken policies are reported together.

@@ -97,9 +97,9 @@ fn eval(a: &EvalArgs) -> anyhow::Result<serde_json::Value> {
     let (input, decision, failure) = match &decided {
         Ok(d) => (
             Some(d.input.clone()),
-            d.decision.as_ref().map(|d| {
-                json!({"allow": d.allow, "reasons": d.reasons, "codes": d.codes})
-            }),
+            d.decision
+                .as_ref()
+                .map(|d| json!({"allow": d.allow, "reasons": d.reasons, "codes": d.codes})),
             d.failure.as_ref().map(|f| f.reason()),
         ),
         Err(f) => (None, None, Some(f.reason())),

@@ -186,7 +186,11 @@ mod tests {
         two.set_enable_coverage(true);
         two.set_input(regorus::Value::from(serde_json::json!({"v": 2})));
         two.eval_rule("data.a.y".into()).unwrap();
-        let both = merge(&[r1, two.get_coverage_report().unwrap()], &[], &["a.rego".into()]);
+        let both = merge(
+            &[r1, two.get_coverage_report().unwrap()],
+            &[],
+            &["a.rego".into()],
+        );
         assert!(both.files[0].not_covered.is_empty(), "{both:?}");
         assert_eq!(both.coverage_percent, 100.0);
     }

@@ -61,7 +61,8 @@ pub fn explain(set: &PolicySet, input: &Json) -> Explanation {
     let denies = match engine.eval_rule(format!("{decision_pkg}.denies")) {
         Ok(v) => serde_json::to_value(&v).unwrap_or(Json::Null),
         Err(e) => {
-            out.notes.push(format!("cannot evaluate `{decision_pkg}.denies`: {e:#}"));
+            out.notes
+                .push(format!("cannot evaluate `{decision_pkg}.denies`: {e:#}"));
             Json::Null
         }
     };

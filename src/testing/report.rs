@@ -72,7 +72,11 @@ pub fn pretty(report: &RunReport, verbose: bool) -> String {
         s.push_str(&coverage_text(cov));
     }
     if report.coverage_too_low() {
-        let pct = report.coverage.as_ref().map(Summary::percent).unwrap_or(0.0);
+        let pct = report
+            .coverage
+            .as_ref()
+            .map(Summary::percent)
+            .unwrap_or(0.0);
         let _ = writeln!(
             s,
             "FAIL: coverage {pct:.1}% is below the minimum {:.1}%",
@@ -191,7 +195,10 @@ pub fn junit(report: &RunReport) -> String {
             let out = if c.prints.is_empty() {
                 String::new()
             } else {
-                format!("      <system-out>{}</system-out>\n", xml(&c.prints.join("\n")))
+                format!(
+                    "      <system-out>{}</system-out>\n",
+                    xml(&c.prints.join("\n"))
+                )
             };
             if body.is_empty() && out.is_empty() {
                 s.push_str("/>\n");

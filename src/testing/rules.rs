@@ -95,12 +95,7 @@ pub fn modules(engine: &mut Engine) -> Vec<ModuleDef> {
                     let bodies = bodies
                         .iter()
                         .map(|b| Body {
-                            statements: b
-                                .query
-                                .stmts
-                                .iter()
-                                .map(|s| full_text(&s.span))
-                                .collect(),
+                            statements: b.query.stmts.iter().map(|s| full_text(&s.span)).collect(),
                             is_else: b.is_else,
                         })
                         .collect();

@@ -119,9 +119,8 @@ fn test_engine(opts: &RunOptions) -> Result<Engine, RunError> {
             if canonical(&f).starts_with(&dir) {
                 continue;
             }
-            let text = std::fs::read_to_string(&f).map_err(|e| {
-                RunError::Parse(format!("cannot read `{}`: {e}", f.display()))
-            })?;
+            let text = std::fs::read_to_string(&f)
+                .map_err(|e| RunError::Parse(format!("cannot read `{}`: {e}", f.display())))?;
             if let Err(e) = engine.add_policy(f.display().to_string(), text) {
                 errors.push(format!("{e:#}").trim().to_owned());
             }
@@ -219,7 +218,10 @@ fn run_rego_tests(engine: &mut Engine, opts: &RunOptions, out: &mut Vec<CaseResu
                     serde_json::to_string(&v).unwrap_or_default()
                 ),
             ),
-            Err(e) => (Outcome::Error, format!("{location}: {}", format!("{e:#}").trim())),
+            Err(e) => (
+                Outcome::Error,
+                format!("{location}: {}", format!("{e:#}").trim()),
+            ),
         };
         out.push(CaseResult {
             kind: Kind::Rego,
@@ -244,7 +246,8 @@ fn fixture_name(path: &Path) -> String {
 fn expect_line(path: &Path) -> u32 {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.find("\"expect\"")
-        .map(|i| text[..i].matches('\n').count() + 1)
+        .and_then(|i| text.get(..i))
+        .map(|before| before.matches('\n').count() + 1)
         .and_then(|n| u32::try_from(n).ok())
         .unwrap_or(1)
 }
@@ -350,7 +353,9 @@ fn run_fixture(
     }
     for r in &f.expect.reasons {
         if !answer.error.contains(r.as_str()) {
-            problems.push(format!("expected reason `{r}` is not in the answer's error"));
+            problems.push(format!(
+                "expected reason `{r}` is not in the answer's error"
+            ));
         }
     }
     if !problems.is_empty() {
