@@ -252,6 +252,49 @@ fn failing_erroring_and_todo_tests_turn_the_run_red_with_file_and_line() {
     assert_eq!((cases, failures, errors, skipped), (5, 2, 1, 1), "{xml}");
     assert!(text_seen.contains("sum is 2 <&>"), "{text_seen}");
     assert_eq!(last_line(&stderr(&o)), "1 passed, 3 failed, 1 skipped");
+
+    // The whole library: the broken tests do not drag other packages down.
+    let none = tempfile::tempdir().unwrap();
+    let o = run(&["test", d, "--fixtures", none.path().to_str().unwrap()]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(2));
+    let all = count_rego_tests(&dir);
+    assert_eq!(
+        last_line(&out),
+        format!("{} passed, 3 failed, 1 skipped", all - 3),
+        "{out}"
+    );
+    assert!(!out.contains("decision_test"), "{out}");
+}
+
+#[test]
+fn test_packages_that_share_helpers_still_run_together() {
+    let (_t, dir) = rego_copy();
+    let ping_tests = dir.join("tss/ping/ping_test.rego");
+    let mut text = std::fs::read_to_string(&ping_tests).unwrap();
+    text.push_str(
+        "
+shared_helper := 41
+",
+    );
+    std::fs::write(&ping_tests, text).unwrap();
+    std::fs::write(
+        dir.join("tss/ping/other_test.rego"),
+        "package tss.ping_other_test
+
+test_uses_another_packages_helper if {
+	data.tss.ping_test.shared_helper + 1 == 42
+}
+",
+    )
+    .unwrap();
+    let o = run(&["test", dir.to_str().unwrap(), "--run", "ping", "-v"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("data.tss.ping_other_test.test_uses_another_packages_helper: PASS"),
+        "{out}"
+    );
 }
 
 #[test]

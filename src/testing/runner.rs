@@ -2,7 +2,7 @@
 //! `opa test` runs them) and fixture files (through the server's decision
 //! pipeline). Returns a [`RunReport`]; printing is [`super::report`]'s job.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -64,7 +64,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, RunError> {
     let set = PolicySet::load(&opts.policy)?;
     let mut engine = test_engine(opts)?;
     let mut report = RunReport::default();
-    run_rego_tests(&mut engine, opts, &mut report.cases);
+    let mut reports = run_rego_tests(&mut engine, opts, &mut report.cases);
 
     let mut fixture_engine = opts.coverage.then(|| {
         let mut e = set.engine();
@@ -84,8 +84,6 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, RunError> {
     }
 
     if opts.coverage {
-        let mut reports = Vec::new();
-        reports.extend(engine.get_coverage_report().ok());
         if let Some(e) = &fixture_engine {
             reports.extend(e.get_coverage_report().ok());
         }
@@ -129,6 +127,11 @@ fn test_engine(opts: &RunOptions) -> Result<Engine, RunError> {
     if !errors.is_empty() {
         return Err(RunError::Parse(errors.join("\n")));
     }
+    Ok(engine)
+}
+
+/// Time limit and coverage for an engine that runs tests.
+fn configure(engine: &mut Engine, opts: &RunOptions) {
     engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
         limit: opts.test_timeout,
         check_interval: std::num::NonZeroU32::MIN,
@@ -136,7 +139,6 @@ fn test_engine(opts: &RunOptions) -> Result<Engine, RunError> {
     if opts.coverage {
         engine.set_enable_coverage(true);
     }
-    Ok(engine)
 }
 
 fn canonical(p: &Path) -> PathBuf {
@@ -155,8 +157,20 @@ fn is_test_file(file: &str) -> bool {
     file.ends_with("_test.rego")
 }
 
-/// Runs each `test_*` rule of the selected test files once, in load order.
-fn run_rego_tests(engine: &mut Engine, opts: &RunOptions, out: &mut Vec<CaseResult>) {
+/// One `test_*` rule to run.
+struct TestCase {
+    /// `data.<package>.<rule>`.
+    name: String,
+    package: String,
+    file: PathBuf,
+    line: u32,
+    todo: bool,
+}
+
+/// The `test_*` / `todo_test_*` rules of the selected test files, in load
+/// order, each once (a rule written as several definitions is one test, with
+/// OPA's "any body true" meaning).
+fn discover_tests(engine: &mut Engine, opts: &RunOptions) -> Vec<TestCase> {
     let selected: Vec<PathBuf> = opts.test_paths.iter().map(|p| canonical(p)).collect();
     let in_selection = |file: &str| {
         let c = canonical(Path::new(file));
@@ -170,70 +184,147 @@ fn run_rego_tests(engine: &mut Engine, opts: &RunOptions, out: &mut Vec<CaseResu
         }
         for r in &m.rules {
             let is_test = r.name.starts_with("test_");
-            let is_todo = r.name.starts_with("todo_test_");
-            if !(is_test || is_todo) || !matches!(r.kind, HeadKind::Complete) {
+            let todo = r.name.starts_with("todo_test_");
+            if !(is_test || todo) || !matches!(r.kind, HeadKind::Complete) {
                 continue;
             }
-            let full = format!("data.{}.{}", m.package, r.name);
-            // A rule written as several definitions is one test, as in OPA's
-            // "any body true" semantics for complete rules.
-            if !seen.insert(full.clone()) {
+            let name = format!("data.{}.{}", m.package, r.name);
+            if !seen.insert(name.clone()) {
                 continue;
             }
-            if opts.filter.as_ref().is_some_and(|re| !re.is_match(&full)) {
+            if opts.filter.as_ref().is_some_and(|re| !re.is_match(&name)) {
                 continue;
             }
-            cases.push((full, PathBuf::from(&r.file), r.line, is_todo));
+            cases.push(TestCase {
+                name,
+                package: m.package.clone(),
+                file: PathBuf::from(&r.file),
+                line: r.line,
+                todo,
+            });
         }
     }
-    for (name, file, line, is_todo) in cases {
-        if is_todo {
-            out.push(CaseResult {
-                kind: Kind::Rego,
-                name,
-                file,
-                line,
-                outcome: Outcome::Skip,
-                message: String::new(),
-                prints: Vec::new(),
-                duration: Duration::ZERO,
-            });
+    cases
+}
+
+/// Runs the selected tests and returns the coverage they recorded.
+///
+/// Each test package runs on its own engine: the policies and data (as
+/// `serve` loads them) plus only that package's test files. regorus may
+/// evaluate a whole subtree of `data` (e.g. under `with data.tss.x as ...`),
+/// which on one engine holding every test would evaluate every other test
+/// too: slow, and one erroring test would error all of them. When a test
+/// package mentions another (`data.<other test package>`), all tests share
+/// the one engine `full` instead, so helpers across packages keep working.
+fn run_rego_tests(
+    full: &mut Engine,
+    opts: &RunOptions,
+    out: &mut Vec<CaseResult>,
+) -> Vec<regorus::coverage::Report> {
+    let cases = discover_tests(full, opts);
+    if cases.is_empty() {
+        return Vec::new();
+    }
+    let packages: BTreeMap<String, String> = rules::modules(full)
+        .into_iter()
+        .filter(|m| is_test_file(&m.file))
+        .map(|m| (m.file, m.package))
+        .collect();
+    let mut sources: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for src in full.get_policies().unwrap_or_default() {
+        if let Some(pkg) = packages.get(src.get_path()) {
+            sources
+                .entry(pkg.clone())
+                .or_default()
+                .push((src.get_path().clone(), src.get_contents().clone()));
+        }
+    }
+    let isolated = sources.iter().all(|(pkg, files)| {
+        files.iter().all(|(_, text)| {
+            sources
+                .keys()
+                .filter(|other| *other != pkg)
+                .all(|other| !text.contains(&format!("data.{other}")))
+        })
+    });
+    let base = if isolated {
+        policy::build_engine(&opts.policy, false).ok().map(|b| b.0)
+    } else {
+        None
+    };
+    let mut reports = Vec::new();
+    let Some(base) = base else {
+        configure(full, opts);
+        for c in &cases {
+            out.push(run_case(full, c));
+        }
+        reports.extend(full.get_coverage_report().ok());
+        return reports;
+    };
+    let mut results: Vec<(usize, CaseResult)> = Vec::new();
+    let mut done = BTreeSet::new();
+    for c in &cases {
+        if !done.insert(c.package.clone()) {
             continue;
         }
-        let started = Instant::now();
-        let result = engine.eval_rule(name.clone());
-        let duration = started.elapsed();
-        let prints = engine.take_prints().unwrap_or_default();
-        let location = format!("{}:{}", file.display(), line);
-        let (outcome, message) = match result {
-            Ok(regorus::Value::Bool(true)) => (Outcome::Pass, String::new()),
-            Ok(regorus::Value::Undefined) => (
-                Outcome::Fail,
-                format!("{location}: test is undefined (some condition did not hold)"),
-            ),
-            Ok(v) => (
-                Outcome::Fail,
-                format!(
-                    "{location}: test value is `{}`, not true",
-                    serde_json::to_string(&v).unwrap_or_default()
-                ),
-            ),
-            Err(e) => (
-                Outcome::Error,
-                format!("{location}: {}", format!("{e:#}").trim()),
-            ),
-        };
-        out.push(CaseResult {
-            kind: Kind::Rego,
-            name,
-            file,
-            line,
-            outcome,
-            message,
-            prints,
-            duration,
-        });
+        let mut engine = base.clone();
+        for (path, text) in sources.get(&c.package).into_iter().flatten() {
+            // Already parsed once by `full`, so this cannot fail; if it
+            // did, the test would report the error rather than vanish.
+            let _ = engine.add_policy(path.clone(), text.clone());
+        }
+        configure(&mut engine, opts);
+        for (i, t) in cases.iter().enumerate() {
+            if t.package == c.package {
+                results.push((i, run_case(&mut engine, t)));
+            }
+        }
+        reports.extend(engine.get_coverage_report().ok());
     }
+    results.sort_by_key(|(i, _)| *i);
+    out.extend(results.into_iter().map(|(_, r)| r));
+    reports
+}
+
+/// Runs one test: PASS only when the rule is exactly `true`.
+fn run_case(engine: &mut Engine, c: &TestCase) -> CaseResult {
+    let mut result = CaseResult {
+        kind: Kind::Rego,
+        name: c.name.clone(),
+        file: c.file.clone(),
+        line: c.line,
+        outcome: Outcome::Skip,
+        message: String::new(),
+        prints: Vec::new(),
+        duration: Duration::ZERO,
+    };
+    if c.todo {
+        return result;
+    }
+    let started = Instant::now();
+    let value = engine.eval_rule(c.name.clone());
+    result.duration = started.elapsed();
+    result.prints = engine.take_prints().unwrap_or_default();
+    let location = result.location();
+    (result.outcome, result.message) = match value {
+        Ok(regorus::Value::Bool(true)) => (Outcome::Pass, String::new()),
+        Ok(regorus::Value::Undefined) => (
+            Outcome::Fail,
+            format!("{location}: test is undefined (some condition did not hold)"),
+        ),
+        Ok(v) => (
+            Outcome::Fail,
+            format!(
+                "{location}: test value is `{}`, not true",
+                serde_json::to_string(&v).unwrap_or_default()
+            ),
+        ),
+        Err(e) => (
+            Outcome::Error,
+            format!("{location}: {}", format!("{e:#}").trim()),
+        ),
+    };
+    result
 }
 
 fn fixture_name(path: &Path) -> String {
