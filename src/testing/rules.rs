@@ -180,3 +180,46 @@ fn unbalanced(text: &str, quote: char) -> bool {
     }
     open == Some(quote)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_text_round_trips_including_trailing_strings() {
+        let mut e = Engine::new();
+        e.set_rego_v0(false);
+        let src = "package p.q\n\nimport data.lib\n\ndeny contains {\"code\": \"a.b\", \"msg\": \"m\"} if {\n\tinput.t == \"Address\"\n\tnot input.u == `raw`\n}\n\ntest_x if true\n\ndefault allow := false\n";
+        e.add_policy("p.rego".into(), src.into()).unwrap();
+        let m = modules(&mut e);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].package, "p.q");
+        assert_eq!(m[0].imports, vec!["import data.lib"]);
+        let deny = &m[0].rules[0];
+        assert_eq!(
+            (deny.name.as_str(), deny.line, deny.kind),
+            ("deny", 5, HeadKind::Contains)
+        );
+        assert_eq!(
+            deny.value.as_deref(),
+            Some("{\"code\": \"a.b\", \"msg\": \"m\"}")
+        );
+        assert_eq!(
+            deny.bodies[0].statements,
+            vec!["input.t == \"Address\"", "not input.u == `raw`"]
+        );
+        assert_eq!(deny.location(), "p.rego:5");
+        let t = &m[0].rules[1];
+        assert_eq!((t.name.as_str(), t.kind), ("test_x", HeadKind::Complete));
+        assert_eq!(m[0].rules[2].kind, HeadKind::Default);
+    }
+
+    #[test]
+    fn quote_balance() {
+        assert!(unbalanced("a == \"x", '"'));
+        assert!(!unbalanced("a == \"x\"", '"'));
+        assert!(!unbalanced("a == \"x\\\"y\"", '"'));
+        assert!(unbalanced("a == `x", '`'));
+        assert!(!unbalanced("a == `\"`", '"'));
+    }
+}
