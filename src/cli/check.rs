@@ -13,6 +13,7 @@ use crate::config::{Config, Overrides};
 pub struct CheckArgs {
     #[arg(long, default_value = crate::config::DEFAULT_CONFIG)]
     pub config: PathBuf,
+    /// Policy directory; wins over the config's `policy.dir`.
     #[arg(long)]
     pub policy_dir: Option<PathBuf>,
 }

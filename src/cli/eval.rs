@@ -28,6 +28,7 @@ pub struct EvalArgs {
     /// from this config file.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Policy directory; wins over the config's `policy.dir`.
     #[arg(long)]
     pub policy_dir: Option<PathBuf>,
     /// TSS Node key name the request counts as verified by (default: the

@@ -27,6 +27,7 @@ pub struct TestArgs {
     /// from this config file, as `serve` would.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Policy directory; wins over the config's `policy.dir`.
     #[arg(long)]
     pub policy_dir: Option<PathBuf>,
     /// Fixture directory (default `tests/fixtures`, skipped if absent).
