@@ -407,6 +407,7 @@ fn eval_explain_names_the_rule_behind_every_rejecting_fixture() {
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         let doc: Value = serde_json::from_str(&stdout(&o)).unwrap();
         assert_eq!(doc["answer"]["action"], "REJECT", "{}", path.display());
+        assert_eq!(doc["answer"]["status"], 0, "{}", path.display());
         let denies = doc["explain"]["denies"].as_array().unwrap();
         assert!(!denies.is_empty(), "{}", path.display());
         for d in denies {

@@ -85,7 +85,9 @@ fn eval(a: &EvalArgs) -> anyhow::Result<serde_json::Value> {
     };
     let at = a.at_ms.or(fixture_at).unwrap_or_else(pipeline::now_ms);
 
-    let opts = super::test::policy_options(a.config.as_deref(), a.policy_dir.as_deref(), None)?;
+    let mut opts = super::test::policy_options(a.config.as_deref(), a.policy_dir.as_deref(), None)?;
+    // As in `test`: a busy machine must not change what `eval` shows.
+    opts.eval_timeout = opts.eval_timeout.max(std::time::Duration::from_secs(5));
     crate::policy::install_time_limit(opts.eval_timeout);
     let set = PolicySet::load(&opts)?;
 
