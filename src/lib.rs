@@ -11,11 +11,13 @@
 //! - [`config`]: the YAML configuration and its validation.
 //! - [`server`]: the axum HTTP layer, handed its state by the caller.
 //! - [`metrics`]: every metric name and the registry.
+//! - [`decision_log`]: the durable audit trail, one versioned JSON line per decision.
 //! - [`cli`]: one module per subcommand; `main.rs` only dispatches.
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod config;
+pub mod decision_log;
 pub mod derive;
 pub mod fixture;
 pub mod input;

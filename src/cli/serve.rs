@@ -226,6 +226,7 @@ async fn serve(cfg: Config, loaded: Loaded) -> anyhow::Result<()> {
         Limits::from_config(&cfg.limits),
     );
     state.metrics_on_main = cfg.metrics.endpoint.is_none();
+    state.decision_log = open_decision_log(&cfg)?;
     let state = Arc::new(state);
     let listener = tokio::net::TcpListener::bind(cfg.endpoint())
         .await
@@ -281,8 +282,34 @@ async fn serve(cfg: Config, loaded: Loaded) -> anyhow::Result<()> {
         shutdown,
     )
     .await?;
+    // Flush the decision log last: every answered line is already durable,
+    // this writes the lines of answers that never made it out.
+    if let Some(log) = &state.decision_log {
+        log.close();
+    }
     info!("stopped");
     Ok(())
+}
+
+/// Opens the decision log when `decision_log.path` is set; refusing to start
+/// without it, since an audit trail that silently is not there is worse.
+fn open_decision_log(
+    cfg: &Config,
+) -> anyhow::Result<Option<Arc<crate::decision_log::DecisionLog>>> {
+    use crate::decision_log::{DecisionLog, InputMode, Options};
+    let d = &cfg.decision_log;
+    let Some(path) = &d.path else {
+        return Ok(None);
+    };
+    let log = DecisionLog::open(Options {
+        path: path.clone(),
+        input: InputMode::parse(&d.input)?,
+        fail_closed: d.fail_closed,
+        max_bytes: d.max_bytes,
+        retain: d.retain,
+    })?;
+    info!(path = %path.display(), input = %d.input, fail_closed = d.fail_closed, "decision log open");
+    Ok(Some(Arc::new(log)))
 }
 
 async fn shutdown_signal() {
