@@ -242,8 +242,6 @@ async fn serve(cfg: Config, loaded: Loaded) -> anyhow::Result<()> {
             "tss-gate listening"
         );
     }
-    // Machine-readable line for tests and scripts that bind port 0.
-    println!("listening on {addr}");
     let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
     if let Some(m) = &cfg.metrics.endpoint {
         let ml = tokio::net::TcpListener::bind(m)
@@ -266,6 +264,9 @@ async fn serve(cfg: Config, loaded: Loaded) -> anyhow::Result<()> {
             .await;
         });
     }
+    // Machine-readable line for tests and scripts that bind port 0; printed
+    // last, once every listener (the metrics one included) is bound.
+    println!("listening on {addr}");
     let app = crate::server::app(state.clone());
     let limits = state.limits.clone();
     let tx2 = tx.clone();
