@@ -98,7 +98,11 @@ fn init_logging(cfg: &Config, json_flag: bool) {
         };
         tracing_subscriber::EnvFilter::new(level)
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Logs go to stderr: stdout carries the machine-readable `listening on`
+    // lines scripts and tests read.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = if json_flag || cfg.logging.format == "json" {
         builder.json().try_init()
     } else {
