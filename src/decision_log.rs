@@ -112,10 +112,17 @@ pub struct Event<'a> {
 /// What a queued line's writer reports back.
 type Ack = mpsc::SyncSender<bool>;
 
+/// A line for the writer, with the waiter to release after its fsync.
+type Queued = (Vec<u8>, Option<Ack>);
+
 /// Handle to the decision log; cheap to share behind an `Arc`.
 pub struct DecisionLog {
+    /// The settings it was opened with (`fail_closed` is read by the server).
     opts: Options,
-    tx: Mutex<Option<Sender<(Vec<u8>, Option<Ack>)>>>,
+    /// Queue to the writer thread; `None` once closed, so late appends fail
+    /// instead of waiting forever.
+    tx: Mutex<Option<Sender<Queued>>>,
+    /// Joined by `close` so shutdown returns only after the last fsync.
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -285,6 +292,7 @@ pub fn canonical(v: &Value, out: &mut Vec<u8>) {
 /// The live file and its size.
 struct Segment {
     file: File,
+    /// Bytes in the file, for the rotation check without a `stat` per batch.
     size: u64,
 }
 
@@ -345,7 +353,7 @@ fn rotate(path: &Path, retain: usize) -> std::io::Result<()> {
     Ok(())
 }
 
-fn writer_loop(rx: Receiver<(Vec<u8>, Option<Ack>)>, first: Segment, opts: Options) {
+fn writer_loop(rx: Receiver<Queued>, first: Segment, opts: Options) {
     let mut seg = Some(first);
     let mut buf = Vec::new();
     let mut acks = Vec::new();

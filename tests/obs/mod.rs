@@ -123,9 +123,13 @@ pub fn mixed_traffic(server: &Server, tag: &str) -> Sent {
 
     // Token failures: status 20.
     let good = mint(&fixture("keysign_eth_approve.json", "tok"), &k.node);
-    let mut tampered = good.clone();
-    let last = tampered.pop().unwrap();
-    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    // Change a character inside the signature, not the last one: the last
+    // base64url character also carries padding bits, and changing only those
+    // makes a malformed token instead of a bad signature.
+    let mut chars: Vec<char> = good.chars().collect();
+    let i = chars.len() - 10;
+    chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
+    let tampered: String = chars.into_iter().collect();
     let expired = rs256(
         &json!({"package_data": STANDARD.encode(b"{}"), "exp": now() - 3600}),
         &k.node,
