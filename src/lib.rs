@@ -13,11 +13,13 @@
 //! - [`metrics`]: every metric name and the registry.
 //! - [`record`]: writing verified requests as fixtures (`record_dir`).
 //! - [`testing`]: the `test` runner and reporters, coverage, `eval --explain`.
+//! - [`decision_log`]: the durable audit trail, one versioned JSON line per decision.
 //! - [`cli`]: one module per subcommand; `main.rs` only dispatches.
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod config;
+pub mod decision_log;
 pub mod derive;
 pub mod fixture;
 pub mod input;

@@ -19,9 +19,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tracing::{Instrument, info, info_span, warn};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::{Instrument, Span, error, info, info_span, warn};
 
+use crate::decision_log::{self, DecisionLog};
 use crate::metrics::{Metrics, TYPE_NONE};
 use crate::pipeline::{self, Failure, Gate};
 use crate::policy::PolicySet;
@@ -67,6 +68,8 @@ pub struct AppState {
     pub metrics_on_main: bool,
     /// Writes each verified request as a fixture (`record_dir`); off when None.
     pub recorder: Option<crate::record::Recorder>,
+    /// The audit trail; when set, no answer leaves before its line is durable.
+    pub decision_log: Option<Arc<DecisionLog>>,
 }
 
 impl AppState {
@@ -84,6 +87,7 @@ impl AppState {
             limits,
             metrics_on_main: true,
             recorder: None,
+            decision_log: None,
         }
     }
 }
@@ -136,6 +140,12 @@ impl Drop for InFlight {
 }
 
 async fn check(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    // Every log line of the request carries its request_id once it is known.
+    let span = info_span!("request", request_id = tracing::field::Empty);
+    check_in_span(state, headers, body).instrument(span).await
+}
+
+async fn check_in_span(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let received_ms = pipeline::now_ms();
     state.metrics.in_flight.inc();
@@ -148,21 +158,27 @@ async fn check(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bod
             None,
             Err(Failure::Overloaded),
             String::new(),
+            true,
         )
         .await;
     };
 
     let token = match read_token(&state, &headers, body).await {
         Ok(t) => t,
-        Err(f) => return finish(&state, started, None, Err(f), String::new()).await,
+        Err(f) => return finish(&state, started, None, Err(f), String::new(), true).await,
     };
 
     let work = {
         let state = state.clone();
         async move {
-            let _slot = state.cpu.clone().acquire_owned().await;
+            let slot = state.cpu.clone().acquire_owned().await.ok();
             let st = state.clone();
-            tokio::task::spawn_blocking(move || decide_and_sign(&st, &token, received_ms)).await
+            let span = Span::current();
+            tokio::task::spawn_blocking(move || {
+                let _e = span.enter();
+                decide_and_sign(&st, &token, received_ms, started, slot, &span)
+            })
+            .await
         }
     };
     let mut out = match tokio::time::timeout(state.limits.request_deadline, work).await {
@@ -182,7 +198,8 @@ async fn check(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bod
                 .failure
                 .clone()
                 .unwrap_or(Failure::Policy("internal error", "policy_error"));
-            finish(&state, started, out.request_type, Err(failure), id).await
+            let log = !out.logged;
+            finish(&state, started, out.request_type, Err(failure), id, log).await
         }
     }
 }
@@ -195,6 +212,8 @@ struct Done {
     failure: Option<Failure>,
     codes: Vec<String>,
     eval_time: Option<Duration>,
+    /// Whether the decision log already has this request's line.
+    logged: bool,
 }
 
 impl Done {
@@ -206,14 +225,25 @@ impl Done {
             failure: Some(f),
             codes: Vec::new(),
             eval_time: None,
+            logged: false,
         }
     }
 }
 
-fn decide_and_sign(state: &AppState, token: &str, received_ms: i64) -> Done {
+fn decide_and_sign(
+    state: &AppState,
+    token: &str,
+    received_ms: i64,
+    started: Instant,
+    mut slot: Option<OwnedSemaphorePermit>,
+    span: &Span,
+) -> Done {
     let gate = state.gate.load();
     let policy = state.policy.load();
-    let p = pipeline::process(&gate, &policy, token, received_ms);
+    let mut p = pipeline::process(&gate, &policy, token, received_ms);
+    if !p.response.request_id.is_empty() {
+        span.record("request_id", p.response.request_id.as_str());
+    }
     let request_type = p.request_type.map(|t| t.name());
     let codes = p
         .decided
@@ -222,8 +252,6 @@ fn decide_and_sign(state: &AppState, token: &str, received_ms: i64) -> Done {
         .map(|d| d.codes.clone())
         .unwrap_or_default();
     let eval_time = p.decided.as_ref().map(|d| d.eval_time);
-    let span = info_span!("decision", request_id = %p.response.request_id);
-    let _e = span.enter();
     match &p.failure {
         Some(f) => warn!(
             reason = f.reason(),
@@ -239,6 +267,38 @@ fn decide_and_sign(state: &AppState, token: &str, received_ms: i64) -> Done {
             "decided"
         ),
     }
+    let logged = match &state.decision_log {
+        Some(log) => {
+            // The CPU slot is not held while waiting for the fsync, so other
+            // requests keep the cores busy and share that fsync.
+            drop(slot.take());
+            let written = write_decision(log, &p, &policy.revision, started);
+            let ok = written.is_ok();
+            state
+                .metrics
+                .decision_log_writes
+                .with_label_values(&[if ok { "success" } else { "failure" }])
+                .inc();
+            if !ok && p.response.status.code() == 0 {
+                if log.options().fail_closed {
+                    error!("decision log write failed: answering status 30 (fail_closed)");
+                    let f = Failure::DecisionLog;
+                    p.response = f.answer(&p.response.request_id);
+                    p.failure = Some(f);
+                } else {
+                    error!("decision log write failed: answering anyway (fail_closed: false)");
+                }
+            }
+            true
+        }
+        None => false,
+    };
+    // Signing holds a CPU slot like the rest of the work.
+    let _slot = if logged {
+        reacquire_cpu(state)
+    } else {
+        slot.take()
+    };
     if let (Some(rec), Some(adm)) = (&state.recorder, &p.admitted) {
         let decision = p.decided.as_ref().and_then(|d| d.decision.as_ref());
         // A small file write; failing to record must not change the answer.
@@ -254,7 +314,52 @@ fn decide_and_sign(state: &AppState, token: &str, received_ms: i64) -> Done {
         failure: p.failure,
         codes,
         eval_time,
+        logged,
     }
+}
+
+/// Takes a CPU slot again from a blocking-pool thread.
+fn reacquire_cpu(state: &AppState) -> Option<OwnedSemaphorePermit> {
+    let handle = tokio::runtime::Handle::try_current().ok()?;
+    handle.block_on(state.cpu.clone().acquire_owned()).ok()
+}
+
+/// Writes the decision's line and waits until it is durable.
+fn write_decision(
+    log: &DecisionLog,
+    p: &pipeline::Processed,
+    revision: &str,
+    started: Instant,
+) -> Result<(), decision_log::DecisionLogError> {
+    let decision = p.decided.as_ref().and_then(|d| d.decision.as_ref());
+    let reasons = match decision {
+        Some(d) if p.failure.is_none() => d.reasons.clone(),
+        _ if p.response.error.is_empty() => Vec::new(),
+        _ => vec![p.response.error.clone()],
+    };
+    let no_codes = Vec::new();
+    let event = decision_log::Event {
+        v: decision_log::EVENT_VERSION,
+        time: decision_log::timestamp(pipeline::now_ms()),
+        request_id: &p.response.request_id,
+        request_type: p.request_type.map(|t| t.name()).unwrap_or(TYPE_NONE),
+        action: p.response.action.map(|a| a.as_str()),
+        status: p.response.status.code(),
+        reasons,
+        codes: decision.map(|d| d.codes.as_slice()).unwrap_or(&no_codes),
+        failure: p.failure.as_ref().map(|f| f.reason()),
+        policy_revision: revision,
+        key: p.admitted.as_ref().map(|a| a.token.key_name.as_str()),
+        latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        input: None,
+        input_digest: None,
+    };
+    // Failures carry no input: it was never judged.
+    let input = match (&p.failure, &p.decided) {
+        (None, Some(d)) => Some(&d.input),
+        _ => None,
+    };
+    log.append(log.encode(event, input))?.wait()
 }
 
 fn observe(state: &AppState, started: Instant, d: &Done) {
@@ -285,12 +390,38 @@ async fn finish(
     request_type: Option<&'static str>,
     result: Result<(), Failure>,
     request_id: String,
+    log: bool,
 ) -> Response {
     let failure = match result {
         Ok(()) => Failure::Policy("internal error", "policy_error"),
         Err(f) => f,
     };
     let response = failure.answer(&request_id);
+    if log && let Some(dl) = &state.decision_log {
+        // Never an approval, so nothing waits for this line's fsync.
+        let event = decision_log::Event {
+            v: decision_log::EVENT_VERSION,
+            time: decision_log::timestamp(pipeline::now_ms()),
+            request_id: &request_id,
+            request_type: request_type.unwrap_or(TYPE_NONE),
+            action: response.action.map(|a| a.as_str()),
+            status: response.status.code(),
+            reasons: vec![response.error.clone()],
+            codes: &[],
+            failure: Some(failure.reason()),
+            policy_revision: &state.policy.load().revision,
+            key: None,
+            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+            input: None,
+            input_digest: None,
+        };
+        let ok = dl.append_nowait(dl.encode(event, None)).is_ok();
+        state
+            .metrics
+            .decision_log_writes
+            .with_label_values(&[if ok { "success" } else { "failure" }])
+            .inc();
+    }
     let gate = state.gate.load_full();
     let resp2 = response.clone();
     let signed = tokio::task::spawn_blocking(move || pipeline::sign(&gate, &resp2).ok())
@@ -304,6 +435,7 @@ async fn finish(
         failure: Some(failure),
         codes: Vec::new(),
         eval_time: None,
+        logged: true,
     };
     observe(state, started, &done);
     match signed {

@@ -106,10 +106,12 @@ fn token_problems_get_signed_status_20() {
     let a = verify_answer(&post_token(&server.check_url(), &good).1);
     assert!(a.is_approval(), "{a:?}");
 
-    // Bad signature: last signature character changed.
-    let mut bad = good.clone();
-    let last = bad.pop().unwrap();
-    bad.push(if last == 'A' { 'B' } else { 'A' });
+    // Bad signature: a character in the middle of the signature changed (the
+    // last one may only carry padding bits).
+    let mut bad: Vec<char> = good.chars().collect();
+    let mid = good.rfind('.').unwrap() + (good.len() - good.rfind('.').unwrap()) / 2;
+    bad[mid] = if bad[mid] == 'A' { 'B' } else { 'A' };
+    let bad: String = bad.into_iter().collect();
     assert_token_error(&server, &bad, "bad signature");
 
     // Payload swapped under a valid signature.

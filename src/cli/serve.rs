@@ -98,11 +98,11 @@ fn init_logging(cfg: &Config, json_flag: bool) {
         };
         tracing_subscriber::EnvFilter::new(level)
     });
-    // stderr for logs, so stdout carries only the machine-readable
-    // "listening on" lines.
+    // Logs go to stderr: stdout carries the machine-readable `listening on`
+    // lines scripts and tests read.
     let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter);
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = if json_flag || cfg.logging.format == "json" {
         builder.json().try_init()
     } else {
@@ -240,6 +240,7 @@ async fn serve(cfg: Config, loaded: Loaded) -> anyhow::Result<()> {
         state.recorder = Some(crate::record::Recorder::new(dir)?);
         warn!(dir = %dir.display(), "recording every verified request as a fixture");
     }
+    state.decision_log = open_decision_log(&cfg)?;
     let state = Arc::new(state);
     let listener = tokio::net::TcpListener::bind(cfg.endpoint())
         .await
@@ -255,8 +256,6 @@ async fn serve(cfg: Config, loaded: Loaded) -> anyhow::Result<()> {
             "tss-gate listening"
         );
     }
-    // Machine-readable line for tests and scripts that bind port 0.
-    println!("listening on {addr}");
     let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
     if let Some(m) = &cfg.metrics.endpoint {
         let ml = tokio::net::TcpListener::bind(m)
@@ -279,6 +278,9 @@ async fn serve(cfg: Config, loaded: Loaded) -> anyhow::Result<()> {
             .await;
         });
     }
+    // Machine-readable line for tests and scripts that bind port 0; printed
+    // last, once every listener (the metrics one included) is bound.
+    println!("listening on {addr}");
     let app = crate::server::app(state.clone());
     let limits = state.limits.clone();
     let tx2 = tx.clone();
@@ -295,8 +297,34 @@ async fn serve(cfg: Config, loaded: Loaded) -> anyhow::Result<()> {
         shutdown,
     )
     .await?;
+    // Flush the decision log last: every answered line is already durable,
+    // this writes the lines of answers that never made it out.
+    if let Some(log) = &state.decision_log {
+        log.close();
+    }
     info!("stopped");
     Ok(())
+}
+
+/// Opens the decision log when `decision_log.path` is set; refusing to start
+/// without it, since an audit trail that silently is not there is worse.
+fn open_decision_log(
+    cfg: &Config,
+) -> anyhow::Result<Option<Arc<crate::decision_log::DecisionLog>>> {
+    use crate::decision_log::{DecisionLog, InputMode, Options};
+    let d = &cfg.decision_log;
+    let Some(path) = &d.path else {
+        return Ok(None);
+    };
+    let log = DecisionLog::open(Options {
+        path: path.clone(),
+        input: InputMode::parse(&d.input)?,
+        fail_closed: d.fail_closed,
+        max_bytes: d.max_bytes,
+        retain: d.retain,
+    })?;
+    info!(path = %path.display(), input = %d.input, fail_closed = d.fail_closed, "decision log open");
+    Ok(Some(Arc::new(log)))
 }
 
 async fn shutdown_signal() {

@@ -33,7 +33,9 @@ from gen_vectors import ERC20_TRANSFER, USDT, erc20, evm_unsigned, hx  # noqa: E
 
 FIXTURES = os.path.join(HERE, "..", "fixtures")
 MALLORY = "0xdbf03b407c01e7cd3cbea99509d93f8dddc8c6fb"
-DECIMALS = {"ETH": 18, "ETH_USDT": 6}
+DECIMALS = {"ETH": 18, "ETH_USDT": 6, "ETH_PEPE": 18}
+# ERC-20 contracts by token id (USDT's real address; PEPE's real address).
+CONTRACTS = {"ETH_USDT": USDT, "ETH_PEPE": bytes.fromhex("6982508145454ce325ddbe47a25d4ec3d2311933")}
 
 
 def base_units(amount: str, decimals: int) -> int:
@@ -59,8 +61,8 @@ def unsigned_for(kind, token, to_addr, amount, nonce=17):
     if token == "ETH":
         f = fields(kind, to_addr, base_units(amount, 18), b"", nonce)
     else:
-        data = erc20(ERC20_TRANSFER, ["address", "uint256"], [to_addr, base_units(amount, 6)])
-        f = fields(kind, "0x" + USDT.hex(), 0, data, nonce)
+        data = erc20(ERC20_TRANSFER, ["address", "uint256"], [to_addr, base_units(amount, DECIMALS[token])])
+        f = fields(kind, "0x" + CONTRACTS[token].hex(), 0, data, nonce)
     return evm_unsigned(kind, f)
 
 
@@ -90,9 +92,16 @@ def refresh_existing():
         fx = load(path)
         detail, extra = parts(fx)
         tx = extra.get("transaction")
-        if not tx or "raw_tx_info" not in tx:
+        if not tx:
             continue
         dest = tx.get("destination", {})
+        if "raw_tx_info" not in tx:
+            # Value-moving ETH fixtures must carry their bytes, as the node
+            # sends them; others (message signatures, other chains) need none.
+            if tx.get("chain_id") == "ETH" and dest.get("destination_type") == "Address":
+                tx["raw_tx_info"] = {"used_nonce": 17, "unsigned_raw_tx": ""}
+            else:
+                continue
         out = dest.get("account_output")
         if tx.get("chain_id") == "ETH" and tx.get("token_id") in DECIMALS and out:
             try:
