@@ -65,6 +65,8 @@ pub struct AppState {
     cpu: Arc<Semaphore>,
     /// Whether `/metrics` is served on the main router.
     pub metrics_on_main: bool,
+    /// Answers already given, so a retried request gets the same one.
+    pub retry: crate::retry::RetryCache,
 }
 
 impl AppState {
@@ -81,6 +83,7 @@ impl AppState {
             metrics,
             limits,
             metrics_on_main: true,
+            retry: crate::retry::RetryCache::default(),
         }
     }
 }
@@ -210,7 +213,15 @@ impl Done {
 fn decide_and_sign(state: &AppState, token: &str, received_ms: i64) -> Done {
     let gate = state.gate.load();
     let policy = state.policy.load();
-    let p = pipeline::process(&gate, &policy, token, received_ms);
+    // admit → retry-cache lookup → decide → cache store (see crate::retry).
+    let p = crate::retry::process(
+        &state.retry,
+        &state.metrics,
+        &gate,
+        &policy,
+        token,
+        received_ms,
+    );
     let request_type = p.request_type.map(|t| t.name());
     let codes = p
         .decided
@@ -231,7 +242,8 @@ fn decide_and_sign(state: &AppState, token: &str, received_ms: i64) -> Done {
             action = p.response.action.map(|a| a.as_str()).unwrap_or("NONE"),
             request_type = request_type.unwrap_or(TYPE_NONE),
             key = p.admitted.as_ref().map(|a| a.token.key_name.as_str()).unwrap_or(""),
-            policy_revision = %policy.revision,
+            policy_revision = p.decided.as_ref().map(|d| d.revision.as_str()).unwrap_or(&policy.revision),
+            replayed = p.decided.as_ref().is_some_and(|d| d.replayed),
             reason = %p.response.error,
             "decided"
         ),

@@ -79,7 +79,7 @@ pub fn run(a: ServeArgs) -> Exit {
             return Exit::One;
         }
     };
-    match rt.block_on(serve(cfg, loaded)) {
+    match rt.block_on(serve(cfg, a.overrides(), loaded)) {
         Ok(()) => Exit::Ok,
         Err(e) => {
             error!("{e:#}");
@@ -217,7 +217,7 @@ fn split_pair_path(p: &Path) -> anyhow::Result<(PathBuf, String)> {
     Ok((dir, name.to_owned()))
 }
 
-async fn serve(cfg: Config, loaded: Loaded) -> anyhow::Result<()> {
+async fn serve(cfg: Config, overrides: Overrides, loaded: Loaded) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let mut state = AppState::new(
         loaded.gate,
@@ -226,6 +226,7 @@ async fn serve(cfg: Config, loaded: Loaded) -> anyhow::Result<()> {
         Limits::from_config(&cfg.limits),
     );
     state.metrics_on_main = cfg.metrics.endpoint.is_none();
+    state.retry = crate::retry::RetryCache::from_config(&cfg.retry_cache);
     let state = Arc::new(state);
     let listener = tokio::net::TcpListener::bind(cfg.endpoint())
         .await
@@ -265,6 +266,14 @@ async fn serve(cfg: Config, loaded: Loaded) -> anyhow::Result<()> {
             .await;
         });
     }
+    {
+        // Hot reload (SIGHUP, and file changes when `policy.watch`).
+        let reloader = Arc::new(crate::reload::Reloader::new(state.clone(), &cfg, overrides));
+        let mut rx = tx.subscribe();
+        tokio::spawn(crate::reload::run(reloader, cfg.policy.watch, async move {
+            let _ = rx.recv().await;
+        }));
+    }
     let app = crate::server::app(state.clone());
     let limits = state.limits.clone();
     let tx2 = tx.clone();
@@ -281,6 +290,8 @@ async fn serve(cfg: Config, loaded: Loaded) -> anyhow::Result<()> {
         shutdown,
     )
     .await?;
+    // Every accepted request has been answered (or the grace period ran
+    // out). Flush the decision log here, last, before exiting.
     info!("stopped");
     Ok(())
 }
