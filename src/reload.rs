@@ -97,6 +97,31 @@ pub fn run_policy_tests(opts: &PolicyOptions) -> Result<usize, ReloadError> {
     }
 }
 
+/// Squeezes a multi-line compiler message into one log line. regorus
+/// reports `--> FILE:LINE:COL`, a source excerpt, then `error: REASON`; that
+/// becomes `FILE:LINE:COL: REASON`. Anything else has its lines joined.
+pub fn one_line(msg: &str) -> String {
+    let mut location = None;
+    let mut reason = None;
+    for l in msg.lines() {
+        let t = l.trim();
+        if let Some(loc) = t.strip_prefix("--> ") {
+            location.get_or_insert(loc.to_owned());
+        } else if let Some(r) = t.strip_prefix("error: ") {
+            reason.get_or_insert(r.to_owned());
+        }
+    }
+    match (location, reason) {
+        (Some(loc), Some(r)) => format!("{loc}: {r}"),
+        _ => msg
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" | "),
+    }
+}
+
 /// The `package` of a Rego file.
 fn package_of(text: &str) -> Option<String> {
     text.lines()
@@ -193,7 +218,8 @@ impl Reloader {
                 error!(
                     policy_dir = %opts.dir.display(),
                     serving_revision = %old,
-                    "policy reload refused, previous policy keeps serving: {e}"
+                    "policy reload refused, previous policy keeps serving: {}",
+                    one_line(&e.to_string())
                 );
                 Err(e)
             }
@@ -269,23 +295,26 @@ fn start_watcher(
     Ok(w)
 }
 
-/// The reload task: SIGHUP and (when `watch`) file changes, until
-/// `shutdown` resolves. Reload work runs on the blocking pool.
-pub async fn run(
+/// Starts the reload task: SIGHUP and (when `watch`) file changes, until
+/// `shutdown` resolves. The signal handler and the watcher are in place when
+/// this returns, so a SIGHUP sent after it never kills the process and no
+/// file change after it goes unseen. Reload work runs on the blocking pool.
+/// Must be called within a tokio runtime.
+pub fn start(
     reloader: Arc<Reloader>,
     watch: bool,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = match signal(SignalKind::hangup()) {
+    let hup = match signal(SignalKind::hangup()) {
         Ok(s) => Some(s),
         Err(e) => {
             warn!("cannot listen for SIGHUP, reload by signal is off: {e}");
             None
         }
     };
-    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
-    let _watcher = if watch {
+    let (tx, rx) = mpsc::unbounded_channel::<()>();
+    let watcher = if watch {
         let paths = reloader.watch_paths();
         match start_watcher(&paths, tx.clone()) {
             Ok(w) => {
@@ -300,6 +329,19 @@ pub async fn run(
     } else {
         None
     };
+    tokio::spawn(run(reloader, hup, rx, tx, watcher, shutdown))
+}
+
+async fn run(
+    reloader: Arc<Reloader>,
+    mut hup: Option<tokio::signal::unix::Signal>,
+    mut rx: mpsc::UnboundedReceiver<()>,
+    // Held so that `rx` never reports closed while the task runs.
+    tx: mpsc::UnboundedSender<()>,
+    // Held: dropping it stops watching.
+    _watcher: Option<notify::RecommendedWatcher>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     loop {
         let hup_recv = async {
@@ -329,6 +371,14 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compiler_messages_become_one_line() {
+        let msg =
+            "\n--> /p/x.rego:4:7\n  |\n4 |   x := )\n  |       ^\nerror: expecting expression";
+        assert_eq!(one_line(msg), "/p/x.rego:4:7: expecting expression");
+        assert_eq!(one_line("a\n\n b"), "a | b");
+    }
 
     #[test]
     fn finds_test_rules_and_package() {

@@ -98,7 +98,11 @@ fn init_logging(cfg: &Config, json_flag: bool) {
         };
         tracing_subscriber::EnvFilter::new(level)
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Logs go to stderr: stdout carries only the machine-readable
+    // `listening on` lines.
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
     let _ = if json_flag || cfg.logging.format == "json" {
         builder.json().try_init()
     } else {
@@ -242,9 +246,18 @@ async fn serve(cfg: Config, overrides: Overrides, loaded: Loaded) -> anyhow::Res
             "tss-gate listening"
         );
     }
+    let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    {
+        // Hot reload (SIGHUP, and file changes when `policy.watch`); in place
+        // before the line below, so a SIGHUP after it cannot kill us.
+        let reloader = Arc::new(crate::reload::Reloader::new(state.clone(), &cfg, overrides));
+        let mut rx = tx.subscribe();
+        crate::reload::start(reloader, cfg.policy.watch, async move {
+            let _ = rx.recv().await;
+        });
+    }
     // Machine-readable line for tests and scripts that bind port 0.
     println!("listening on {addr}");
-    let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
     if let Some(m) = &cfg.metrics.endpoint {
         let ml = tokio::net::TcpListener::bind(m)
             .await
@@ -265,14 +278,6 @@ async fn serve(cfg: Config, overrides: Overrides, loaded: Loaded) -> anyhow::Res
             )
             .await;
         });
-    }
-    {
-        // Hot reload (SIGHUP, and file changes when `policy.watch`).
-        let reloader = Arc::new(crate::reload::Reloader::new(state.clone(), &cfg, overrides));
-        let mut rx = tx.subscribe();
-        tokio::spawn(crate::reload::run(reloader, cfg.policy.watch, async move {
-            let _ = rx.recv().await;
-        }));
     }
     let app = crate::server::app(state.clone());
     let limits = state.limits.clone();
