@@ -256,6 +256,7 @@ async fn serve(cfg: Config, overrides: Overrides, loaded: Loaded) -> anyhow::Res
             let _ = rx.recv().await;
         });
     }
+    let signalled = shutdown_signal();
     // Machine-readable line for tests and scripts that bind port 0.
     println!("listening on {addr}");
     if let Some(m) = &cfg.metrics.endpoint {
@@ -283,7 +284,7 @@ async fn serve(cfg: Config, overrides: Overrides, loaded: Loaded) -> anyhow::Res
     let limits = state.limits.clone();
     let tx2 = tx.clone();
     let shutdown = async move {
-        shutdown_signal().await;
+        signalled.await;
         info!("shutdown signal received: draining");
         let _ = tx2.send(());
     };
@@ -301,17 +302,28 @@ async fn serve(cfg: Config, overrides: Overrides, loaded: Loaded) -> anyhow::Res
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Registers SIGINT and SIGTERM now and resolves on the first of them.
+/// Registering before the `listening on` line means a signal sent after it
+/// always drains instead of killing the process outright.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        let wait = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
+            match s {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(e) => {
+                    warn!("cannot listen for a shutdown signal: {e}");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::select! {
+            _ = wait(term) => {}
+            _ = wait(int) => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }
