@@ -292,9 +292,7 @@ fn json_nested_deeper_than_the_limit_is_refused() {
     assert_eq!(a.request_id, "deep-1");
     // Depth in the outer document counts too.
     let mut outer = keysign("deep-2");
-    outer.extra_info = format!(
-        "{{\"a\":{{\"b\":{{\"c\":{{\"d\":{{\"e\":{{\"f\":{{\"g\":{{\"h\":{{}}}}}}}}}}}}}}}}}}"
-    );
+    outer.extra_info = r#"{"a":{"b":{"c":{"d":{"e":{"f":{"g":{"h":{}}}}}}}}}"#.to_owned();
     let a = send(&server, &outer);
     assert_eq!(a.status, Status::InvalidRequest, "{a:?}");
     // The real fixture is well within it.

@@ -84,7 +84,8 @@ fn assert_signs_and_verifies(resp: &CallbackResponse) {
 /// True for one case in `every`, deterministically.
 fn sampled(every: usize) -> bool {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    N.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % every == 0
+    N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        .is_multiple_of(every)
 }
 
 // --- strategies --------------------------------------------------------------
