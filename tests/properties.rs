@@ -322,6 +322,10 @@ proptest! {
             prop_assert!(p.detail.is_object() && p.extra.is_object());
         }
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
 
     /// Request parsing and input building on arbitrary JSON (top level and
     /// embedded): no panic; a parsed request yields a well-formed input.
@@ -341,10 +345,6 @@ proptest! {
             prop_assert_eq!(&doc["verified_by"], "node-a");
         }
     }
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(3000))]
 
     /// The pipeline on anything that is not validly signed: a signed status
     /// 20, never an approval.
@@ -373,7 +373,7 @@ proptest! {
 proptest! {
     // Each case signs a request (an RSA private-key operation) and
     // evaluates the policy.
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(3000))]
 
     /// The pipeline on validly signed requests of any shape: a well-formed
     /// signed answer echoing the request_id; status 0, 10 or 30 (never 20);
