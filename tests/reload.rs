@@ -33,18 +33,30 @@ fn approve_or_toggled(a: &CallbackResponse) -> Result<(), String> {
 
 /// Sends fresh probes until one gets the wanted action (the reload landed).
 fn wait_for(server: &Server, want: Action) {
-    poll(&format!("answers to flip to {want:?}"), WAIT, || {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
         let a = send_as(server, &keysign(&fresh_id("probe")), &test_keys().node);
         assert_eq!(a.status, Status::Ok, "{a:?}");
-        (a.action == Some(want)).then_some(())
-    });
+        if a.action == Some(want) {
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            let logs = server.logs();
+            let tail: Vec<&str> = logs.lines().rev().take(30).collect();
+            panic!(
+                "answers did not flip to {want:?}; last log lines (newest first):\n{}",
+                tail.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
 fn fifty_reloads_under_load_lose_no_answer_and_switch_decisions() {
     let ws = Workspace::new();
     let dir = policy_copy(&ws);
-    let cfg = write_config(&ws, &dir, &["node-a"], "  watch: false\n", "");
+    let cfg = write_config(&ws, &dir, &["node-a"], NO_WATCH, "");
     let server = Server::start(&cfg);
     let toggle = dir.join("tss/common/toggle.rego");
     let load = Load::start(&server, 3, approve_or_toggled);
@@ -94,7 +106,13 @@ fn fifty_reloads_under_load_lose_no_answer_and_switch_decisions() {
 fn watched_files_reload_without_a_signal() {
     let ws = Workspace::new();
     let dir = policy_copy(&ws);
-    let cfg = write_config(&ws, &dir, &["node-a"], "  watch: true\n", "");
+    let cfg = write_config(
+        &ws,
+        &dir,
+        &["node-a"],
+        "  watch: true\n  eval_timeout_ms: 5000\n",
+        "",
+    );
     let server = Server::start(&cfg);
     let toggle = dir.join("tss/common/toggle.rego");
     assert!(send_as(&server, &keysign(&fresh_id("w")), &test_keys().node).is_approval());
@@ -122,7 +140,7 @@ fn watched_files_reload_without_a_signal() {
 fn a_broken_policy_is_refused_and_the_good_one_keeps_serving() {
     let ws = Workspace::new();
     let dir = policy_copy(&ws);
-    let cfg = write_config(&ws, &dir, &["node-a"], "  watch: false\n", "");
+    let cfg = write_config(&ws, &dir, &["node-a"], NO_WATCH, "");
     let server = Server::start(&cfg);
     let toggle = dir.join("tss/common/toggle.rego");
     write_atomic(&toggle, TOGGLE);
@@ -221,7 +239,7 @@ fn require_passing_tests_blocks_a_policy_whose_tests_fail() {
         &ws,
         &dir,
         &["node-a"],
-        "  watch: false\n  require_passing_tests: true\n",
+        "  watch: false\n  eval_timeout_ms: 5000\n  require_passing_tests: true\n",
         "",
     );
     let server = Server::start(&cfg);
@@ -253,13 +271,13 @@ fn sighup_rotates_tss_node_keys_without_a_restart() {
     let ws = Workspace::new();
     let rego = repo().join("rego");
     let k = test_keys();
-    let cfg = write_config(&ws, &rego, &["node-a"], "  watch: false\n", "");
+    let cfg = write_config(&ws, &rego, &["node-a"], NO_WATCH, "");
     let server = Server::start(&cfg);
     let as_b = |id: &str| send_as(&server, &keysign(id), &k.node_b);
     assert_eq!(as_b(&fresh_id("k")).status, Status::InvalidToken);
 
     // Old and new side by side.
-    write_config(&ws, &rego, &["node-a", "node-b"], "  watch: false\n", "");
+    write_config(&ws, &rego, &["node-a", "node-b"], NO_WATCH, "");
     hup(&server);
     poll("node-b accepted", WAIT, || {
         as_b(&fresh_id("k")).is_approval().then_some(())
@@ -267,7 +285,7 @@ fn sighup_rotates_tss_node_keys_without_a_restart() {
     assert!(send_as(&server, &keysign(&fresh_id("k")), &k.node).is_approval());
 
     // A config whose key file is missing is refused; the keys stay as they were.
-    write_config(&ws, &rego, &["node-b", "node-c"], "  watch: false\n", "");
+    write_config(&ws, &rego, &["node-b", "node-c"], NO_WATCH, "");
     hup(&server);
     poll("the refused key reload", WAIT, || {
         server.logs().contains("key reload refused").then_some(())
@@ -279,7 +297,7 @@ fn sighup_rotates_tss_node_keys_without_a_restart() {
     assert!(send_as(&server, &keysign(&fresh_id("k")), &k.node).is_approval());
 
     // Old removed.
-    write_config(&ws, &rego, &["node-b"], "  watch: false\n", "");
+    write_config(&ws, &rego, &["node-b"], NO_WATCH, "");
     hup(&server);
     poll("node-a refused", WAIT, || {
         (send_as(&server, &keysign(&fresh_id("k")), &k.node).status == Status::InvalidToken)
@@ -292,7 +310,7 @@ fn sighup_rotates_tss_node_keys_without_a_restart() {
 fn a_retry_gets_the_identical_decision_after_the_policy_flipped() {
     let ws = Workspace::new();
     let dir = policy_copy(&ws);
-    let cfg = write_config(&ws, &dir, &["node-a"], "  watch: false\n", "");
+    let cfg = write_config(&ws, &dir, &["node-a"], NO_WATCH, "");
     let server = Server::start(&cfg);
     let node = &test_keys().node;
     let req = keysign("retry-1");
@@ -343,7 +361,7 @@ fn with_the_retry_cache_off_a_retry_is_decided_afresh() {
         &ws,
         &dir,
         &["node-a"],
-        "  watch: false\n",
+        NO_WATCH,
         "retry_cache:\n  enabled: false\n",
     );
     let server = Server::start(&cfg);

@@ -83,7 +83,7 @@ impl Held {
 #[test]
 fn sigterm_under_load_answers_every_accepted_request_and_exits_0() {
     let ws = Workspace::new();
-    let cfg = ws.config("limits:\n  shutdown_grace_ms: 20000\n");
+    let cfg = config(&ws, "limits:\n  shutdown_grace_ms: 20000\n");
     let mut server = Server::start_with_args(&cfg, &["--log-json"]);
 
     // Load: clients on fresh connections, sending until told to stop.
@@ -181,7 +181,10 @@ fn sigterm_under_load_answers_every_accepted_request_and_exits_0() {
 #[test]
 fn a_client_holding_its_request_cannot_outlast_the_grace_period() {
     let ws = Workspace::new();
-    let cfg = ws.config("limits:\n  shutdown_grace_ms: 300\n  body_read_timeout_ms: 600000\n");
+    let cfg = config(
+        &ws,
+        "limits:\n  shutdown_grace_ms: 300\n  body_read_timeout_ms: 600000\n",
+    );
     let mut server = Server::start(&cfg);
     let held = Held::open(&server, &keysign("held-forever"));
     poll(

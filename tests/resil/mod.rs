@@ -63,6 +63,17 @@ pub fn write_config(
     p
 }
 
+/// The shipped policy, SIGHUP-only reload, and `extra` top-level YAML. The
+/// evaluation time limit is raised from 200 ms to 5 s: a loaded 2-core test
+/// machine can stretch an ordinary evaluation past the default, and these
+/// tests are not about that limit (tests/limits.rs tests it on its own).
+pub fn config(ws: &Workspace, extra: &str) -> PathBuf {
+    write_config(ws, &repo().join("rego"), &["node-a"], NO_WATCH, extra)
+}
+
+/// `policy:` lines for tests that reload by SIGHUP only (see [`config`]).
+pub const NO_WATCH: &str = "  watch: false\n  eval_timeout_ms: 5000\n";
+
 /// Writes a file atomically (temp + rename), as deploy tools do.
 pub fn write_atomic(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp~");
