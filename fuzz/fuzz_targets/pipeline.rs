@@ -78,7 +78,12 @@ fuzz_target!(|data: &[u8]| {
         let p = pipeline::process(&w.gate, &w.policy, &token, pipeline::now_ms());
         assert_ne!(p.response.status, Status::InvalidToken);
         if p.response.is_approval() {
-            assert!(p.decided.as_ref().and_then(|d| d.decision.as_ref()).is_some_and(|d| d.approves()));
+            assert!(
+                p.decided
+                    .as_ref()
+                    .and_then(|d| d.decision.as_ref())
+                    .is_some_and(|d| d.approves())
+            );
         }
         assert_signed(w, &p.response);
     } else {

@@ -16,5 +16,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let derived = tss_gate::derive::derive(&p.detail, &p.extra, &Default::default());
     let doc = input::build_input(&p, &facts, 1_764_000_000_000, derived);
-    assert_eq!(doc["request_id"], serde_json::Value::String(p.request_id.clone()));
+    assert_eq!(
+        doc["request_id"],
+        serde_json::Value::String(p.request_id.clone())
+    );
 });
