@@ -84,6 +84,15 @@ impl Default for RetryCache {
     }
 }
 
+/// Longer request_ids are not cached (their retries are decided afresh).
+/// Real ids are UUIDs; the bound keeps `max_entries` a bound on memory even
+/// when a key holder sends megabyte-long ids.
+pub const MAX_ID_LEN: usize = 256;
+
+fn cacheable_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_ID_LEN
+}
+
 /// sha256 of the exact request bytes.
 pub fn digest(raw: &[u8]) -> [u8; 32] {
     Sha256::digest(raw).into()
@@ -136,7 +145,7 @@ impl RetryCache {
 
     /// What to do with request `id` whose bytes hash to `digest`.
     pub fn lookup(&self, id: &str, digest: &[u8; 32], now: Instant) -> Lookup {
-        if !self.enabled || id.is_empty() {
+        if !self.enabled || !cacheable_id(id) {
             return Lookup::Miss;
         }
         let inner = self.lock();
@@ -151,9 +160,10 @@ impl RetryCache {
     /// same time race here: the first stored wins and the second is told to
     /// answer with it ([`Lookup::Hit`]), or to refuse when the payloads differ
     /// ([`Lookup::Mismatch`]). [`Lookup::Miss`] means stored, or not
-    /// cacheable (an error answer, an empty request_id, cache disabled).
+    /// cacheable (an error answer, an empty or overlong request_id, cache
+    /// disabled).
     pub fn store(&self, id: &str, digest: &[u8; 32], cached: Cached, now: Instant) -> Lookup {
-        if !self.enabled || id.is_empty() || cached.response.status != Status::Ok {
+        if !self.enabled || !cacheable_id(id) || cached.response.status != Status::Ok {
             return Lookup::Miss;
         }
         let mut inner = self.lock();
@@ -328,6 +338,9 @@ mod tests {
         assert_eq!(c.store("r", &d, err, t), Lookup::Miss);
         assert_eq!(c.lookup("r", &d, t), Lookup::Miss);
         assert_eq!(c.store("", &d, cached(true), t), Lookup::Miss);
+        let long = "x".repeat(MAX_ID_LEN + 1);
+        assert_eq!(c.store(&long, &d, cached(true), t), Lookup::Miss);
+        assert_eq!(c.lookup(&long, &digest(b"b"), t), Lookup::Miss);
         assert!(c.is_empty());
     }
 
