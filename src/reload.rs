@@ -17,7 +17,8 @@
 //! Owns: the reload task, the watcher, and the minimal Rego test check used
 //! as a reload gate. It touches only `AppState::{gate, policy}` and metrics.
 //! Limits, endpoints and the retry cache are read once at start; changing
-//! them needs a restart.
+//! them needs a restart. So do the watched paths: a SIGHUP that moves
+//! `policy.dir` loads from the new directory, but only a restart watches it.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
