@@ -251,7 +251,7 @@ fn default_entrypoint() -> String {
     crate::policy::DEFAULT_ENTRYPOINT.into()
 }
 fn default_eval_timeout_ms() -> u64 {
-    200
+    1000
 }
 fn default_true() -> bool {
     true

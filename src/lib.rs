@@ -8,6 +8,8 @@
 //! - [`policy`]: loading, compiling and evaluating the Rego policy set.
 //! - [`pipeline`]: the one decision pipeline (verify → parse → input → evaluate →
 //!   answer → sign) shared by the server and the CLI tools.
+//! - [`retry`]: the retry cache, so a retried request gets the answer it got before.
+//! - [`reload`]: hot reload of policies, data and keys (file watch, SIGHUP).
 //! - [`config`]: the YAML configuration and its validation.
 //! - [`server`]: the axum HTTP layer, handed its state by the caller.
 //! - [`metrics`]: every metric name and the registry.
@@ -29,6 +31,8 @@ pub mod pipeline;
 pub mod policy;
 pub mod protocol;
 pub mod record;
+pub mod reload;
+pub mod retry;
 pub mod server;
 pub mod testing;
 pub mod token;

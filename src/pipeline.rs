@@ -133,6 +133,11 @@ pub struct Decided {
     pub failure: Option<Failure>,
     pub input: Value,
     pub eval_time: Duration,
+    /// Revision of the policy set that decided ([`PolicySet::revision`]), for
+    /// the decision log and metrics; a replayed answer keeps the original's.
+    pub revision: String,
+    /// The answer was replayed from the retry cache, not evaluated now.
+    pub replayed: bool,
 }
 
 /// Step 3–5: build the input, evaluate, map the decision to an answer.
@@ -170,6 +175,8 @@ pub fn decide_with(
             failure: None,
             input,
             eval_time,
+            revision: policy.revision.clone(),
+            replayed: false,
         },
         Err(e) => {
             let failure = Failure::from(e);
@@ -179,6 +186,8 @@ pub fn decide_with(
                 failure: Some(failure),
                 input,
                 eval_time,
+                revision: policy.revision.clone(),
+                replayed: false,
             }
         }
     }

@@ -70,6 +70,8 @@ pub struct AppState {
     pub recorder: Option<crate::record::Recorder>,
     /// The audit trail; when set, no answer leaves before its line is durable.
     pub decision_log: Option<Arc<DecisionLog>>,
+    /// Answers already given, so a retried request gets the same one.
+    pub retry: crate::retry::RetryCache,
 }
 
 impl AppState {
@@ -88,6 +90,7 @@ impl AppState {
             metrics_on_main: true,
             recorder: None,
             decision_log: None,
+            retry: crate::retry::RetryCache::default(),
         }
     }
 }
@@ -240,7 +243,15 @@ fn decide_and_sign(
 ) -> Done {
     let gate = state.gate.load();
     let policy = state.policy.load();
-    let mut p = pipeline::process(&gate, &policy, token, received_ms);
+    // admit → retry-cache lookup → decide → cache store (see crate::retry).
+    let mut p = crate::retry::process(
+        &state.retry,
+        &state.metrics,
+        &gate,
+        &policy,
+        token,
+        received_ms,
+    );
     if !p.response.request_id.is_empty() {
         span.record("request_id", p.response.request_id.as_str());
     }
@@ -262,7 +273,8 @@ fn decide_and_sign(
             action = p.response.action.map(|a| a.as_str()).unwrap_or("NONE"),
             request_type = request_type.unwrap_or(TYPE_NONE),
             key = p.admitted.as_ref().map(|a| a.token.key_name.as_str()).unwrap_or(""),
-            policy_revision = %policy.revision,
+            policy_revision = p.decided.as_ref().map(|d| d.revision.as_str()).unwrap_or(&policy.revision),
+            replayed = p.decided.as_ref().is_some_and(|d| d.replayed),
             reason = %p.response.error,
             "decided"
         ),

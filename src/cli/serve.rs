@@ -79,7 +79,7 @@ pub fn run(a: ServeArgs) -> Exit {
             return Exit::One;
         }
     };
-    match rt.block_on(serve(cfg, loaded)) {
+    match rt.block_on(serve(cfg, a.overrides(), loaded)) {
         Ok(()) => Exit::Ok,
         Err(e) => {
             error!("{e:#}");
@@ -227,7 +227,7 @@ fn split_pair_path(p: &Path) -> anyhow::Result<(PathBuf, String)> {
     Ok((dir, name.to_owned()))
 }
 
-async fn serve(cfg: Config, loaded: Loaded) -> anyhow::Result<()> {
+async fn serve(cfg: Config, overrides: Overrides, loaded: Loaded) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let mut state = AppState::new(
         loaded.gate,
@@ -241,6 +241,7 @@ async fn serve(cfg: Config, loaded: Loaded) -> anyhow::Result<()> {
         warn!(dir = %dir.display(), "recording every verified request as a fixture");
     }
     state.decision_log = open_decision_log(&cfg)?;
+    state.retry = crate::retry::RetryCache::from_config(&cfg.retry_cache);
     let state = Arc::new(state);
     let listener = tokio::net::TcpListener::bind(cfg.endpoint())
         .await
@@ -257,6 +258,16 @@ async fn serve(cfg: Config, loaded: Loaded) -> anyhow::Result<()> {
         );
     }
     let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    {
+        // Hot reload (SIGHUP, and file changes when `policy.watch`); in place
+        // before the line below, so a SIGHUP after it cannot kill us.
+        let reloader = Arc::new(crate::reload::Reloader::new(state.clone(), &cfg, overrides));
+        let mut rx = tx.subscribe();
+        crate::reload::start(reloader, cfg.policy.watch, async move {
+            let _ = rx.recv().await;
+        });
+    }
+    let signalled = shutdown_signal();
     if let Some(m) = &cfg.metrics.endpoint {
         let ml = tokio::net::TcpListener::bind(m)
             .await
@@ -285,7 +296,7 @@ async fn serve(cfg: Config, loaded: Loaded) -> anyhow::Result<()> {
     let limits = state.limits.clone();
     let tx2 = tx.clone();
     let shutdown = async move {
-        shutdown_signal().await;
+        signalled.await;
         info!("shutdown signal received: draining");
         let _ = tx2.send(());
     };
@@ -327,17 +338,28 @@ fn open_decision_log(
     Ok(Some(Arc::new(log)))
 }
 
-async fn shutdown_signal() {
+/// Registers SIGINT and SIGTERM now and resolves on the first of them.
+/// Registering before the `listening on` line means a signal sent after it
+/// always drains instead of killing the process outright.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        let wait = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
+            match s {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(e) => {
+                    warn!("cannot listen for a shutdown signal: {e}");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::select! {
+            _ = wait(term) => {}
+            _ = wait(int) => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }

@@ -1,0 +1,442 @@
+//! Hot reload of policies, data and keys while serving.
+//!
+//! Triggers: a change under the policy directory or of a configured data file
+//! (watched with `notify`, debounced, when `policy.watch` is on), and SIGHUP,
+//! which also re-reads the config file and reloads the keys (so a TSS Node
+//! key can be rotated: configure old and new side by side, SIGHUP, later
+//! remove the old one, SIGHUP).
+//!
+//! A candidate set is loaded, compiled and contract-checked
+//! ([`PolicySet::load`]) and, with `policy.require_passing_tests`, must pass
+//! its own `test_*` rules, before it replaces the serving set in one atomic
+//! store. A refused candidate is logged with its file, line and reason and
+//! counted (`tss_gate_policy_reloads_total{result="failure"}`,
+//! `tss_gate_policy_load_ok 0`); the old set keeps serving. Requests in flight
+//! finish on the set they started with (see [`crate::server::AppState`]).
+//!
+//! Owns: the reload task, the watcher, and the minimal Rego test check used
+//! as a reload gate. It touches only `AppState::{gate, policy}` and metrics.
+//! Limits, endpoints and the retry cache are read once at start; changing
+//! them needs a restart. So do the watched paths: a SIGHUP that moves
+//! `policy.dir` loads from the new directory, but only a restart watches it.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use regorus::Value;
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, warn};
+
+use crate::config::{Config, ConfigError, Overrides};
+use crate::policy::{PolicyError, PolicyOptions, PolicySet};
+use crate::server::AppState;
+
+/// Quiet time after the last file event before reloading: editors and
+/// `cp -r` write a set of files in bursts, and a half-written set must not
+/// be tried (it would be refused, but noisily).
+pub const DEBOUNCE: Duration = Duration::from_millis(200);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("keys: {0}")]
+    Keys(String),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("{failed} of {total} policy tests failed: {}", .failures.join("; "))]
+    TestsFailed {
+        failed: usize,
+        total: usize,
+        /// `file: rule: why`, one per failing test.
+        failures: Vec<String>,
+    },
+    #[error("`policy.require_passing_tests` is on but no `test_*` rule was found under `{0}`")]
+    NoTests(PathBuf),
+}
+
+/// Runs every `test_*` rule of the policy directory's `*_test.rego` files
+/// against the directory's policies and data; each must be exactly `true`.
+/// Returns how many ran. (The full reporter lives in `tss-gate test`; this is
+/// only the pass/fail gate for a reload.)
+pub fn run_policy_tests(opts: &PolicyOptions) -> Result<usize, ReloadError> {
+    let found = crate::policy::discover(&opts.dir)?;
+    let (engine, _, _) = crate::policy::build_engine(opts, true)?;
+    let mut total = 0;
+    let mut failures = Vec::new();
+    for file in &found.tests {
+        let text = std::fs::read_to_string(file).map_err(|e| PolicyError::Read {
+            path: file.clone(),
+            reason: e.to_string(),
+        })?;
+        let Some(package) = package_of(&text) else {
+            continue;
+        };
+        for name in test_rule_names(&text) {
+            total += 1;
+            let why = match engine.clone().eval_rule(format!("data.{package}.{name}")) {
+                Ok(Value::Bool(true)) => continue,
+                Ok(Value::Undefined) => "undefined".to_owned(),
+                Ok(v) => format!("`{v}`, not true"),
+                Err(e) => format!("error: {e:#}"),
+            };
+            failures.push(format!("{}: {name}: {why}", file.display()));
+        }
+    }
+    if total == 0 {
+        return Err(ReloadError::NoTests(opts.dir.clone()));
+    }
+    if failures.is_empty() {
+        Ok(total)
+    } else {
+        Err(ReloadError::TestsFailed {
+            failed: failures.len(),
+            total,
+            failures,
+        })
+    }
+}
+
+/// Squeezes a multi-line compiler message into one log line. regorus
+/// reports `--> FILE:LINE:COL`, a source excerpt, then `error: REASON`; that
+/// becomes `FILE:LINE:COL: REASON`. Anything else has its lines joined.
+pub fn one_line(msg: &str) -> String {
+    let mut location = None;
+    let mut reason = None;
+    for l in msg.lines() {
+        let t = l.trim();
+        if let Some(loc) = t.strip_prefix("--> ") {
+            location.get_or_insert(loc.to_owned());
+        } else if let Some(r) = t.strip_prefix("error: ") {
+            reason.get_or_insert(r.to_owned());
+        }
+    }
+    match (location, reason) {
+        (Some(loc), Some(r)) => format!("{loc}: {r}"),
+        _ => msg
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" | "),
+    }
+}
+
+/// The `package` of a Rego file.
+fn package_of(text: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("package "))
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+}
+
+/// Names of top-level `test_*` rules (rule heads start at column 0), once each.
+fn test_rule_names(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if !line.starts_with("test_") {
+            continue;
+        }
+        let name: String = line
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// Loads and checks a candidate policy set; nothing is swapped here.
+pub fn load_checked(opts: &PolicyOptions, require_tests: bool) -> Result<PolicySet, ReloadError> {
+    let set = PolicySet::load(opts)?;
+    if require_tests {
+        let n = run_policy_tests(opts)?;
+        debug!(tests = n, "candidate policy tests passed");
+    }
+    Ok(set)
+}
+
+/// Reloads the serving state from its sources. One per server.
+pub struct Reloader {
+    state: Arc<AppState>,
+    /// The config file, re-read on SIGHUP.
+    config_path: PathBuf,
+    /// Command-line overrides, re-applied on every re-read so that a reload
+    /// never silently drops them.
+    overrides: Overrides,
+    /// Policy settings of the last config that loaded.
+    policy: Mutex<(PolicyOptions, bool)>,
+    /// Serialises reloads: the watcher and SIGHUP may fire together.
+    busy: Mutex<()>,
+}
+
+impl Reloader {
+    pub fn new(state: Arc<AppState>, cfg: &Config, overrides: Overrides) -> Self {
+        Self {
+            state,
+            config_path: cfg.source.clone(),
+            overrides,
+            policy: Mutex::new((cfg.policy_options(), cfg.policy.require_passing_tests)),
+            busy: Mutex::new(()),
+        }
+    }
+
+    fn policy_settings(&self) -> (PolicyOptions, bool) {
+        self.policy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Tries the policy directory as it is now. On success the new set is
+    /// serving and its revision is returned; on failure the old one still is.
+    pub fn reload_policy(&self) -> Result<String, ReloadError> {
+        let _one = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        self.reload_policy_locked()
+    }
+
+    fn reload_policy_locked(&self) -> Result<String, ReloadError> {
+        let (opts, require_tests) = self.policy_settings();
+        let old = self.state.policy.load().revision.clone();
+        match load_checked(&opts, require_tests) {
+            Ok(set) => {
+                let rev = set.revision.clone();
+                let files = set.files.len();
+                self.state.policy.store(Arc::new(set));
+                self.state.metrics.policy_loaded(&rev);
+                if rev == old {
+                    debug!(policy_revision = %rev, "policy reloaded, unchanged");
+                } else {
+                    info!(policy_revision = %rev, previous_revision = %old, policy_files = files, "policy reloaded");
+                }
+                Ok(rev)
+            }
+            Err(e) => {
+                self.state.metrics.policy_refused();
+                error!(
+                    policy_dir = %opts.dir.display(),
+                    serving_revision = %old,
+                    "policy reload refused, previous policy keeps serving: {}",
+                    one_line(&e.to_string())
+                );
+                Err(e)
+            }
+        }
+    }
+
+    /// SIGHUP: re-read the config, reload the keys, then the policy. A config
+    /// or key problem leaves the keys as they were; the policy is still tried.
+    pub fn reload_all(&self) -> Result<String, ReloadError> {
+        let _one = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        match self.reload_keys() {
+            Ok(cfg) => {
+                crate::policy::install_time_limit(Duration::from_millis(
+                    cfg.policy.eval_timeout_ms,
+                ));
+                *self.policy.lock().unwrap_or_else(|p| p.into_inner()) =
+                    (cfg.policy_options(), cfg.policy.require_passing_tests);
+            }
+            Err(e) => {
+                error!("key reload refused, previous keys keep serving: {e}");
+            }
+        }
+        self.reload_policy_locked()
+    }
+
+    fn reload_keys(&self) -> Result<Config, ReloadError> {
+        let cfg = Config::load(&self.config_path, &self.overrides)?;
+        let gate =
+            crate::cli::serve::load_gate(&cfg).map_err(|e| ReloadError::Keys(format!("{e:#}")))?;
+        let names: Vec<String> = gate.verifier.key_names().map(str::to_owned).collect();
+        self.state.gate.store(Arc::new(gate));
+        info!(tss_node_keys = ?names, "keys reloaded");
+        Ok(cfg)
+    }
+
+    /// Paths to watch: the policy directory (recursively) and the directory
+    /// of each extra data file (editors replace files by renaming, which a
+    /// watch on the file itself would lose).
+    fn watch_paths(&self) -> Vec<(PathBuf, notify::RecursiveMode)> {
+        let (opts, _) = self.policy_settings();
+        let mut out = vec![(opts.dir.clone(), notify::RecursiveMode::Recursive)];
+        for f in &opts.data_files {
+            let parent = f.parent().map(Path::to_path_buf).unwrap_or_default();
+            if !parent.as_os_str().is_empty() && !out.iter().any(|(p, _)| *p == parent) {
+                out.push((parent, notify::RecursiveMode::NonRecursive));
+            }
+        }
+        out
+    }
+}
+
+/// Starts the file watcher; events are forwarded to `tx`. The watcher stops
+/// when the returned value is dropped.
+fn start_watcher(
+    paths: &[(PathBuf, notify::RecursiveMode)],
+    tx: mpsc::UnboundedSender<()>,
+) -> notify::Result<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let mut w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        let relevant = match ev {
+            // Reads do not change the set.
+            Ok(e) => !matches!(e.kind, notify::EventKind::Access(_)),
+            // A lost event (queue overflow) may hide a change: reload.
+            Err(_) => true,
+        };
+        if relevant {
+            let _ = tx.send(());
+        }
+    })?;
+    for (p, mode) in paths {
+        w.watch(p, *mode)?;
+    }
+    Ok(w)
+}
+
+/// Starts the reload task: SIGHUP and (when `watch`) file changes, until
+/// `shutdown` resolves. The signal handler and the watcher are in place when
+/// this returns, so a SIGHUP sent after it never kills the process and no
+/// file change after it goes unseen. Reload work runs on the blocking pool.
+/// Must be called within a tokio runtime.
+pub fn start(
+    reloader: Arc<Reloader>,
+    watch: bool,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let hup = match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            warn!("cannot listen for SIGHUP, reload by signal is off: {e}");
+            None
+        }
+    };
+    let (tx, rx) = mpsc::unbounded_channel::<()>();
+    let watcher = if watch {
+        let paths = reloader.watch_paths();
+        match start_watcher(&paths, tx.clone()) {
+            Ok(w) => {
+                info!(paths = ?paths.iter().map(|(p, _)| p).collect::<Vec<_>>(), "watching policy files");
+                Some(w)
+            }
+            Err(e) => {
+                warn!("cannot watch policy files, reload on SIGHUP only: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    tokio::spawn(run(reloader, hup, rx, tx, watcher, shutdown))
+}
+
+async fn run(
+    reloader: Arc<Reloader>,
+    mut hup: Option<tokio::signal::unix::Signal>,
+    mut rx: mpsc::UnboundedReceiver<()>,
+    // Held so that `rx` never reports closed while the task runs.
+    tx: mpsc::UnboundedSender<()>,
+    // Held: dropping it stops watching.
+    _watcher: Option<notify::RecommendedWatcher>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let hup_recv = async {
+            match hup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = hup_recv => {
+                info!("SIGHUP: reloading config, keys and policy");
+                let r = reloader.clone();
+                let _ = tokio::task::spawn_blocking(move || r.reload_all()).await;
+            }
+            Some(()) = rx.recv() => {
+                // Debounce: wait until the files have been quiet for DEBOUNCE.
+                while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
+                let r = reloader.clone();
+                let _ = tokio::task::spawn_blocking(move || r.reload_policy()).await;
+            }
+        }
+    }
+    drop(tx);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiler_messages_become_one_line() {
+        let msg =
+            "\n--> /p/x.rego:4:7\n  |\n4 |   x := )\n  |       ^\nerror: expecting expression";
+        assert_eq!(one_line(msg), "/p/x.rego:4:7: expecting expression");
+        assert_eq!(one_line("a\n\n b"), "a | b");
+    }
+
+    #[test]
+    fn finds_test_rules_and_package() {
+        let text = "# c\npackage tss.x_test\n\nimport data.tss\n\ntest_a if {\n\ttest_inner := 1\n}\ntest_b := true\ntest_a if { true }\nnot_a_test if true\n";
+        assert_eq!(package_of(text).as_deref(), Some("tss.x_test"));
+        assert_eq!(test_rule_names(text), vec!["test_a", "test_b"]);
+    }
+
+    fn opts(dir: &Path) -> PolicyOptions {
+        PolicyOptions {
+            dir: dir.to_owned(),
+            entrypoint: crate::policy::DEFAULT_ENTRYPOINT.into(),
+            data_files: Vec::new(),
+            eval_timeout: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn failing_and_undefined_tests_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("p.rego"),
+            "package p\n\nx := 1\n\ndecision := {\"allow\": false, \"reasons\": [\"no\"]}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("p_test.rego"),
+            "package p_test\n\nimport data.p\n\ntest_ok if p.x == 1\n\ntest_wrong if p.x == 2\n\ntest_value := 7\n",
+        )
+        .unwrap();
+        let mut o = opts(dir.path());
+        o.entrypoint = "data.p.decision".into();
+        match run_policy_tests(&o) {
+            Err(ReloadError::TestsFailed {
+                failed,
+                total,
+                failures,
+            }) => {
+                assert_eq!((failed, total), (2, 3));
+                assert!(
+                    failures[0].ends_with("p_test.rego: test_wrong: undefined"),
+                    "{failures:?}"
+                );
+                assert!(
+                    failures[1].contains("test_value: `7`, not true"),
+                    "{failures:?}"
+                );
+            }
+            other => panic!("expected failures, got {other:?}"),
+        }
+        std::fs::write(
+            dir.path().join("p_test.rego"),
+            "package p_test\n\nimport data.p\n\ntest_ok if p.x == 1\n",
+        )
+        .unwrap();
+        assert_eq!(run_policy_tests(&o).unwrap(), 1);
+        std::fs::remove_file(dir.path().join("p_test.rego")).unwrap();
+        assert!(matches!(run_policy_tests(&o), Err(ReloadError::NoTests(_))));
+    }
+}

@@ -1,0 +1,395 @@
+//! Consistent retries. The TSS Node retries a task after a timeout or an
+//! error, with a fresh token around the same request. Within a window, a
+//! retry of the same `request_id` with the same payload gets the very answer
+//! it got before, even if the policy or data changed in between: an operator
+//! must never see one task both approved and rejected. The same `request_id`
+//! with a different payload is a firm REJECT ([`Failure::ReplayMismatch`]),
+//! logged as suspicious.
+//!
+//! Owns the bounded cache (request_id → sha256 of the request bytes + the
+//! decided answer) and [`process`], the pipeline with the cache standing
+//! between admit and decide. Only decided answers (status 0) are kept:
+//! errors (10/20/30) are not, so a retry after a transient failure gets a
+//! fresh decision.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tracing::warn;
+
+use crate::metrics::Metrics;
+use crate::pipeline::{self, Admitted, Decided, Failure, Gate, Processed};
+use crate::policy::{Decision, PolicySet};
+use crate::protocol::{CallbackResponse, Status};
+
+/// A decided answer as it is replayed to a retry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cached {
+    pub response: CallbackResponse,
+    /// The policy's decision behind the answer (reasons and rule codes).
+    pub decision: Option<Decision>,
+    /// The policy revision that decided, which a replay still names.
+    pub revision: String,
+}
+
+/// What the cache knows about a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+    /// Not seen within the window: decide it.
+    Miss,
+    /// Seen with the same payload: answer this.
+    Hit(Cached),
+    /// Seen with a different payload: refuse.
+    Mismatch,
+}
+
+struct Entry {
+    digest: [u8; 32],
+    /// When it was stored; with `window` this decides expiry, and it tells
+    /// a live entry from a stale item of `order`.
+    at: Instant,
+    cached: Cached,
+}
+
+#[derive(Default)]
+struct Inner {
+    map: HashMap<String, Entry>,
+    /// Insertion order, oldest first, for expiry and the size bound.
+    order: VecDeque<(Instant, String)>,
+}
+
+/// The bounded, time-windowed retry cache. Disabled, it remembers nothing.
+pub struct RetryCache {
+    enabled: bool,
+    window: Duration,
+    max_entries: usize,
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for RetryCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RetryCache")
+            .field("enabled", &self.enabled)
+            .field("window", &self.window)
+            .field("max_entries", &self.max_entries)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RetryCache {
+    fn default() -> Self {
+        Self::from_config(&crate::config::RetryCacheSection::default())
+    }
+}
+
+/// Longer request_ids are not cached (their retries are decided afresh).
+/// Real ids are UUIDs; the bound keeps `max_entries` a bound on memory even
+/// when a key holder sends megabyte-long ids.
+pub const MAX_ID_LEN: usize = 256;
+
+fn cacheable_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_ID_LEN
+}
+
+/// sha256 of the exact request bytes.
+pub fn digest(raw: &[u8]) -> [u8; 32] {
+    Sha256::digest(raw).into()
+}
+
+impl RetryCache {
+    pub fn new(enabled: bool, window: Duration, max_entries: usize) -> Self {
+        Self {
+            enabled: enabled && max_entries > 0 && !window.is_zero(),
+            window,
+            max_entries,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    pub fn from_config(c: &crate::config::RetryCacheSection) -> Self {
+        Self::new(
+            c.enabled,
+            Duration::from_secs(c.window_seconds),
+            c.max_entries,
+        )
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic elsewhere cannot leave the map half-updated in a way that
+        // matters (every update is a single insert or remove), so a poisoned
+        // lock is still usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Live entries (for tests and diagnostics).
+    pub fn len(&self) -> usize {
+        self.lock().map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn live<'a>(&self, inner: &'a Inner, id: &str, now: Instant) -> Option<&'a Entry> {
+        inner
+            .map
+            .get(id)
+            .filter(|e| now.saturating_duration_since(e.at) < self.window)
+    }
+
+    /// What to do with request `id` whose bytes hash to `digest`.
+    pub fn lookup(&self, id: &str, digest: &[u8; 32], now: Instant) -> Lookup {
+        if !self.enabled || !cacheable_id(id) {
+            return Lookup::Miss;
+        }
+        let inner = self.lock();
+        match self.live(&inner, id, now) {
+            None => Lookup::Miss,
+            Some(e) if &e.digest == digest => Lookup::Hit(e.cached.clone()),
+            Some(_) => Lookup::Mismatch,
+        }
+    }
+
+    /// Remembers a decided answer. Two copies of one request decided at the
+    /// same time race here: the first stored wins and the second is told to
+    /// answer with it ([`Lookup::Hit`]), or to refuse when the payloads differ
+    /// ([`Lookup::Mismatch`]). [`Lookup::Miss`] means stored, or not
+    /// cacheable (an error answer, an empty or overlong request_id, cache
+    /// disabled).
+    pub fn store(&self, id: &str, digest: &[u8; 32], cached: Cached, now: Instant) -> Lookup {
+        if !self.enabled || !cacheable_id(id) || cached.response.status != Status::Ok {
+            return Lookup::Miss;
+        }
+        let mut inner = self.lock();
+        match self.live(&inner, id, now) {
+            Some(e) if &e.digest == digest => return Lookup::Hit(e.cached.clone()),
+            Some(_) => return Lookup::Mismatch,
+            None => {}
+        }
+        self.evict(&mut inner, now);
+        inner.map.insert(
+            id.to_owned(),
+            Entry {
+                digest: *digest,
+                at: now,
+                cached,
+            },
+        );
+        inner.order.push_back((now, id.to_owned()));
+        Lookup::Miss
+    }
+
+    /// Drops expired entries, then the oldest until there is room for one.
+    fn evict(&self, inner: &mut Inner, now: Instant) {
+        while let Some((at, id)) = inner.order.front().cloned() {
+            let expired = now.saturating_duration_since(at) >= self.window;
+            if !expired && inner.map.len() < self.max_entries {
+                break;
+            }
+            inner.order.pop_front();
+            // `order` may hold a stale item for an id stored again after it
+            // expired; only the item with the entry's own time removes it.
+            if inner.map.get(&id).is_some_and(|e| e.at == at) {
+                inner.map.remove(&id);
+            }
+        }
+    }
+}
+
+/// The pipeline with the retry cache between admit and decide: what the
+/// server runs per request. Same result shape as [`pipeline::process`].
+pub fn process(
+    cache: &RetryCache,
+    metrics: &Metrics,
+    gate: &Gate,
+    policy: &PolicySet,
+    token: &str,
+    received_at_ms: i64,
+) -> Processed {
+    let adm = match pipeline::admit(gate, token) {
+        Ok(a) => a,
+        Err((failure, id)) => {
+            return Processed {
+                response: failure.answer(&id),
+                request_type: None,
+                failure: Some(failure),
+                admitted: None,
+                decided: None,
+            };
+        }
+    };
+    let id = adm.request.request_id.clone();
+    let digest = digest(&adm.raw);
+    let now = Instant::now();
+    match cache.lookup(&id, &digest, now) {
+        Lookup::Hit(c) => {
+            metrics.retry_cache_hits.inc();
+            return replayed(adm, c);
+        }
+        Lookup::Mismatch => return mismatch(adm),
+        Lookup::Miss => {}
+    }
+    let decided = pipeline::decide(policy, &adm.request, &adm.token, received_at_ms);
+    let cached = Cached {
+        response: decided.response.clone(),
+        decision: decided.decision.clone(),
+        revision: decided.revision.clone(),
+    };
+    match cache.store(&id, &digest, cached, now) {
+        Lookup::Miss => finished(adm, decided),
+        Lookup::Hit(c) => {
+            metrics.retry_cache_hits.inc();
+            replayed(adm, c)
+        }
+        Lookup::Mismatch => mismatch(adm),
+    }
+}
+
+fn finished(adm: Admitted, decided: Decided) -> Processed {
+    Processed {
+        response: decided.response.clone(),
+        request_type: Some(adm.request.request_type),
+        failure: decided.failure.clone(),
+        admitted: Some(adm),
+        decided: Some(decided),
+    }
+}
+
+fn replayed(adm: Admitted, c: Cached) -> Processed {
+    let decided = Decided {
+        response: c.response,
+        decision: c.decision,
+        failure: None,
+        // Not rebuilt: the answer is the earlier decision's, not a new one.
+        input: serde_json::Value::Null,
+        eval_time: Duration::ZERO,
+        revision: c.revision,
+        replayed: true,
+    };
+    finished(adm, decided)
+}
+
+fn mismatch(adm: Admitted) -> Processed {
+    let id = adm.request.request_id.clone();
+    warn!(
+        request_id = %id,
+        key = %adm.token.key_name,
+        "suspicious: request_id seen before with a different payload; rejecting"
+    );
+    let failure = Failure::ReplayMismatch(id.clone());
+    Processed {
+        response: failure.answer(&id),
+        request_type: Some(adm.request.request_type),
+        failure: Some(failure),
+        admitted: Some(adm),
+        decided: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cached(approve: bool) -> Cached {
+        Cached {
+            response: if approve {
+                CallbackResponse::approve("r")
+            } else {
+                CallbackResponse::reject("r", "no".into())
+            },
+            decision: None,
+            revision: "rev".into(),
+        }
+    }
+
+    #[test]
+    fn same_payload_hits_other_payload_mismatches() {
+        let c = RetryCache::new(true, Duration::from_secs(60), 10);
+        let t = Instant::now();
+        let (a, b) = (digest(b"a"), digest(b"b"));
+        assert_eq!(c.lookup("r", &a, t), Lookup::Miss);
+        assert_eq!(c.store("r", &a, cached(true), t), Lookup::Miss);
+        assert_eq!(c.lookup("r", &a, t), Lookup::Hit(cached(true)));
+        assert_eq!(c.lookup("r", &b, t), Lookup::Mismatch);
+        // A concurrent duplicate decided differently still gets the first answer.
+        assert_eq!(
+            c.store("r", &a, cached(false), t),
+            Lookup::Hit(cached(true))
+        );
+        assert_eq!(c.store("r", &b, cached(false), t), Lookup::Mismatch);
+    }
+
+    #[test]
+    fn errors_and_empty_ids_are_not_cached() {
+        let c = RetryCache::new(true, Duration::from_secs(60), 10);
+        let t = Instant::now();
+        let d = digest(b"a");
+        let err = Cached {
+            response: CallbackResponse::error(Status::InternalError, "r", "x"),
+            decision: None,
+            revision: "rev".into(),
+        };
+        assert_eq!(c.store("r", &d, err, t), Lookup::Miss);
+        assert_eq!(c.lookup("r", &d, t), Lookup::Miss);
+        assert_eq!(c.store("", &d, cached(true), t), Lookup::Miss);
+        let long = "x".repeat(MAX_ID_LEN + 1);
+        assert_eq!(c.store(&long, &d, cached(true), t), Lookup::Miss);
+        assert_eq!(c.lookup(&long, &digest(b"b"), t), Lookup::Miss);
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn entries_expire_after_the_window() {
+        let w = Duration::from_secs(60);
+        let c = RetryCache::new(true, w, 10);
+        let t = Instant::now();
+        let (a, b) = (digest(b"a"), digest(b"b"));
+        c.store("r", &a, cached(true), t);
+        assert_eq!(
+            c.lookup("r", &b, t + w - Duration::from_secs(1)),
+            Lookup::Mismatch
+        );
+        assert_eq!(c.lookup("r", &b, t + w), Lookup::Miss);
+        // Stored again after expiry: the new payload is the one remembered,
+        // and the stale order item does not evict it.
+        assert_eq!(c.store("r", &b, cached(false), t + w), Lookup::Miss);
+        c.store("s", &a, cached(true), t + w + w / 2);
+        assert_eq!(c.lookup("r", &b, t + w + w / 2), Lookup::Hit(cached(false)));
+        assert_eq!(c.len(), 2);
+    }
+
+    #[test]
+    fn size_is_bounded_oldest_first() {
+        let c = RetryCache::new(true, Duration::from_secs(60), 3);
+        let t = Instant::now();
+        let d = digest(b"a");
+        for i in 0..10u64 {
+            c.store(
+                &format!("r{i}"),
+                &d,
+                cached(true),
+                t + Duration::from_millis(i),
+            );
+        }
+        assert_eq!(c.len(), 3);
+        let now = t + Duration::from_millis(10);
+        assert_eq!(c.lookup("r6", &d, now), Lookup::Miss);
+        assert_eq!(c.lookup("r9", &d, now), Lookup::Hit(cached(true)));
+        assert!(c.lock().order.len() <= 3);
+    }
+
+    #[test]
+    fn disabled_remembers_nothing() {
+        let c = RetryCache::new(false, Duration::from_secs(60), 10);
+        let t = Instant::now();
+        let d = digest(b"a");
+        assert_eq!(c.store("r", &d, cached(true), t), Lookup::Miss);
+        assert_eq!(c.lookup("r", &digest(b"b"), t), Lookup::Miss);
+    }
+}
