@@ -24,7 +24,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use regorus::Value;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
@@ -57,38 +56,38 @@ pub enum ReloadError {
 }
 
 /// Runs every `test_*` rule of the policy directory's `*_test.rego` files
-/// against the directory's policies and data; each must be exactly `true`.
-/// Returns how many ran. (The full reporter lives in `tss-gate test`; this is
-/// only the pass/fail gate for a reload.)
+/// with the same runner as `tss-gate test` (so a reload gate and the CLI can
+/// never disagree); each must be exactly `true`. Returns how many ran.
 pub fn run_policy_tests(opts: &PolicyOptions) -> Result<usize, ReloadError> {
-    let found = crate::policy::discover(&opts.dir)?;
-    let (engine, _, _) = crate::policy::build_engine(opts, true)?;
-    let mut total = 0;
-    let mut failures = Vec::new();
-    for file in &found.tests {
-        let text = std::fs::read_to_string(file).map_err(|e| PolicyError::Read {
-            path: file.clone(),
-            reason: e.to_string(),
-        })?;
-        let Some(package) = package_of(&text) else {
-            continue;
-        };
-        for name in test_rule_names(&text) {
-            total += 1;
-            let why = match engine.clone().eval_rule(format!("data.{package}.{name}")) {
-                Ok(Value::Bool(true)) => continue,
-                Ok(Value::Undefined) => "undefined".to_owned(),
-                Ok(v) => format!("`{v}`, not true"),
-                Err(e) => format!("error: {e:#}"),
-            };
-            failures.push(format!("{}: {name}: {why}", file.display()));
-        }
-    }
+    let run = crate::testing::runner::RunOptions {
+        policy: opts.clone(),
+        test_paths: vec![opts.dir.clone()],
+        fixtures: None,
+        filter: None,
+        coverage: false,
+        test_timeout: Duration::from_secs(5),
+    };
+    let report = crate::testing::runner::run(&run).map_err(|e| match e {
+        crate::testing::runner::RunError::Policy(p) => ReloadError::Policy(p),
+        other => ReloadError::Policy(PolicyError::Parse(other.to_string())),
+    })?;
+    let total = report.cases.len();
     if total == 0 {
         return Err(ReloadError::NoTests(opts.dir.clone()));
     }
+    let failures: Vec<String> = report
+        .cases
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.outcome,
+                crate::testing::Outcome::Fail | crate::testing::Outcome::Error
+            )
+        })
+        .map(|c| format!("{}: {}", c.name, c.message))
+        .collect();
     if failures.is_empty() {
-        Ok(total)
+        Ok(report.passed())
     } else {
         Err(ReloadError::TestsFailed {
             failed: failures.len(),
@@ -121,32 +120,6 @@ pub fn one_line(msg: &str) -> String {
             .collect::<Vec<_>>()
             .join(" | "),
     }
-}
-
-/// The `package` of a Rego file.
-fn package_of(text: &str) -> Option<String> {
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix("package "))
-        .map(|p| p.trim().to_owned())
-        .filter(|p| !p.is_empty())
-}
-
-/// Names of top-level `test_*` rules (rule heads start at column 0), once each.
-fn test_rule_names(text: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for line in text.lines() {
-        if !line.starts_with("test_") {
-            continue;
-        }
-        let name: String = line
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
-        if !out.contains(&name) {
-            out.push(name);
-        }
-    }
-    out
 }
 
 /// Loads and checks a candidate policy set; nothing is swapped here.
@@ -381,13 +354,6 @@ mod tests {
         assert_eq!(one_line("a\n\n b"), "a | b");
     }
 
-    #[test]
-    fn finds_test_rules_and_package() {
-        let text = "# c\npackage tss.x_test\n\nimport data.tss\n\ntest_a if {\n\ttest_inner := 1\n}\ntest_b := true\ntest_a if { true }\nnot_a_test if true\n";
-        assert_eq!(package_of(text).as_deref(), Some("tss.x_test"));
-        assert_eq!(test_rule_names(text), vec!["test_a", "test_b"]);
-    }
-
     fn opts(dir: &Path) -> PolicyOptions {
         PolicyOptions {
             dir: dir.to_owned(),
@@ -420,11 +386,11 @@ mod tests {
             }) => {
                 assert_eq!((failed, total), (2, 3));
                 assert!(
-                    failures[0].ends_with("p_test.rego: test_wrong: undefined"),
+                    failures[0].contains("test_wrong") && failures[0].contains("p_test.rego:7"),
                     "{failures:?}"
                 );
                 assert!(
-                    failures[1].contains("test_value: `7`, not true"),
+                    failures[1].contains("test_value") && failures[1].contains("`7`, not true"),
                     "{failures:?}"
                 );
             }

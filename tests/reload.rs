@@ -255,7 +255,8 @@ fn require_passing_tests_blocks_a_policy_whose_tests_fail() {
     let logs = server.logs();
     assert!(
         logs.contains("1 of 2 policy tests failed")
-            && logs.contains("decision_test.rego: test_keysign: undefined"),
+            && logs.contains("data.tss_test.test_keysign")
+            && logs.contains("decision_test.rego:7: test is undefined"),
         "failing test named:\n{logs}"
     );
     assert!(send_as(&server, &keysign(&fresh_id("t")), &test_keys().node).is_approval());
