@@ -121,12 +121,16 @@ pub struct Loaded {
 pub fn load_all(cfg: &Config) -> anyhow::Result<Loaded> {
     let gate = load_gate(cfg);
     crate::policy::install_time_limit(std::time::Duration::from_millis(cfg.policy.eval_timeout_ms));
-    let policy = PolicySet::load(&cfg.policy_options());
+    // The same gate a reload passes through, so a set that could never be
+    // reloaded cannot be started with either.
+    let policy =
+        crate::reload::load_checked(&cfg.policy_options(), cfg.policy.require_passing_tests)
+            .map_err(anyhow::Error::from);
     match (gate, policy) {
         (Ok(gate), Ok(policy)) => Ok(Loaded { gate, policy }),
         (Err(e), Ok(_)) => Err(e),
-        (Ok(_), Err(e)) => Err(e.into()),
-        (Err(k), Err(p)) => Err(anyhow::anyhow!("{k:#}\n{p}")),
+        (Ok(_), Err(e)) => Err(e),
+        (Err(k), Err(p)) => Err(anyhow::anyhow!("{k:#}\n{p:#}")),
     }
 }
 
