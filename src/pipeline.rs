@@ -245,13 +245,20 @@ pub fn process(gate: &Gate, policy: &PolicySet, token: &str, received_at_ms: i64
         },
         Ok(adm) => {
             let decided = decide(policy, &adm.request, &adm.token, received_at_ms);
-            Processed {
-                response: decided.response.clone(),
-                request_type: Some(adm.request.request_type),
-                failure: decided.failure.clone(),
-                admitted: Some(adm),
-                decided: Some(decided),
-            }
+            Processed::decided(adm, decided)
+        }
+    }
+}
+
+impl Processed {
+    /// The outcome of an admitted request that was decided.
+    pub fn decided(adm: Admitted, decided: Decided) -> Self {
+        Processed {
+            response: decided.response.clone(),
+            request_type: Some(adm.request.request_type),
+            failure: decided.failure.clone(),
+            admitted: Some(adm),
+            decided: Some(decided),
         }
     }
 }

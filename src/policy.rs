@@ -373,24 +373,30 @@ impl PolicySet {
     /// Evaluates the entrypoint and returns its value as JSON, unvalidated.
     pub fn evaluate_raw(&self, input: &Json) -> Result<Json, PolicyError> {
         let started = Instant::now();
-        let out = self
-            .compiled
-            .eval_with_input(Value::from(input.clone()))
-            .map_err(|e| {
-                let msg = format!("{e:#}");
-                // regorus reports the limit as an error; anything that took at
-                // least the limit is attributed to it.
-                if msg.contains("time limit") || started.elapsed() >= self.eval_timeout {
-                    PolicyError::TimeLimit
-                } else {
-                    PolicyError::Eval(msg)
-                }
-            })?;
-        if out == Value::Undefined {
-            return Err(PolicyError::Undefined);
-        }
-        serde_json::to_value(&out).map_err(|e| PolicyError::Shape(e.to_string()))
+        let out = self.compiled.eval_with_input(Value::from(input.clone()));
+        eval_result(out, started.elapsed() >= self.eval_timeout)
     }
+}
+
+/// Maps a raw regorus result to JSON: errors classified (the time limit is
+/// reported as an error; anything that ran at least the limit is attributed
+/// to it), Undefined refused.
+fn eval_result<E: std::fmt::Display>(
+    out: Result<Value, E>,
+    over_limit: bool,
+) -> Result<Json, PolicyError> {
+    let out = out.map_err(|e| {
+        let msg = format!("{e:#}");
+        if msg.contains("time limit") || over_limit {
+            PolicyError::TimeLimit
+        } else {
+            PolicyError::Eval(msg)
+        }
+    })?;
+    if out == Value::Undefined {
+        return Err(PolicyError::Undefined);
+    }
+    serde_json::to_value(&out).map_err(|e| PolicyError::Shape(e.to_string()))
 }
 
 /// Evaluates `entrypoint` on an interpreting engine (which, unlike the
@@ -402,18 +408,7 @@ pub fn evaluate_on_engine(
     input: &Json,
 ) -> Result<Decision, PolicyError> {
     engine.set_input(Value::from(input.clone()));
-    let out = engine.eval_rule(entrypoint.to_owned()).map_err(|e| {
-        let msg = format!("{e:#}");
-        if msg.contains("time limit") {
-            PolicyError::TimeLimit
-        } else {
-            PolicyError::Eval(msg)
-        }
-    })?;
-    if out == Value::Undefined {
-        return Err(PolicyError::Undefined);
-    }
-    let json = serde_json::to_value(&out).map_err(|e| PolicyError::Shape(e.to_string()))?;
+    let json = eval_result(engine.eval_rule(entrypoint.to_owned()), false)?;
     decision_from_value(&json)
 }
 

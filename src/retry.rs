@@ -242,22 +242,12 @@ pub fn process(
         revision: decided.revision.clone(),
     };
     match cache.store(&id, &digest, cached, now) {
-        Lookup::Miss => finished(adm, decided),
+        Lookup::Miss => Processed::decided(adm, decided),
         Lookup::Hit(c) => {
             metrics.retry_cache_hits.inc();
             replayed(adm, c)
         }
         Lookup::Mismatch => mismatch(adm),
-    }
-}
-
-fn finished(adm: Admitted, decided: Decided) -> Processed {
-    Processed {
-        response: decided.response.clone(),
-        request_type: Some(adm.request.request_type),
-        failure: decided.failure.clone(),
-        admitted: Some(adm),
-        decided: Some(decided),
     }
 }
 
@@ -272,7 +262,7 @@ fn replayed(adm: Admitted, c: Cached) -> Processed {
         revision: c.revision,
         replayed: true,
     };
-    finished(adm, decided)
+    Processed::decided(adm, decided)
 }
 
 fn mismatch(adm: Admitted) -> Processed {
