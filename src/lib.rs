@@ -10,6 +10,8 @@
 //!   answer → sign) shared by the server and the CLI tools.
 //! - [`config`]: the YAML configuration and its validation.
 //! - [`server`]: the axum HTTP layer, handed its state by the caller.
+//! - [`workers`]: the server's CPU worker pool and pre-signed answer cache.
+//! - [`loadgen`]: the load generator and measurements behind `tss-gate bench`.
 //! - [`metrics`]: every metric name and the registry.
 //! - [`cli`]: one module per subcommand; `main.rs` only dispatches.
 #![forbid(unsafe_code)]
@@ -20,9 +22,11 @@ pub mod derive;
 pub mod fixture;
 pub mod input;
 pub mod keys;
+pub mod loadgen;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod protocol;
 pub mod server;
 pub mod token;
+pub mod workers;

@@ -3,9 +3,18 @@
 //! admission (bounded queue, CPU slots), deadlines, and turning every outcome
 //! into a signed answer.
 //!
-//! CPU work (RSA verify, Rego, RSA sign) runs on the blocking pool, at most one
-//! job per core at a time, so a saturated `/v2/check` cannot stall `/ping` or
-//! `/metrics` on the async workers.
+//! CPU work (RSA verify, Rego, RSA sign) runs on a fixed pool of one thread per
+//! core fed by a bounded queue ([`crate::workers::CpuPool`]), so a saturated
+//! `/v2/check` cannot stall `/ping` or `/metrics` on the async workers.
+//!
+//! Admission: at most `limits.max_queue` requests are admitted at once
+//! (reading, waiting or working). Beyond that a request is answered at once
+//! with a signed status 30 "overloaded", without reading its body. Those
+//! answers carry no request id, so they are identical for every request and
+//! come from [`crate::workers::Canned`]: signed at most once a second on a
+//! separate one-thread pool, never once per refused request. That keeps the
+//! cost of refusing a request at a few microseconds of HTTP work, so overload
+//! cannot eat the signing capacity that admitted requests need.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +29,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+
+use crate::workers::{Canned, CpuPool};
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::metrics::{Metrics, TYPE_NONE};
@@ -59,30 +70,65 @@ pub struct AppState {
     pub policy: ArcSwap<PolicySet>,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
-    /// Requests admitted (queued or working); beyond it: "overloaded".
+    /// Requests admitted (reading, queued or working); beyond it: "overloaded".
     admission: Arc<Semaphore>,
-    /// One CPU job per core at a time.
-    cpu: Arc<Semaphore>,
+    /// One thread per core: token verification, evaluation, signing.
+    pool: CpuPool,
+    /// One thread that signs the answers given outside the normal path
+    /// (overload, unreadable body, deadline), so they never queue behind
+    /// admitted work.
+    side: CpuPool,
+    /// Pre-signed answers that carry no request id.
+    canned: Canned,
     /// Whether `/metrics` is served on the main router.
     pub metrics_on_main: bool,
 }
 
 impl AppState {
-    pub fn new(gate: Gate, policy: PolicySet, metrics: Arc<Metrics>, limits: Limits) -> Self {
+    /// Fails only if the worker threads cannot be started.
+    pub fn new(
+        gate: Gate,
+        policy: PolicySet,
+        metrics: Arc<Metrics>,
+        limits: Limits,
+    ) -> std::io::Result<Self> {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
         metrics.policy_loaded(&policy.revision);
-        Self {
+        // INVARIANT: the pool's queue holds at least `max_queue` jobs, so an
+        // admitted request always finds room; `Full` is a second line of defence.
+        let pool = CpuPool::new("tss-cpu", cores, limits.max_queue)?;
+        let side = CpuPool::new("tss-side", 1, SIDE_QUEUE)?;
+        Ok(Self {
             admission: Arc::new(Semaphore::new(limits.max_queue)),
-            cpu: Arc::new(Semaphore::new(cores)),
+            pool,
+            side,
+            canned: Canned::new(CANNED_MAX_AGE),
             gate: ArcSwap::from_pointee(gate),
             policy: ArcSwap::from_pointee(policy),
             metrics,
             limits,
             metrics_on_main: true,
-        }
+        })
     }
+}
+
+/// Jobs the side pool holds. Its jobs are cheap after the first of each
+/// second (a cache hit), so this is only a bound, rarely reached.
+const SIDE_QUEUE: usize = 1024;
+
+/// How long a pre-signed no-request-id answer is reused.
+const CANNED_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// Threads for the async runtime. The CPU work has its own pool, so the
+/// runtime only parses HTTP and moves bytes: a quarter of the cores (at
+/// least one) keeps it responsive without competing with the signers.
+pub fn async_worker_threads() -> usize {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    cores.div_ceil(4).max(1)
 }
 
 /// The router, callable from tests without a socket.
@@ -154,17 +200,29 @@ async fn check(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bod
         Err(f) => return finish(&state, started, None, Err(f), String::new()).await,
     };
 
-    let work = {
-        let state = state.clone();
-        async move {
-            let _slot = state.cpu.clone().acquire_owned().await;
-            let st = state.clone();
-            tokio::task::spawn_blocking(move || decide_and_sign(&st, &token, received_ms)).await
+    let st = state.clone();
+    let work = match state
+        .pool
+        .try_submit(move || decide_and_sign(&st, &token, received_ms))
+    {
+        Ok(rx) => rx,
+        Err(_) => {
+            drop(permit);
+            return finish(
+                &state,
+                started,
+                None,
+                Err(Failure::Overloaded),
+                String::new(),
+            )
+            .await;
         }
     };
+    // On timeout the receiver is dropped, so a job still waiting in the
+    // queue is skipped instead of signing an answer nobody reads.
     let mut out = match tokio::time::timeout(state.limits.request_deadline, work).await {
         Ok(Ok(done)) => done,
-        Ok(Err(_join)) => Done::failed(Failure::Policy("internal error", "policy_error")),
+        Ok(Err(_closed)) => Done::failed(Failure::Policy("internal error", "policy_error")),
         Err(_) => Done::failed(Failure::Deadline),
     };
     drop(permit);
@@ -267,8 +325,10 @@ fn observe(state: &AppState, started: Instant, d: &Done) {
 }
 
 /// Answers a failure that happened outside the normal CPU path (overload,
-/// unreadable body, deadline). Signing still costs an RSA operation, so it
-/// runs on the blocking pool, never on an async worker.
+/// unreadable body, deadline). Signing costs an RSA operation, so it never
+/// runs on an async worker: answers without a request id come from the
+/// canned cache (signed at most once a second on the side pool), the rare
+/// rest are signed on the side pool.
 async fn finish(
     state: &Arc<AppState>,
     started: Instant,
@@ -281,12 +341,7 @@ async fn finish(
         Err(f) => f,
     };
     let response = failure.answer(&request_id);
-    let gate = state.gate.load_full();
-    let resp2 = response.clone();
-    let signed = tokio::task::spawn_blocking(move || pipeline::sign(&gate, &resp2).ok())
-        .await
-        .ok()
-        .flatten();
+    let signed = sign_off_path(state, &response).await;
     let done = Done {
         response,
         signed: None,
@@ -302,6 +357,39 @@ async fn finish(
             state.metrics.record_failure("signing");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
+    }
+}
+
+/// Signs an answer given outside the normal path; see [`finish`].
+async fn sign_off_path(state: &Arc<AppState>, response: &CallbackResponse) -> Option<String> {
+    // Keyed by the gate too, so a key reload never serves an answer signed
+    // with the key it replaced.
+    let gate_id = Arc::as_ptr(&state.gate.load()) as usize;
+    let canned_key = response
+        .request_id
+        .is_empty()
+        .then(|| format!("{gate_id:x}|{}|{}", response.status.label(), response.error));
+    if let Some(key) = &canned_key
+        && let Some(token) = state.canned.get(key)
+    {
+        return Some(token);
+    }
+    let st = state.clone();
+    let resp = response.clone();
+    let job = move || {
+        let sign = || pipeline::sign(&st.gate.load(), &resp);
+        match canned_key {
+            Some(key) => st.canned.get_or_sign(&key, sign).ok(),
+            None => sign().ok(),
+        }
+    };
+    match state.side.try_submit(job) {
+        Ok(rx) => tokio::time::timeout(state.limits.request_deadline, rx)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten(),
+        Err(_) => None,
     }
 }
 

@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod bench;
 pub mod keys;
 pub mod send;
 pub mod serve;
@@ -27,6 +28,9 @@ pub enum Command {
     Keys(keys::KeysCommand),
     /// Act as a TSS Node: sign a request, post it, verify and print the answer.
     Send(send::SendArgs),
+    /// Load-test a callback server as many TSS Nodes; or measure the signing
+    /// ceiling (`--ceiling`) or policy evaluation (`--policy`).
+    Bench(bench::BenchArgs),
 }
 
 /// Process exit codes, typed so every command uses them the same way.
@@ -55,6 +59,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Serve(a) => serve::run(a),
         Command::Keys(k) => keys::run(k),
         Command::Send(a) => send::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }
 

@@ -70,6 +70,7 @@ pub fn run(a: ServeArgs) -> Exit {
         }
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(crate::server::async_worker_threads())
         .enable_all()
         .build()
     {
@@ -224,7 +225,8 @@ async fn serve(cfg: Config, loaded: Loaded) -> anyhow::Result<()> {
         loaded.policy,
         metrics,
         Limits::from_config(&cfg.limits),
-    );
+    )
+    .map_err(|e| anyhow::anyhow!("cannot start worker threads: {e}"))?;
     state.metrics_on_main = cfg.metrics.endpoint.is_none();
     let state = Arc::new(state);
     let listener = tokio::net::TcpListener::bind(cfg.endpoint())
