@@ -40,7 +40,11 @@ fn setup() -> Setup {
     let node = keys::generate(2048).expect("node key");
     let gate = Gate {
         verifier: Verifier::new(
-            vec![keys::verifying_key_from("node-a", &node.to_public_key(), Path::new("bench"))],
+            vec![keys::verifying_key_from(
+                "node-a",
+                &node.to_public_key(),
+                Path::new("bench"),
+            )],
             60,
         ),
         signer: keys::signing_key_from(&server, Path::new("bench")).expect("signer"),
@@ -81,7 +85,11 @@ fn setup() -> Setup {
                 request_detail: c["detail"].to_string(),
                 extra_info: c["extra"].to_string(),
             };
-            (c["name"].as_str().unwrap_or("").to_owned(), req, evm_policy.clone())
+            (
+                c["name"].as_str().unwrap_or("").to_owned(),
+                req,
+                evm_policy.clone(),
+            )
         })
         .collect();
     Setup {
@@ -96,10 +104,12 @@ fn setup() -> Setup {
 fn derive_config(v: &Value) -> tss_gate::derive::DeriveConfig {
     let mut cfg = tss_gate::derive::DeriveConfig::default();
     for (k, d) in v["token_decimals"].as_object().expect("decimals") {
-        cfg.token_decimals.insert(k.clone(), d.as_u64().expect("u64") as u32);
+        cfg.token_decimals
+            .insert(k.clone(), d.as_u64().expect("u64") as u32);
     }
     for (k, f) in v["chain_families"].as_object().expect("families") {
-        cfg.chain_families.insert(k.clone(), f.as_str().expect("family").to_owned());
+        cfg.chain_families
+            .insert(k.clone(), f.as_str().expect("family").to_owned());
     }
     cfg
 }
@@ -118,7 +128,10 @@ fn facts() -> TokenFacts {
     }
 }
 
-fn quick(c: &mut Criterion, name: &str) -> criterion::BenchmarkGroup<'_, criterion::measurement::WallTime> {
+fn quick<'a>(
+    c: &'a mut Criterion,
+    name: &str,
+) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
     let mut g = c.benchmark_group(name);
     g.warm_up_time(Duration::from_millis(300));
     g.measurement_time(Duration::from_secs(1));
@@ -151,7 +164,9 @@ fn stages(c: &mut Criterion, s: &Setup) {
 
     let mut g = quick(c, "input_build");
     for (name, req) in &s.fixtures {
-        let Ok(parsed) = input::parse_callback_request(req, 64) else { continue };
+        let Ok(parsed) = input::parse_callback_request(req, 64) else {
+            continue;
+        };
         g.bench_with_input(BenchmarkId::from_parameter(name), &parsed, |b, p| {
             b.iter(|| pipeline::build_input(&s.policy, p, &facts(), 1_764_000_000_000))
         });
@@ -160,7 +175,9 @@ fn stages(c: &mut Criterion, s: &Setup) {
 
     let mut g = quick(c, "policy_eval");
     for (name, req) in &s.fixtures {
-        let Ok(parsed) = input::parse_callback_request(req, 64) else { continue };
+        let Ok(parsed) = input::parse_callback_request(req, 64) else {
+            continue;
+        };
         let doc = pipeline::build_input(&s.policy, &parsed, &facts(), 1_764_000_000_000);
         g.bench_with_input(BenchmarkId::from_parameter(name), &doc, |b, d| {
             b.iter(|| s.policy.evaluate(d))
@@ -170,7 +187,9 @@ fn stages(c: &mut Criterion, s: &Setup) {
 
     let mut g = quick(c, "decision_sign");
     let answer = CallbackResponse::approve("c3a1e6f2-4b7d-4e8a-9f10-2d3c4b5a6e7f");
-    g.bench_function("rs256_2048", |b| b.iter(|| pipeline::sign(&s.gate, &answer)));
+    g.bench_function("rs256_2048", |b| {
+        b.iter(|| pipeline::sign(&s.gate, &answer))
+    });
     g.finish();
 
     let mut g = quick(c, "pipeline");
@@ -224,14 +243,21 @@ fn derive_ratio(s: &Setup, measuring: bool) {
         let parsed = input::parse_callback_request(req, 64).expect("vector parses");
         let token = mint(s, req);
         let d = mean(n, || {
-            std::hint::black_box(tss_gate::derive::derive(&parsed.detail, &parsed.extra, &policy.derive));
+            std::hint::black_box(tss_gate::derive::derive(
+                &parsed.detail,
+                &parsed.extra,
+                &policy.derive,
+            ));
         });
         let p = mean(n, || {
             std::hint::black_box(without_signing(&s.gate, policy, &token));
         });
         let ratio = d.as_secs_f64() / p.as_secs_f64().max(1e-12);
         worst = worst.max(ratio);
-        println!("  {name:<36} derive {d:>10.2?}  pipeline {p:>10.2?}  {:5.2}%", ratio * 100.0);
+        println!(
+            "  {name:<36} derive {d:>10.2?}  pipeline {p:>10.2?}  {:5.2}%",
+            ratio * 100.0
+        );
     }
     println!("  worst {:.2}%", worst * 100.0);
 }

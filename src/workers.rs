@@ -219,9 +219,7 @@ mod tests {
     #[test]
     fn panicking_job_closes_its_channel_and_worker_survives() {
         let pool = CpuPool::new("t", 1, 4).expect("pool");
-        let bad = pool
-            .try_submit(|| -> i32 { panic!("boom") })
-            .expect("room");
+        let bad = pool.try_submit(|| -> i32 { panic!("boom") }).expect("room");
         assert!(bad.blocking_recv().is_err());
         let good = pool.try_submit(|| 5).expect("room");
         assert_eq!(good.blocking_recv(), Ok(5));

@@ -61,7 +61,10 @@ fn load_run_reports_throughput_and_no_errors() {
     assert!(r["answers"]["REJECT/0"].as_u64().unwrap_or(0) > 0, "{r:#}");
     assert!(r["latency"]["p99_us"].as_u64().unwrap_or(0) > 0, "{r:#}");
     assert!(r["ping"]["count"].as_u64().unwrap_or(0) > 0, "{r:#}");
-    assert!(r["server_memory"]["vm_hwm_kib"].as_u64().unwrap_or(0) > 0, "{r:#}");
+    assert!(
+        r["server_memory"]["vm_hwm_kib"].as_u64().unwrap_or(0) > 0,
+        "{r:#}"
+    );
 }
 
 #[test]
@@ -89,7 +92,10 @@ fn wrong_server_key_counts_bad_signatures_and_fails() {
         "--quiet",
     ]);
     assert_eq!(code, 2, "{r:#}");
-    assert!(r["errors"]["bad_signature"].as_u64().unwrap_or(0) > 0, "{r:#}");
+    assert!(
+        r["errors"]["bad_signature"].as_u64().unwrap_or(0) > 0,
+        "{r:#}"
+    );
     assert_eq!(r["verified"], 0);
 }
 
@@ -108,14 +114,33 @@ fn ceiling_and_policy_modes_report() {
         "--json",
     ]);
     assert_eq!(code, 0);
-    assert_eq!((r["key_bits"].as_u64(), r["threads"].as_u64()), (Some(2048), Some(1)));
+    assert_eq!(
+        (r["key_bits"].as_u64(), r["threads"].as_u64()),
+        (Some(2048), Some(1))
+    );
     assert!(r["signatures"].as_u64().unwrap_or(0) > 0, "{r:#}");
 
-    let (code, r, _) = bench(&["--policy", "--allow-list", "2000", "--iterations", "20", "--json"]);
+    let (code, r, _) = bench(&[
+        "--policy",
+        "--allow-list",
+        "2000",
+        "--iterations",
+        "20",
+        "--json",
+    ]);
     assert_eq!(code, 0, "{r:#}");
     assert_eq!(r["allow_list_size"], 2000);
     let fixtures = r["fixtures"].as_array().expect("fixtures");
-    assert!(fixtures.iter().any(|f| f["fixture"] == "keysign_eth_approve" && f["action"] == "APPROVE"), "{r:#}");
-    assert!(fixtures.iter().all(|f| f["fixture"].as_str().is_some_and(|n| n.starts_with("keysign_"))));
+    assert!(
+        fixtures
+            .iter()
+            .any(|f| f["fixture"] == "keysign_eth_approve" && f["action"] == "APPROVE"),
+        "{r:#}"
+    );
+    assert!(fixtures.iter().all(|f| {
+        f["fixture"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("keysign_"))
+    }));
     assert!(r["worst_p99_us"].as_u64().unwrap_or(0) > 0, "{r:#}");
 }

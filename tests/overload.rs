@@ -15,8 +15,9 @@ use tss_gate::protocol::{Action, CallbackRequest, Status};
 const BURST: usize = 96;
 
 fn request(id: &str) -> CallbackRequest {
-    let mut r = tss_gate::fixture::load_request(&repo().join("tests/fixtures/keysign_eth_approve.json"))
-        .expect("fixture");
+    let mut r =
+        tss_gate::fixture::load_request(&repo().join("tests/fixtures/keysign_eth_approve.json"))
+            .expect("fixture");
     r.request_id = id.into();
     r
 }
@@ -112,7 +113,10 @@ fn burst_beyond_max_queue_is_decided_or_signed_overloaded() {
         }
     }
     assert!(decided >= 1, "some requests are admitted and decided");
-    assert!(overloaded >= 1, "a burst of {BURST} over a queue of 2 must overload");
+    assert!(
+        overloaded >= 1,
+        "a burst of {BURST} over a queue of 2 must overload"
+    );
     assert_eq!(decided + overloaded, BURST as u64);
 
     let (status, metrics) = get(&server.url("/metrics"));
@@ -121,7 +125,10 @@ fn burst_beyond_max_queue_is_decided_or_signed_overloaded() {
 
     // Once the burst is over, the server decides again.
     let after = send(&server, &request("after-burst"));
-    assert_eq!((after.status, after.action), (Status::Ok, Some(Action::Approve)));
+    assert_eq!(
+        (after.status, after.action),
+        (Status::Ok, Some(Action::Approve))
+    );
 }
 
 fn get(url: &str) -> (u16, String) {

@@ -115,7 +115,8 @@ fn bench(a: &BenchArgs) -> anyhow::Result<bool> {
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("--ceiling needs --server-key-private PEM"))?;
         let key = crate::keys::load_signing_key(path)?;
-        let r = loadgen::ceiling::measure(key, a.threads.unwrap_or_else(loadgen::cores), a.duration)?;
+        let r =
+            loadgen::ceiling::measure(key, a.threads.unwrap_or_else(loadgen::cores), a.duration)?;
         emit(a.json, &r, || r.print())?;
         return Ok(true);
     }

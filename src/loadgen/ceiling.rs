@@ -12,7 +12,11 @@ use crate::pipeline::Gate;
 use crate::protocol::CallbackResponse;
 
 /// Signs on `threads` threads for `duration`.
-pub fn measure(key: SigningKey, threads: usize, duration: Duration) -> Result<CeilingReport, LoadError> {
+pub fn measure(
+    key: SigningKey,
+    threads: usize,
+    duration: Duration,
+) -> Result<CeilingReport, LoadError> {
     let gate = Gate {
         verifier: crate::token::Verifier::new(Vec::new(), 0),
         signer: key,
@@ -26,32 +30,36 @@ pub fn measure(key: SigningKey, threads: usize, duration: Duration) -> Result<Ce
     let threads = threads.max(1);
     let started = Instant::now();
     let end = started + duration;
-    let results: Vec<Result<(u64, hdrhistogram::Histogram<u64>), LoadError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                let gate = &gate;
-                let answer = &answer;
-                s.spawn(move || {
-                    let mut n = 0u64;
-                    let mut h = histogram();
-                    loop {
-                        let t = Instant::now();
-                        if t >= end {
-                            break;
+    let results: Vec<Result<(u64, hdrhistogram::Histogram<u64>), LoadError>> =
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    let gate = &gate;
+                    let answer = &answer;
+                    s.spawn(move || {
+                        let mut n = 0u64;
+                        let mut h = histogram();
+                        loop {
+                            let t = Instant::now();
+                            if t >= end {
+                                break;
+                            }
+                            pipeline_sign(gate, answer)?;
+                            h.saturating_record((t.elapsed().as_micros() as u64).max(1));
+                            n += 1;
                         }
-                        pipeline_sign(gate, answer)?;
-                        h.saturating_record((t.elapsed().as_micros() as u64).max(1));
-                        n += 1;
-                    }
-                    Ok((n, h))
+                        Ok((n, h))
+                    })
                 })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(LoadError::Sign("signing thread panicked".into()))))
-            .collect()
-    });
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(LoadError::Sign("signing thread panicked".into())))
+                })
+                .collect()
+        });
     let elapsed = started.elapsed().as_secs_f64();
     let mut total = 0;
     let mut hist = histogram();

@@ -61,7 +61,11 @@ pub fn measure(o: &PolicyBenchOptions) -> Result<PolicyReport, LoadError> {
         });
     }
     let worst_p99_us = fixtures.iter().map(|f| f.eval.p99_us).max().unwrap_or(0);
-    let worst_p99_large_us = fixtures.iter().map(|f| f.eval_large.p99_us).max().unwrap_or(0);
+    let worst_p99_large_us = fixtures
+        .iter()
+        .map(|f| f.eval_large.p99_us)
+        .max()
+        .unwrap_or(0);
     Ok(PolicyReport {
         mode: "policy",
         iterations: o.iterations,

@@ -152,9 +152,17 @@ impl LoadReport {
             self.throughput_rps, self.completed, self.duration_s, self.warmup_s
         );
         println!("  latency      {}", self.latency.line());
-        let answers: Vec<String> = self.answers.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let answers: Vec<String> = self
+            .answers
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         println!("  answers      {}", answers.join(" "));
-        let errors: Vec<String> = self.errors.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let errors: Vec<String> = self
+            .errors
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         println!(
             "  errors       {}{}",
             self.error_total,

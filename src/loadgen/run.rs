@@ -103,7 +103,11 @@ impl Tally {
 }
 
 /// Runs the load and reports. Blocks the calling thread.
-pub fn run(opts: RunOptions, tokens: Tokens, server_key: VerifyingKey) -> Result<LoadReport, LoadError> {
+pub fn run(
+    opts: RunOptions,
+    tokens: Tokens,
+    server_key: VerifyingKey,
+) -> Result<LoadReport, LoadError> {
     if tokens.is_empty() {
         return Err(LoadError::Sign("no tokens".into()));
     }
@@ -114,7 +118,11 @@ pub fn run(opts: RunOptions, tokens: Tokens, server_key: VerifyingKey) -> Result
     rt.block_on(drive(opts, tokens, server_key))
 }
 
-async fn drive(opts: RunOptions, tokens: Tokens, server_key: VerifyingKey) -> Result<LoadReport, LoadError> {
+async fn drive(
+    opts: RunOptions,
+    tokens: Tokens,
+    server_key: VerifyingKey,
+) -> Result<LoadReport, LoadError> {
     // Fail fast on a wrong address instead of reporting N connection errors.
     tokio::net::TcpStream::connect(&opts.target.authority)
         .await
@@ -169,7 +177,11 @@ async fn drive(opts: RunOptions, tokens: Tokens, server_key: VerifyingKey) -> Re
     let window = o.duration.as_secs_f64();
     let error_total = total.errors.values().sum();
     Ok(LoadReport {
-        mode: if o.rate.is_some() { "open-loop" } else { "closed-loop" },
+        mode: if o.rate.is_some() {
+            "open-loop"
+        } else {
+            "closed-loop"
+        },
         url: o.url.clone(),
         connections: o.connections,
         rate_offered: o.rate,
@@ -219,7 +231,10 @@ async fn connection(shared: Arc<Shared>) -> Tally {
             }
         };
         let k = i % shared.tokens.len();
-        let (Some(body), Some(want_id)) = (shared.tokens.bodies.get(k), shared.tokens.request_ids.get(k)) else {
+        let (Some(body), Some(want_id)) = (
+            shared.tokens.bodies.get(k),
+            shared.tokens.request_ids.get(k),
+        ) else {
             break;
         };
         tally.sent += 1;
@@ -261,7 +276,8 @@ async fn connection(shared: Arc<Shared>) -> Tally {
 /// if it counts as an error.
 fn check_answer(shared: &Shared, tally: &mut Tally, i: usize, body: &[u8], want_id: &str) -> bool {
     let text = String::from_utf8_lossy(body);
-    let sampled = shared.opts.verify_every > 0 && (i as u64) % shared.opts.verify_every == 0;
+    let sampled =
+        shared.opts.verify_every > 0 && (i as u64).is_multiple_of(shared.opts.verify_every);
     let answer = if sampled {
         match crate::token::verify_answer(&text, &shared.server_key) {
             Ok(bytes) => {
@@ -304,7 +320,9 @@ pub fn peek_answer(body: &str) -> Option<CallbackResponse> {
     let claims = token.split('.').nth(1)?;
     let claims = URL_SAFE_NO_PAD.decode(claims).ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&claims).ok()?;
-    let pd = STANDARD.decode(claims.get("package_data")?.as_str()?).ok()?;
+    let pd = STANDARD
+        .decode(claims.get("package_data")?.as_str()?)
+        .ok()?;
     serde_json::from_slice(&pd).ok()
 }
 
@@ -353,7 +371,11 @@ async fn monitor(shared: Arc<Shared>) -> Option<Memory> {
         if shared.opts.progress {
             let done = shared.done.load(Ordering::Relaxed);
             let t = shared.start.elapsed().as_secs_f64();
-            let phase = if Instant::now() < shared.measure_from { "warm-up" } else { "measure" };
+            let phase = if Instant::now() < shared.measure_from {
+                "warm-up"
+            } else {
+                "measure"
+            };
             eprint!(
                 "\r[{t:6.1}s {phase}] {done} answers, {} req/s, {} errors   ",
                 done - prev_done,
