@@ -98,8 +98,8 @@ impl AppState {
         metrics.policy_loaded(&policy.revision);
         // INVARIANT: the pool's queue holds at least `max_queue` jobs, so an
         // admitted request always finds room; `Full` is a second line of defence.
-        let pool = CpuPool::new("tss-cpu", cores, limits.max_queue)?;
-        let side = CpuPool::new("tss-side", 1, SIDE_QUEUE)?;
+        let pool = CpuPool::new("tss-cpu", cores, limits.max_queue, true)?;
+        let side = CpuPool::new("tss-side", 1, SIDE_QUEUE, false)?;
         Ok(Self {
             admission: Arc::new(Semaphore::new(limits.max_queue)),
             pool,

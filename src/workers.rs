@@ -41,7 +41,14 @@ pub struct CpuPool {
 
 impl CpuPool {
     /// Starts `threads` workers named `name-N` sharing a queue of `capacity`.
-    pub fn new(name: &str, threads: usize, capacity: usize) -> std::io::Result<Self> {
+    /// With `background`, the workers run at a lower scheduling priority
+    /// (nice ~10): see [`lower_priority`].
+    pub fn new(
+        name: &str,
+        threads: usize,
+        capacity: usize,
+        background: bool,
+    ) -> std::io::Result<Self> {
         let threads = threads.max(1);
         let (tx, rx) = sync_channel::<Job>(capacity.max(1));
         let rx = Arc::new(Mutex::new(rx));
@@ -49,7 +56,12 @@ impl CpuPool {
             let rx = rx.clone();
             std::thread::Builder::new()
                 .name(format!("{name}-{i}"))
-                .spawn(move || worker(&rx))?;
+                .spawn(move || {
+                    if background {
+                        lower_priority();
+                    }
+                    worker(&rx)
+                })?;
         }
         Ok(Self {
             tx,
@@ -78,6 +90,23 @@ impl CpuPool {
             Err(TrySendError::Full(_)) => Err(PoolError::Full),
             Err(TrySendError::Disconnected(_)) => Err(PoolError::Stopped),
         }
+    }
+}
+
+/// Lowers the calling thread's priority (Linux: nice ~10).
+///
+/// Why: the workers are busy all the time under load, and the async
+/// threads that answer `/ping` and `/metrics` and accept connections need
+/// the CPU for a few microseconds at a time. At equal priority a waking
+/// async thread may wait a scheduler slice (several ms) behind a signer;
+/// at nice 10 it gets the CPU at once. Throughput does not change: when
+/// the async threads have nothing to do, the workers get all the cores.
+/// Best effort: a failure (e.g. a sandbox that forbids it) changes nothing.
+fn lower_priority() {
+    use thread_priority::{ThreadPriority, ThreadPriorityValue, set_current_thread_priority};
+    // Crossplatform 22 of 0..=99 maps to nice 10 for SCHED_OTHER.
+    if let Ok(v) = ThreadPriorityValue::try_from(22u8) {
+        let _ = set_current_thread_priority(ThreadPriority::Crossplatform(v));
     }
 }
 
@@ -162,7 +191,7 @@ mod tests {
 
     #[test]
     fn runs_jobs_and_returns_results() {
-        let pool = CpuPool::new("t", 2, 8).expect("pool");
+        let pool = CpuPool::new("t", 2, 8, true).expect("pool");
         let rxs: Vec<_> = (0..8)
             .map(|i| pool.try_submit(move || i * 2).expect("room"))
             .collect();
@@ -175,7 +204,7 @@ mod tests {
 
     #[test]
     fn full_queue_refuses_at_once() {
-        let pool = CpuPool::new("t", 1, 1).expect("pool");
+        let pool = CpuPool::new("t", 1, 1, false).expect("pool");
         let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
         let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
         // Occupy the only worker until released.
@@ -196,7 +225,7 @@ mod tests {
 
     #[test]
     fn abandoned_job_is_skipped() {
-        let pool = CpuPool::new("t", 1, 4).expect("pool");
+        let pool = CpuPool::new("t", 1, 4, false).expect("pool");
         let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
         let busy = pool
             .try_submit(move || {
@@ -218,7 +247,7 @@ mod tests {
 
     #[test]
     fn panicking_job_closes_its_channel_and_worker_survives() {
-        let pool = CpuPool::new("t", 1, 4).expect("pool");
+        let pool = CpuPool::new("t", 1, 4, false).expect("pool");
         let bad = pool.try_submit(|| -> i32 { panic!("boom") }).expect("room");
         assert!(bad.blocking_recv().is_err());
         let good = pool.try_submit(|| 5).expect("room");
