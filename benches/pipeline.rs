@@ -190,6 +190,18 @@ fn stages(c: &mut Criterion, s: &Setup) {
     g.bench_function("rs256_2048", |b| {
         b.iter(|| pipeline::sign(&s.gate, &answer))
     });
+    // What `pipeline::sign` replaced: jsonwebtoken's `encode`, which parses
+    // and validates the private key DER on every call.
+    let claims = tss_gate::token::SignedClaims {
+        package_data: "eyJzdGF0dXMiOjB9".into(),
+        exp: 1_900_000_120,
+        iat: 1_900_000_000,
+        iss: "tss-gate".into(),
+    };
+    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    g.bench_function("rs256_2048_jsonwebtoken_encode", |b| {
+        b.iter(|| jsonwebtoken::encode(&header, &claims, &s.gate.signer.key))
+    });
     g.finish();
 
     let mut g = quick(c, "pipeline");
