@@ -110,7 +110,9 @@ pub struct Event<'a> {
 }
 
 /// What a queued line's writer reports back.
-type Ack = mpsc::SyncSender<bool>;
+/// A tokio oneshot so the server can await durability without parking a
+/// thread (the CPU workers go on with other requests meanwhile).
+type Ack = tokio::sync::oneshot::Sender<bool>;
 
 /// A line for the writer, with the waiter to release after its fsync.
 type Queued = (Vec<u8>, Option<Ack>);
@@ -135,15 +137,25 @@ impl std::fmt::Debug for DecisionLog {
 }
 
 /// A line waiting for its fsync.
-pub struct Pending(Receiver<bool>);
+pub struct Pending(tokio::sync::oneshot::Receiver<bool>);
 
 impl Pending {
-    /// Blocks until the line is durably written (or failed).
+    /// Blocks until the line is durably written (or failed). Not for async
+    /// contexts: use [`Pending::done`] there.
     pub fn wait(self) -> Result<(), DecisionLogError> {
-        match self.0.recv() {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(DecisionLogError::Write),
-            Err(_) => Err(DecisionLogError::Closed),
+        Self::outcome(self.0.blocking_recv().ok())
+    }
+
+    /// Resolves once the line is durably written (or failed).
+    pub async fn done(self) -> Result<(), DecisionLogError> {
+        Self::outcome(self.0.await.ok())
+    }
+
+    fn outcome(ack: Option<bool>) -> Result<(), DecisionLogError> {
+        match ack {
+            Some(true) => Ok(()),
+            Some(false) => Err(DecisionLogError::Write),
+            None => Err(DecisionLogError::Closed),
         }
     }
 }
@@ -184,7 +196,7 @@ impl DecisionLog {
 
     /// Queues one line; the returned [`Pending`] resolves after its fsync.
     pub fn append(&self, line: Vec<u8>) -> Result<Pending, DecisionLogError> {
-        let (ack, rx) = mpsc::sync_channel(1);
+        let (ack, rx) = tokio::sync::oneshot::channel();
         self.send(line, Some(ack))?;
         Ok(Pending(rx))
     }

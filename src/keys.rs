@@ -49,6 +49,11 @@ pub enum KeyError {
 #[derive(Clone)]
 pub struct SigningKey {
     pub key: EncodingKey,
+    /// The same key parsed into aws-lc's key pair, which is what signs
+    /// (see [`crate::token::sign_package`]): jsonwebtoken's `encode` re-parses
+    /// and re-validates the DER on every signature, which costs several
+    /// times the signature itself.
+    pub pair: std::sync::Arc<aws_lc_rs::signature::RsaKeyPair>,
     pub bits: usize,
     pub path: PathBuf,
 }
@@ -132,7 +137,10 @@ pub fn signing_key_from(key: &RsaPrivateKey, path: &Path) -> Result<SigningKey, 
     let der = key
         .to_pkcs1_der()
         .map_err(|e| KeyError::Generate(e.to_string()))?;
+    let pair = aws_lc_rs::signature::RsaKeyPair::from_der(der.as_bytes())
+        .map_err(|e| KeyError::Generate(format!("aws-lc rejects the key: {e}")))?;
     Ok(SigningKey {
+        pair: std::sync::Arc::new(pair),
         key: EncodingKey::from_rsa_der(der.as_bytes()),
         bits: key.size() * 8,
         path: path.to_owned(),

@@ -12,6 +12,8 @@
 //! - [`reload`]: hot reload of policies, data and keys (file watch, SIGHUP).
 //! - [`config`]: the YAML configuration and its validation.
 //! - [`server`]: the axum HTTP layer, handed its state by the caller.
+//! - [`workers`]: the server's CPU worker pool and pre-signed answer cache.
+//! - [`loadgen`]: the load generator and measurements behind `tss-gate bench`.
 //! - [`metrics`]: every metric name and the registry.
 //! - [`record`]: writing verified requests as fixtures (`record_dir`).
 //! - [`testing`]: the `test` runner and reporters, coverage, `eval --explain`.
@@ -26,6 +28,7 @@ pub mod derive;
 pub mod fixture;
 pub mod input;
 pub mod keys;
+pub mod loadgen;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
@@ -36,3 +39,4 @@ pub mod retry;
 pub mod server;
 pub mod testing;
 pub mod token;
+pub mod workers;

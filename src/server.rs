@@ -3,9 +3,18 @@
 //! admission (bounded queue, CPU slots), deadlines, and turning every outcome
 //! into a signed answer.
 //!
-//! CPU work (RSA verify, Rego, RSA sign) runs on the blocking pool, at most one
-//! job per core at a time, so a saturated `/v2/check` cannot stall `/ping` or
-//! `/metrics` on the async workers.
+//! CPU work (RSA verify, Rego, RSA sign) runs on a fixed pool of one thread per
+//! core fed by a bounded queue ([`crate::workers::CpuPool`]), so a saturated
+//! `/v2/check` cannot stall `/ping` or `/metrics` on the async workers.
+//!
+//! Admission: at most `limits.max_queue` requests are admitted at once
+//! (reading, waiting or working). Beyond that a request is answered at once
+//! with a signed status 30 "overloaded", without reading its body. Those
+//! answers carry no request id, so they are identical for every request and
+//! come from [`crate::workers::Canned`]: signed at most once a second on a
+//! separate one-thread pool, never once per refused request. That keeps the
+//! cost of refusing a request at a few microseconds of HTTP work, so overload
+//! cannot eat the signing capacity that admitted requests need.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,8 +28,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tracing::{Instrument, Span, error, info, info_span, warn};
+
+use crate::workers::{Canned, CpuPool};
 
 use crate::decision_log::{self, DecisionLog};
 use crate::metrics::{Metrics, TYPE_NONE};
@@ -60,10 +71,16 @@ pub struct AppState {
     pub policy: ArcSwap<PolicySet>,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
-    /// Requests admitted (queued or working); beyond it: "overloaded".
+    /// Requests admitted (reading, queued or working); beyond it: "overloaded".
     admission: Arc<Semaphore>,
-    /// One CPU job per core at a time.
-    cpu: Arc<Semaphore>,
+    /// One thread per core: token verification, evaluation, signing.
+    pool: CpuPool,
+    /// One thread that signs the answers given outside the normal path
+    /// (overload, unreadable body, deadline), so they never queue behind
+    /// admitted work.
+    side: CpuPool,
+    /// Pre-signed answers that carry no request id.
+    canned: Canned,
     /// Whether `/metrics` is served on the main router.
     pub metrics_on_main: bool,
     /// Writes each verified request as a fixture (`record_dir`); off when None.
@@ -75,14 +92,26 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(gate: Gate, policy: PolicySet, metrics: Arc<Metrics>, limits: Limits) -> Self {
+    /// Fails only if the worker threads cannot be started.
+    pub fn new(
+        gate: Gate,
+        policy: PolicySet,
+        metrics: Arc<Metrics>,
+        limits: Limits,
+    ) -> std::io::Result<Self> {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
         metrics.policy_loaded(&policy.revision);
-        Self {
+        // INVARIANT: the pool's queue holds at least `max_queue` jobs, so an
+        // admitted request always finds room; `Full` is a second line of defence.
+        let pool = CpuPool::new("tss-cpu", cores, limits.max_queue, true)?;
+        let side = CpuPool::new("tss-side", 1, SIDE_QUEUE, false)?;
+        Ok(Self {
             admission: Arc::new(Semaphore::new(limits.max_queue)),
-            cpu: Arc::new(Semaphore::new(cores)),
+            pool,
+            side,
+            canned: Canned::new(CANNED_MAX_AGE),
             gate: ArcSwap::from_pointee(gate),
             policy: ArcSwap::from_pointee(policy),
             metrics,
@@ -91,8 +120,25 @@ impl AppState {
             recorder: None,
             decision_log: None,
             retry: crate::retry::RetryCache::default(),
-        }
+        })
     }
+}
+
+/// Jobs the side pool holds. Its jobs are cheap after the first of each
+/// second (a cache hit), so this is only a bound, rarely reached.
+const SIDE_QUEUE: usize = 1024;
+
+/// How long a pre-signed no-request-id answer is reused.
+const CANNED_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// Threads for the async runtime. The CPU work has its own pool, so the
+/// runtime only parses HTTP and moves bytes: a quarter of the cores (at
+/// least one) keeps it responsive without competing with the signers.
+pub fn async_worker_threads() -> usize {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    cores.div_ceil(4).max(1)
 }
 
 /// The router, callable from tests without a socket.
@@ -171,22 +217,26 @@ async fn check_in_span(state: Arc<AppState>, headers: HeaderMap, body: Body) -> 
         Err(f) => return finish(&state, started, None, Err(f), String::new(), true).await,
     };
 
-    let work = {
-        let state = state.clone();
-        async move {
-            let slot = state.cpu.clone().acquire_owned().await.ok();
-            let st = state.clone();
-            let span = Span::current();
-            tokio::task::spawn_blocking(move || {
+    let st = state.clone();
+    let span = Span::current();
+    let work = async {
+        let rx = state
+            .pool
+            .try_submit(move || {
                 let _e = span.enter();
-                decide_and_sign(&st, &token, received_ms, started, slot, &span)
+                decide_stage(&st, &token, received_ms, started, &span)
             })
+            .map_err(|_| Failure::Overloaded)?;
+        let stage = rx
             .await
-        }
+            .map_err(|_| Failure::Policy("internal error", "policy_error"))?;
+        Ok::<Done, Failure>(finish_stage(&state, stage).await)
     };
+    // On timeout the receiver is dropped, so a job still waiting in the
+    // queue is skipped instead of signing an answer nobody reads.
     let mut out = match tokio::time::timeout(state.limits.request_deadline, work).await {
         Ok(Ok(done)) => done,
-        Ok(Err(_join)) => Done::failed(Failure::Policy("internal error", "policy_error")),
+        Ok(Err(f)) => Done::failed(f),
         Err(_) => Done::failed(Failure::Deadline),
     };
     drop(permit);
@@ -233,18 +283,31 @@ impl Done {
     }
 }
 
-fn decide_and_sign(
+/// The first CPU stage: admit, decide, and either sign at once or hand the
+/// decision back to wait for its decision-log line.
+enum Stage {
+    Done(Done),
+    /// Decided; the line was queued and must be durable before the answer
+    /// is signed (an APPROVE never leaves before its audit line).
+    Logging(Box<Logging>),
+}
+
+struct Logging {
+    done: Done,
+    pending: Result<decision_log::Pending, decision_log::DecisionLogError>,
+}
+
+fn decide_stage(
     state: &AppState,
     token: &str,
     received_ms: i64,
     started: Instant,
-    mut slot: Option<OwnedSemaphorePermit>,
     span: &Span,
-) -> Done {
+) -> Stage {
     let gate = state.gate.load();
     let policy = state.policy.load();
     // admit → retry-cache lookup → decide → cache store (see crate::retry).
-    let mut p = crate::retry::process(
+    let p = crate::retry::process(
         &state.retry,
         &state.metrics,
         &gate,
@@ -263,6 +326,11 @@ fn decide_and_sign(
         .map(|d| d.codes.clone())
         .unwrap_or_default();
     let eval_time = p.decided.as_ref().map(|d| d.eval_time);
+    let revision = p
+        .decided
+        .as_ref()
+        .map(|d| d.revision.as_str())
+        .unwrap_or(&policy.revision);
     match &p.failure {
         Some(f) => warn!(
             reason = f.reason(),
@@ -273,44 +341,12 @@ fn decide_and_sign(
             action = p.response.action.map(|a| a.as_str()).unwrap_or("NONE"),
             request_type = request_type.unwrap_or(TYPE_NONE),
             key = p.admitted.as_ref().map(|a| a.token.key_name.as_str()).unwrap_or(""),
-            policy_revision = p.decided.as_ref().map(|d| d.revision.as_str()).unwrap_or(&policy.revision),
+            policy_revision = revision,
             replayed = p.decided.as_ref().is_some_and(|d| d.replayed),
             reason = %p.response.error,
             "decided"
         ),
     }
-    let logged = match &state.decision_log {
-        Some(log) => {
-            // The CPU slot is not held while waiting for the fsync, so other
-            // requests keep the cores busy and share that fsync.
-            drop(slot.take());
-            let written = write_decision(log, &p, &policy.revision, started);
-            let ok = written.is_ok();
-            state
-                .metrics
-                .decision_log_writes
-                .with_label_values(&[if ok { "success" } else { "failure" }])
-                .inc();
-            if !ok && p.response.status.code() == 0 {
-                if log.options().fail_closed {
-                    error!("decision log write failed: answering status 30 (fail_closed)");
-                    let f = Failure::DecisionLog;
-                    p.response = f.answer(&p.response.request_id);
-                    p.failure = Some(f);
-                } else {
-                    error!("decision log write failed: answering anyway (fail_closed: false)");
-                }
-            }
-            true
-        }
-        None => false,
-    };
-    // Signing holds a CPU slot like the rest of the work.
-    let _slot = if logged {
-        reacquire_cpu(state)
-    } else {
-        slot.take()
-    };
     if let (Some(rec), Some(adm)) = (&state.recorder, &p.admitted) {
         let decision = p.decided.as_ref().and_then(|d| d.decision.as_ref());
         // A small file write; failing to record must not change the answer.
@@ -318,31 +354,83 @@ fn decide_and_sign(
             warn!("could not record the request as a fixture: {e}");
         }
     }
-    let signed = pipeline::sign(&gate, &p.response).ok();
-    Done {
+    let pending = state
+        .decision_log
+        .as_ref()
+        .map(|log| queue_decision(log, &p, revision, started));
+    let mut done = Done {
         response: p.response,
-        signed,
+        signed: None,
         request_type,
         failure: p.failure,
         codes,
         eval_time,
-        logged,
+        logged: pending.is_some(),
+    };
+    match pending {
+        None => {
+            done.signed = pipeline::sign(&gate, &done.response).ok();
+            Stage::Done(done)
+        }
+        Some(pending) => Stage::Logging(Box::new(Logging { done, pending })),
     }
 }
 
-/// Takes a CPU slot again from a blocking-pool thread.
-fn reacquire_cpu(state: &AppState) -> Option<OwnedSemaphorePermit> {
-    let handle = tokio::runtime::Handle::try_current().ok()?;
-    handle.block_on(state.cpu.clone().acquire_owned()).ok()
+/// Waits (without holding a worker) for the decision's log line, applies
+/// `fail_closed`, then signs on the worker pool.
+async fn finish_stage(state: &Arc<AppState>, stage: Stage) -> Done {
+    let Logging { mut done, pending } = match stage {
+        Stage::Done(d) => return d,
+        Stage::Logging(l) => *l,
+    };
+    let written = match pending {
+        Ok(p) => p.done().await,
+        Err(e) => Err(e),
+    };
+    let ok = written.is_ok();
+    state
+        .metrics
+        .decision_log_writes
+        .with_label_values(&[if ok { "success" } else { "failure" }])
+        .inc();
+    if !ok && done.response.status.code() == 0 {
+        let fail_closed = state
+            .decision_log
+            .as_ref()
+            .is_none_or(|l| l.options().fail_closed);
+        if fail_closed {
+            error!("decision log write failed: answering status 30 (fail_closed)");
+            let f = Failure::DecisionLog;
+            done.response = f.answer(&done.response.request_id);
+            done.failure = Some(f);
+        } else {
+            error!("decision log write failed: answering anyway (fail_closed: false)");
+        }
+    }
+    let st = state.clone();
+    let response = done.response.clone();
+    let sign = move || pipeline::sign(&st.gate.load(), &response).ok();
+    // INVARIANT: the pool queue holds `max_queue` jobs and this request still
+    // holds its admission permit, so there is room; the side pool is only a
+    // second line of defence.
+    let rx = match state.pool.try_submit(sign.clone()) {
+        Ok(rx) => Some(rx),
+        Err(_) => state.side.try_submit(sign).ok(),
+    };
+    done.signed = match rx {
+        Some(rx) => rx.await.ok().flatten(),
+        None => None,
+    };
+    done
 }
 
-/// Writes the decision's line and waits until it is durable.
-fn write_decision(
+/// Queues the decision's line; the returned handle resolves once durable.
+fn queue_decision(
     log: &DecisionLog,
     p: &pipeline::Processed,
     revision: &str,
     started: Instant,
-) -> Result<(), decision_log::DecisionLogError> {
+) -> Result<decision_log::Pending, decision_log::DecisionLogError> {
     let decision = p.decided.as_ref().and_then(|d| d.decision.as_ref());
     let reasons = match decision {
         Some(d) if p.failure.is_none() => d.reasons.clone(),
@@ -371,7 +459,7 @@ fn write_decision(
         (None, Some(d)) => Some(&d.input),
         _ => None,
     };
-    log.append(log.encode(event, input))?.wait()
+    log.append(log.encode(event, input))
 }
 
 fn observe(state: &AppState, started: Instant, d: &Done) {
@@ -394,8 +482,10 @@ fn observe(state: &AppState, started: Instant, d: &Done) {
 }
 
 /// Answers a failure that happened outside the normal CPU path (overload,
-/// unreadable body, deadline). Signing still costs an RSA operation, so it
-/// runs on the blocking pool, never on an async worker.
+/// unreadable body, deadline). Signing costs an RSA operation, so it never
+/// runs on an async worker: answers without a request id come from the
+/// canned cache (signed at most once a second on the side pool), the rare
+/// rest are signed on the side pool.
 async fn finish(
     state: &Arc<AppState>,
     started: Instant,
@@ -434,12 +524,7 @@ async fn finish(
             .with_label_values(&[if ok { "success" } else { "failure" }])
             .inc();
     }
-    let gate = state.gate.load_full();
-    let resp2 = response.clone();
-    let signed = tokio::task::spawn_blocking(move || pipeline::sign(&gate, &resp2).ok())
-        .await
-        .ok()
-        .flatten();
+    let signed = sign_off_path(state, &response).await;
     let done = Done {
         response,
         signed: None,
@@ -456,6 +541,39 @@ async fn finish(
             state.metrics.record_failure("signing");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
+    }
+}
+
+/// Signs an answer given outside the normal path; see [`finish`].
+async fn sign_off_path(state: &Arc<AppState>, response: &CallbackResponse) -> Option<String> {
+    // Keyed by the gate too, so a key reload never serves an answer signed
+    // with the key it replaced.
+    let gate_id = Arc::as_ptr(&state.gate.load()) as usize;
+    let canned_key = response
+        .request_id
+        .is_empty()
+        .then(|| format!("{gate_id:x}|{}|{}", response.status.label(), response.error));
+    if let Some(key) = &canned_key
+        && let Some(token) = state.canned.get(key)
+    {
+        return Some(token);
+    }
+    let st = state.clone();
+    let resp = response.clone();
+    let job = move || {
+        let sign = || pipeline::sign(&st.gate.load(), &resp);
+        match canned_key {
+            Some(key) => st.canned.get_or_sign(&key, sign).ok(),
+            None => sign().ok(),
+        }
+    };
+    match state.side.try_submit(job) {
+        Ok(rx) => tokio::time::timeout(state.limits.request_deadline, rx)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten(),
+        Err(_) => None,
     }
 }
 

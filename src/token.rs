@@ -241,7 +241,35 @@ pub fn sign_package(
         iat: now,
         iss: iss.to_owned(),
     };
-    jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &key.key)
+    sign_claims(&claims, key)
+}
+
+/// RS256-signs `claims` with the pre-parsed key pair. The output is byte for
+/// byte what `jsonwebtoken::encode(&Header::new(RS256), claims, &key.key)`
+/// gives (PKCS#1 v1.5 signatures are deterministic; a test holds us to it),
+/// without re-parsing the private key for every answer.
+pub fn sign_claims(
+    claims: &SignedClaims,
+    key: &SigningKey,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    use jsonwebtoken::errors::{ErrorKind as K, new_error};
+    let header = serde_json::to_vec(&Header::new(Algorithm::RS256))?;
+    let body = serde_json::to_vec(claims)?;
+    let mut message = URL_SAFE_NO_PAD.encode(header);
+    message.push('.');
+    message.push_str(&URL_SAFE_NO_PAD.encode(body));
+    let mut signature = vec![0u8; key.pair.public_modulus_len()];
+    key.pair
+        .sign(
+            &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+            &aws_lc_rs::rand::SystemRandom::new(),
+            message.as_bytes(),
+            &mut signature,
+        )
+        .map_err(|_| new_error(K::RsaFailedSigning))?;
+    message.push('.');
+    message.push_str(&URL_SAFE_NO_PAD.encode(signature));
+    Ok(message)
 }
 
 /// Verifies an answer token (the node's side): RS256 with the callback
@@ -275,4 +303,26 @@ pub fn verify_answer(body: &str, key: &VerifyingKey) -> Result<Vec<u8>, TokenErr
     STANDARD
         .decode(pd.trim())
         .map_err(|_| TokenError::Malformed("package_data is not base64".into()))
+}
+
+#[cfg(test)]
+mod sign_tests {
+    use super::*;
+
+    #[test]
+    fn preparsed_signing_matches_jsonwebtoken_encode_byte_for_byte() {
+        let rsa = crate::keys::generate(2048).expect("key");
+        let key = crate::keys::signing_key_from(&rsa, std::path::Path::new("t")).expect("key");
+        let claims = SignedClaims {
+            package_data: STANDARD
+                .encode(br#"{"status":0,"request_id":"r-1","action":"APPROVE","error":""}"#),
+            exp: 1_900_000_120,
+            iat: 1_900_000_000,
+            iss: "tss-gate".into(),
+        };
+        let ours = sign_claims(&claims, &key).expect("sign");
+        let theirs = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &key.key)
+            .expect("encode");
+        assert_eq!(ours, theirs);
+    }
 }

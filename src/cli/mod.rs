@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod bench;
 pub mod check;
 pub mod eval;
 pub mod keys;
@@ -36,6 +37,9 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Load config, keys and policies as `serve` would, without serving.
     Check(check::CheckArgs),
+    /// Load-test a callback server as many TSS Nodes; or measure the signing
+    /// ceiling (`--ceiling`) or policy evaluation (`--policy`).
+    Bench(bench::BenchArgs),
 }
 
 /// Process exit codes, typed so every command uses them the same way.
@@ -67,6 +71,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Test(a) => test::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Check(a) => check::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }
 

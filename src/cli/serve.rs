@@ -70,6 +70,7 @@ pub fn run(a: ServeArgs) -> Exit {
         }
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(crate::server::async_worker_threads())
         .enable_all()
         .build()
     {
@@ -238,7 +239,8 @@ async fn serve(cfg: Config, overrides: Overrides, loaded: Loaded) -> anyhow::Res
         loaded.policy,
         metrics,
         Limits::from_config(&cfg.limits),
-    );
+    )
+    .map_err(|e| anyhow::anyhow!("cannot start worker threads: {e}"))?;
     state.metrics_on_main = cfg.metrics.endpoint.is_none();
     if let Some(dir) = &cfg.record_dir {
         state.recorder = Some(crate::record::Recorder::new(dir)?);

@@ -1,0 +1,285 @@
+//! Criterion benches of each pipeline stage, in the order a request meets
+//! them: token verify, package decode, input build, policy evaluation (each
+//! fixture), transaction derivation (each valid EVM vector), decision
+//! signing, and the whole pipeline without HTTP, with and without signing.
+//!
+//! After the criterion groups, it prints the ratio derivation cost / pipeline
+//! without signing for each EVM vector (the derivation budget is < 10%).
+//!
+//! `cargo bench --bench pipeline` measures; `cargo test --all-targets` runs
+//! each bench once (criterion's test mode) and the ratio loop once, so the
+//! benches stay compiled and working.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion};
+use serde_json::Value;
+use tss_gate::input::{self, TokenFacts};
+use tss_gate::keys::{self, SigningKey};
+use tss_gate::pipeline::{self, Gate};
+use tss_gate::policy::{PolicyOptions, PolicySet};
+use tss_gate::protocol::{CallbackRequest, CallbackResponse};
+use tss_gate::token::Verifier;
+
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+struct Setup {
+    gate: Gate,
+    node: SigningKey,
+    policy: PolicySet,
+    /// (fixture name, request) for every fixture.
+    fixtures: Vec<(String, CallbackRequest)>,
+    /// (case name, request, policy with the vectors' chain config) for the
+    /// valid EVM vectors.
+    evm: Vec<(String, CallbackRequest, PolicySet)>,
+}
+
+fn setup() -> Setup {
+    let server = keys::generate(2048).expect("server key");
+    let node = keys::generate(2048).expect("node key");
+    let gate = Gate {
+        verifier: Verifier::new(
+            vec![keys::verifying_key_from(
+                "node-a",
+                &node.to_public_key(),
+                Path::new("bench"),
+            )],
+            60,
+        ),
+        signer: keys::signing_key_from(&server, Path::new("bench")).expect("signer"),
+        service_name: "tss-gate-bench".into(),
+        token_ttl_secs: 120,
+        max_json_depth: 64,
+    };
+    let policy = PolicySet::load(&PolicyOptions {
+        dir: Path::new(REPO).join("rego"),
+        entrypoint: tss_gate::policy::DEFAULT_ENTRYPOINT.into(),
+        data_files: Vec::new(),
+        eval_timeout: Duration::from_secs(1),
+    })
+    .expect("policy");
+    let fixtures = tss_gate::fixture::discover(&Path::new(REPO).join("tests/fixtures"))
+        .expect("fixtures")
+        .into_iter()
+        .map(|p| {
+            let name = p.file_stem().expect("name").to_string_lossy().into_owned();
+            (name, tss_gate::fixture::load_request(&p).expect("fixture"))
+        })
+        .collect();
+    let vectors: Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(REPO).join("tests/vectors/evm.json")).expect("vectors"),
+    )
+    .expect("vectors json");
+    let mut evm_policy = policy.clone();
+    evm_policy.derive = derive_config(&vectors["config"]);
+    let evm = vectors["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .filter(|c| c["name"].as_str().is_some_and(|n| n.ends_with("_ok")))
+        .map(|c| {
+            let req = CallbackRequest {
+                request_id: format!("bench-{}", c["name"].as_str().unwrap_or("")),
+                request_type: 2,
+                request_detail: c["detail"].to_string(),
+                extra_info: c["extra"].to_string(),
+            };
+            (
+                c["name"].as_str().unwrap_or("").to_owned(),
+                req,
+                evm_policy.clone(),
+            )
+        })
+        .collect();
+    Setup {
+        node: keys::signing_key_from(&node, Path::new("bench")).expect("node signer"),
+        gate,
+        policy,
+        fixtures,
+        evm,
+    }
+}
+
+fn derive_config(v: &Value) -> tss_gate::derive::DeriveConfig {
+    let mut cfg = tss_gate::derive::DeriveConfig::default();
+    for (k, d) in v["token_decimals"].as_object().expect("decimals") {
+        cfg.token_decimals
+            .insert(k.clone(), d.as_u64().expect("u64") as u32);
+    }
+    for (k, f) in v["chain_families"].as_object().expect("families") {
+        cfg.chain_families
+            .insert(k.clone(), f.as_str().expect("family").to_owned());
+    }
+    cfg
+}
+
+fn mint(s: &Setup, req: &CallbackRequest) -> String {
+    let doc = serde_json::to_vec(req).expect("json");
+    tss_gate::token::sign_package(&doc, &s.node, "tss-node", 3_600).expect("sign")
+}
+
+fn facts() -> TokenFacts {
+    TokenFacts {
+        key_name: "node-a".into(),
+        iss: Some("tss-node".into()),
+        iat: None,
+        exp: None,
+    }
+}
+
+fn quick<'a>(
+    c: &'a mut Criterion,
+    name: &str,
+) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
+    let mut g = c.benchmark_group(name);
+    g.warm_up_time(Duration::from_millis(300));
+    g.measurement_time(Duration::from_secs(1));
+    g.sample_size(20);
+    g
+}
+
+fn stages(c: &mut Criterion, s: &Setup) {
+    let (name, req) = s
+        .fixtures
+        .iter()
+        .find(|(n, _)| n == "keysign_eth_approve")
+        .or(s.fixtures.first())
+        .expect("a fixture");
+    let token = mint(s, req);
+    let verified = s.gate.verifier.verify(&token).expect("verifies");
+
+    let mut g = quick(c, "token_verify");
+    g.bench_function(name.as_str(), |b| b.iter(|| s.gate.verifier.verify(&token)));
+    g.finish();
+
+    let mut g = quick(c, "package_decode");
+    g.bench_function(name.as_str(), |b| {
+        b.iter(|| {
+            let raw = input::decode_package(&verified.package_data).expect("base64");
+            input::parse_request(&raw, 64)
+        })
+    });
+    g.finish();
+
+    let mut g = quick(c, "input_build");
+    for (name, req) in &s.fixtures {
+        let Ok(parsed) = input::parse_callback_request(req, 64) else {
+            continue;
+        };
+        g.bench_with_input(BenchmarkId::from_parameter(name), &parsed, |b, p| {
+            b.iter(|| pipeline::build_input(&s.policy, p, &facts(), 1_764_000_000_000))
+        });
+    }
+    g.finish();
+
+    let mut g = quick(c, "policy_eval");
+    for (name, req) in &s.fixtures {
+        let Ok(parsed) = input::parse_callback_request(req, 64) else {
+            continue;
+        };
+        let doc = pipeline::build_input(&s.policy, &parsed, &facts(), 1_764_000_000_000);
+        g.bench_with_input(BenchmarkId::from_parameter(name), &doc, |b, d| {
+            b.iter(|| s.policy.evaluate(d))
+        });
+    }
+    g.finish();
+
+    let mut g = quick(c, "decision_sign");
+    let answer = CallbackResponse::approve("c3a1e6f2-4b7d-4e8a-9f10-2d3c4b5a6e7f");
+    g.bench_function("rs256_2048", |b| {
+        b.iter(|| pipeline::sign(&s.gate, &answer))
+    });
+    // What `pipeline::sign` replaced: jsonwebtoken's `encode`, which parses
+    // and validates the private key DER on every call.
+    let claims = tss_gate::token::SignedClaims {
+        package_data: "eyJzdGF0dXMiOjB9".into(),
+        exp: 1_900_000_120,
+        iat: 1_900_000_000,
+        iss: "tss-gate".into(),
+    };
+    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    g.bench_function("rs256_2048_jsonwebtoken_encode", |b| {
+        b.iter(|| jsonwebtoken::encode(&header, &claims, &s.gate.signer.key))
+    });
+    g.finish();
+
+    let mut g = quick(c, "pipeline");
+    g.bench_function(name.as_str(), |b| {
+        b.iter(|| {
+            let p = pipeline::process(&s.gate, &s.policy, &token, 1_764_000_000_000);
+            pipeline::sign(&s.gate, &p.response)
+        })
+    });
+    g.finish();
+
+    let mut g = quick(c, "derive");
+    for (name, req, policy) in &s.evm {
+        let parsed = input::parse_callback_request(req, 64).expect("vector parses");
+        g.bench_with_input(BenchmarkId::from_parameter(name), &parsed, |b, p| {
+            b.iter(|| tss_gate::derive::derive(&p.detail, &p.extra, &policy.derive))
+        });
+    }
+    g.finish();
+
+    let mut g = quick(c, "pipeline_without_signing");
+    for (name, req, policy) in &s.evm {
+        let token = mint(s, req);
+        g.bench_with_input(BenchmarkId::from_parameter(name), &token, |b, t| {
+            b.iter(|| without_signing(&s.gate, policy, t))
+        });
+    }
+    g.finish();
+}
+
+/// Verify, decode, derive, build the input, evaluate, map to an answer.
+fn without_signing(gate: &Gate, policy: &PolicySet, token: &str) -> pipeline::Processed {
+    pipeline::process(gate, policy, token, 1_764_000_000_000)
+}
+
+/// Mean time of `f` over `n` runs.
+fn mean(n: u32, mut f: impl FnMut()) -> Duration {
+    let t = Instant::now();
+    for _ in 0..n {
+        f();
+    }
+    t.elapsed() / n.max(1)
+}
+
+/// Derivation cost as a share of the pipeline without signing, per vector.
+fn derive_ratio(s: &Setup, measuring: bool) {
+    let n = if measuring { 2_000 } else { 1 };
+    println!("\nderive / pipeline_without_signing (budget < 10%):");
+    let mut worst: f64 = 0.0;
+    for (name, req, policy) in &s.evm {
+        let parsed = input::parse_callback_request(req, 64).expect("vector parses");
+        let token = mint(s, req);
+        let d = mean(n, || {
+            std::hint::black_box(tss_gate::derive::derive(
+                &parsed.detail,
+                &parsed.extra,
+                &policy.derive,
+            ));
+        });
+        let p = mean(n, || {
+            std::hint::black_box(without_signing(&s.gate, policy, &token));
+        });
+        let ratio = d.as_secs_f64() / p.as_secs_f64().max(1e-12);
+        worst = worst.max(ratio);
+        println!(
+            "  {name:<36} derive {d:>10.2?}  pipeline {p:>10.2?}  {:5.2}%",
+            ratio * 100.0
+        );
+    }
+    println!("  worst {:.2}%", worst * 100.0);
+}
+
+fn main() {
+    // Criterion's test mode (`cargo test --all-targets`) passes no `--bench`.
+    let measuring = std::env::args().any(|a| a == "--bench");
+    let s = setup();
+    let mut c = Criterion::default().configure_from_args();
+    stages(&mut c, &s);
+    c.final_summary();
+    derive_ratio(&s, measuring);
+}
