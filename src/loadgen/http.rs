@@ -76,21 +76,32 @@ impl Conn {
         Ok(TokioIo::new(stream))
     }
 
+    /// The kept-alive connection in `slot`, reopened when the server closed it.
+    async fn connected<'a, B>(
+        slot: &'a mut Option<SendRequest<B>>,
+        authority: &str,
+    ) -> Result<&'a mut SendRequest<B>, String>
+    where
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if slot.as_ref().is_none_or(|s| s.is_closed()) {
+            let io = Self::open(authority).await?;
+            let (s, conn) = hyper::client::conn::http1::handshake(io)
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            *slot = Some(s);
+        }
+        slot.as_mut().ok_or_else(|| "no connection".to_owned())
+    }
+
     /// Posts a form body to the check path.
     pub async fn post(&mut self, body: Bytes) -> Result<Reply, String> {
-        let sender = match self.post.as_mut().filter(|s| !s.is_closed()) {
-            Some(s) => s,
-            None => {
-                let io = Self::open(&self.target.authority).await?;
-                let (s, conn) = hyper::client::conn::http1::handshake(io)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-                self.post.insert(s)
-            }
-        };
+        let sender = Self::connected(&mut self.post, &self.target.authority).await?;
         sender.ready().await.map_err(|e| e.to_string())?;
         let req = Request::builder()
             .method(Method::POST)
@@ -118,19 +129,7 @@ impl Conn {
 
     /// `GET /ping`.
     pub async fn ping(&mut self) -> Result<Reply, String> {
-        let sender = match self.get.as_mut().filter(|s| !s.is_closed()) {
-            Some(s) => s,
-            None => {
-                let io = Self::open(&self.target.authority).await?;
-                let (s, conn) = hyper::client::conn::http1::handshake(io)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-                self.get.insert(s)
-            }
-        };
+        let sender = Self::connected(&mut self.get, &self.target.authority).await?;
         sender.ready().await.map_err(|e| e.to_string())?;
         let req = Request::builder()
             .method(Method::GET)
