@@ -5,7 +5,7 @@ package tss.data_test
 import data.tss.lib.decimal
 
 test_caps_are_decimal_strings if {
-	every token, cap in data.keysign.max_amount_per_tx {
+	every _, cap in data.keysign.max_amount_per_tx {
 		decimal.valid(cap)
 	}
 	decimal.valid(data.keysign.usdt_cap.max_amount)

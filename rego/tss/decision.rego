@@ -109,11 +109,18 @@ rule_denies contains normalize(d) if some d in raw_denies
 
 request_type_text := fmt.show(input.request_type)
 
-request_type_text := "<missing>" if not has_key(input, "request_type")
+request_type_text := "<missing>" if not has_request_type
 
 request_type_code_text := fmt.show(input.request_type_code)
 
-request_type_code_text := "<missing>" if not has_key(input, "request_type_code")
+request_type_code_text := "<missing>" if not has_request_type_code
+
+# Negate rules, never calls on input: OPA evaluates a reference argument
+# before the `not`, so `not f(input.x)` is undefined (not true) when
+# input.x is missing, and a deny written that way would not fire.
+has_request_type if has_key(input, "request_type")
+
+has_request_type_code if has_key(input, "request_type_code")
 
 # has_key: also false when the input is not an object or not there at all.
 has_key(obj, key) if {
@@ -125,8 +132,10 @@ framework_denies contains {
 	"code": "request.unknown_type",
 	"msg": sprintf("request type `%s` (code `%s`) is not one this policy handles", [request_type_text, request_type_code_text]),
 } if {
-	not type_packages[input.request_type]
+	not known_type
 }
+
+known_type if type_packages[input.request_type]
 
 framework_denies contains {
 	"code": "policy.no_allow",
@@ -144,8 +153,20 @@ denies := rule_denies | framework_denies
 # Reasons ordered by (code, msg); codes are the sorted distinct codes.
 ordered := sort([[d.code, d.msg] | some d in denies])
 
+# Allowed only when the type's package affirmatively allows AND nobody
+# denied: a missing or unknown type can never be allowed, even if a deny
+# that should have reported it failed to fire.
+allowed if {
+	type_allowed
+	count(denies) == 0
+}
+
+allow_flag := true if allowed
+
+allow_flag := false if not allowed
+
 decision := {
-	"allow": count(denies) == 0,
+	"allow": allow_flag,
 	"reasons": [pair[1] | some pair in ordered],
 	"codes": sort({d.code | some d in denies}),
 }

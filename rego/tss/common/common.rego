@@ -20,8 +20,12 @@ deny contains {
 	"msg": sprintf("request_detail is empty for a %s request", [input.request_type]),
 } if {
 	input.request_type in {"KEYGEN", "KEYSIGN", "KEYRESHARE", "KEYSHARESIGN"}
-	not non_empty_object(input.detail)
+	not has_detail
 }
+
+# A rule, not `not non_empty_object(input.detail)`: OPA evaluates the
+# argument before the `not`, so a missing detail would make that undefined.
+has_detail if non_empty_object(input.detail)
 
 non_empty_object(x) if {
 	is_object(x)

@@ -39,4 +39,6 @@ deny contains {
 
 node_ids_text := fmt.list(input.detail.node_ids) if is_array(input.detail.node_ids)
 
-node_ids_text := "<missing>" if not is_array(input.detail.node_ids)
+node_ids_text := "<missing>" if not node_ids_listed
+
+node_ids_listed if is_array(input.detail.node_ids)

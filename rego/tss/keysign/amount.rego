@@ -27,24 +27,36 @@ deny contains {
 
 cap := data.keysign.max_amount_per_tx[tx.token_id]
 
+# has_cap: the token has a cap entry, whatever its value (false and null
+# included, so a malformed entry is reported rather than ignored).
+has_cap if count([cap]) == 1
+
+cap_valid if decimal.valid(cap)
+
 deny contains {
 	"code": "keysign.cap_malformed",
 	"msg": sprintf("configured cap `%s` for token `%s` is not a decimal string", [fmt.show(cap), token]),
-} if not decimal.valid(cap)
+} if {
+	has_cap
+	not cap_valid
+}
 
 deny contains {
 	"code": "keysign.amount_missing",
 	"msg": sprintf("token `%s` has a per-transaction cap but the transaction names no amount", [token]),
 } if {
-	cap
+	has_cap
 	count(amounts) == 0
 }
 
+# `total` and `cap` are defined here, so `not at_most` is true whenever the
+# comparison is not provably within the cap (including amounts too long to
+# compare).
 deny contains {
 	"code": "keysign.amount_over_cap",
 	"msg": sprintf("amount `%s` of token `%s` exceeds the per-transaction cap `%s`", [total, token, cap]),
 } if {
-	decimal.valid(cap)
-	not decimal.lte(total, cap)
+	cap_valid
 	total
+	not decimal.at_most(total, cap)
 }

@@ -11,8 +11,10 @@ deny contains {
 	"msg": sprintf("destination type `%s` is not in the allowed destination types", [destination_type]),
 } if {
 	has_tx
-	not destination.destination_type in data.keysign.allowed_destination_types
+	not destination_type_allowed
 }
+
+destination_type_allowed if destination.destination_type in data.keysign.allowed_destination_types
 
 deny contains {
 	"code": "keysign.destination_missing",
@@ -38,10 +40,12 @@ valid_address(a) if {
 
 deny contains {
 	"code": "keysign.destination_not_allowed",
-	"msg": sprintf("destination address `%s` on chain `%s` is not in the allowed destination list", [a, chain]),
+	"msg": sprintf("destination address `%s` on chain `%s` is not in the allowed destination list", [a, chain_text]),
 } if {
 	some o in outputs
 	a := o.address
 	valid_address(a)
-	not in_address_book(data.keysign.allowed_destinations, a)
+	not destination_allowed(a)
 }
+
+destination_allowed(a) if in_address_book(data.keysign.allowed_destinations, a)

@@ -15,13 +15,24 @@ tx := input.extra.transaction
 
 has_tx if is_object(tx)
 
-chain := fmt.field(tx, "chain_id")
+# chain: the chain id as sent, for rule bodies (undefined when absent, so
+# nothing matches it). The *_text forms below never are undefined: they go
+# into deny messages, and a deny whose message is undefined does not fire.
+chain := tx.chain_id
+
+chain_text := fmt.field(tx, "chain_id")
 
 token := fmt.field(tx, "token_id")
 
-destination := tx.destination if is_object(tx.destination)
+# Portability rule for this library: negate a rule, never a call whose
+# argument may be missing (`not is_object(tx.destination)`). OPA evaluates
+# such an argument before the `not`, so the negation is undefined, not true,
+# and a deny built on it would silently not fire; regorus says true.
+has_destination if is_object(tx.destination)
 
-destination := {} if not is_object(tx.destination)
+destination := tx.destination if has_destination
+
+destination := {} if not has_destination
 
 destination_type := fmt.field(destination, "destination_type")
 
@@ -53,9 +64,11 @@ total := decimal.total(amounts)
 
 # address(a): an address as stored in data, for chain `chain`. Chains in
 # keysign.lowercase_address_chains (EVM) compare lower-case.
-address(a) := lower(a) if chain in data.keysign.lowercase_address_chains
+lowercase_chain if chain in data.keysign.lowercase_address_chains
 
-address(a) := a if not chain in data.keysign.lowercase_address_chains
+address(a) := lower(a) if lowercase_chain
+
+address(a) := a if not lowercase_chain
 
 # in_address_book(book, a): `book` is {chain_id: {address: true}}.
 in_address_book(book, a) if {
@@ -63,9 +76,9 @@ in_address_book(book, a) if {
 	book[chain][address(a)] == true
 }
 
-as_object(x) := x if is_object(x)
-
-as_object(x) := {} if not is_object(x)
+# One definition instead of an is_object/not is_object pair: this runs for
+# every output, and each extra definition is evaluated on every call.
+as_object(x) := object.get({true: x}, is_object(x), {})
 
 # as_array guards iteration: regorus raises an error on `some x in "str"`
 # where OPA is merely undefined. A non-array becomes [{}] (fail closed).
@@ -88,11 +101,11 @@ deny contains {
 deny contains {
 	"code": "keysign.msg_hash_list_empty",
 	"msg": "request_detail.msg_hash_list is missing or empty",
-} if not non_empty_array(input.detail.msg_hash_list)
+} if not has_msg_hashes
 
-non_empty_array(x) if {
-	is_array(x)
-	count(x) > 0
+has_msg_hashes if {
+	is_array(input.detail.msg_hash_list)
+	count(input.detail.msg_hash_list) > 0
 }
 
 deny contains {

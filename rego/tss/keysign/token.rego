@@ -6,5 +6,7 @@ deny contains {
 	"msg": sprintf("token `%s` is not in the allowed token list", [token]),
 } if {
 	has_tx
-	not tx.token_id in data.keysign.allowed_token_ids
+	not token_allowed
 }
+
+token_allowed if tx.token_id in data.keysign.allowed_token_ids

@@ -27,8 +27,10 @@ deny contains {
 	"msg": sprintf("configured USDT cap `%s` is not a decimal string", [fmt.field(usdt_cfg, "max_amount")]),
 } if {
 	is_usdt
-	not decimal.valid(usdt_cfg.max_amount)
+	not usdt_cap_valid
 }
+
+usdt_cap_valid if decimal.valid(usdt_cfg.max_amount)
 
 deny contains {
 	"code": "keysign.usdt_cap_exceeded",
@@ -38,8 +40,8 @@ deny contains {
 	),
 } if {
 	is_usdt
-	decimal.valid(usdt_cfg.max_amount)
-	not decimal.lte(total, usdt_cfg.max_amount)
+	usdt_cap_valid
 	total
+	not decimal.at_most(total, usdt_cfg.max_amount)
 	not all_to_treasury
 }

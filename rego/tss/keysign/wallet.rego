@@ -21,5 +21,7 @@ deny contains {
 	"msg": sprintf("wallet `%s` is not in the allowed wallet list", [fmt.show(id)]),
 } if {
 	some id in wallet_ids
-	not id in data.keysign.allowed_wallet_ids
+	not wallet_allowed(id)
 }
+
+wallet_allowed(id) if id in data.keysign.allowed_wallet_ids

@@ -18,43 +18,36 @@ valid(s) if {
 int_part(s) := trim_left(split(s, ".")[0], "0")
 
 # frac_part: fractional digits without trailing zeros ("" for none).
-frac_part(s) := trim_right(parts[1], "0") if {
-	parts := split(s, ".")
-	count(parts) == 2
+frac_part(s) := trim_right(concat("", array.slice(split(s, "."), 1, 2)), "0")
+
+# Width of the integer part in a comparison key. uint256's maximum has 78
+# digits; an amount with more integer digits has no key, so every comparison
+# with it is undefined and a `not at_most(...)` check denies it.
+key_width := 100
+
+key_zeros := concat("", [z | some _ in numbers.range(1, key_width); z := "0"])
+
+# key(s): a string that sorts like the number: the integer part left-padded
+# to key_width digits, a point, then the fraction without trailing zeros
+# (for equal integer parts, fractions so trimmed compare as digit strings).
+# Undefined unless s is valid and fits. Compute it once per amount: it is
+# the whole cost of a comparison.
+key(s) := concat("", [substring(key_zeros, 0, key_width - count(i)), i, ".", frac_part(s)]) if {
+	valid(s)
+	i := int_part(s)
+	count(i) <= key_width
 }
 
-frac_part(s) := "" if count(split(s, ".")) == 1
-
-# lte(a, b): a <= b. Undefined (never true) unless both are valid, so
-# `not lte(...)` fails closed on malformed input.
-lte(a, b) if {
-	valid(a)
-	valid(b)
-	count(int_part(a)) < count(int_part(b))
-}
-
-lte(a, b) if {
-	valid(a)
-	valid(b)
-	count(int_part(a)) == count(int_part(b))
-	int_part(a) < int_part(b)
-}
-
-lte(a, b) if {
-	valid(a)
-	valid(b)
-	int_part(a) == int_part(b)
-	frac_part(a) <= frac_part(b)
-}
+# at_most(a, b): a <= b. Undefined (never true) unless both are valid, so
+# `not at_most(...)` fails closed on malformed input. (Not named `lte`: in
+# OPA a package function of that name captures the `<=` operator.)
+at_most(a, b) if key(a) <= key(b)
 
 # canonical: "007.50" -> "7.5", "0.0" -> "0".
-canonical(s) := concat(".", [int_text(s), frac_part(s)]) if frac_part(s) != ""
+canonical(s) := concat(".", array.concat([int_text(s)], [f | f := frac_part(s); f != ""]))
 
-canonical(s) := int_text(s) if frac_part(s) == ""
-
-int_text(s) := int_part(s) if int_part(s) != ""
-
-int_text(s) := "0" if int_part(s) == ""
+# int_text: the integer digits, "0" for zero.
+int_text(s) := object.get({"": "0"}, i, i) if i := int_part(s)
 
 # --- addition -----------------------------------------------------------------
 

@@ -36,7 +36,9 @@ has_section(name) if {
 # allow_list(name): the block's allow_list entries (objects only).
 allow_list(name) := [e | some e in section(name).allow_list; is_object(e)] if is_array(section(name).allow_list)
 
-allow_list(name) := [] if not is_array(section(name).allow_list)
+allow_list(name) := [] if not has_allow_list(name)
+
+has_allow_list(name) if is_array(section(name).allow_list)
 
 # permits(name): the block's reject_all is exactly false.
 permits(name) if section(name).reject_all == false

@@ -19,37 +19,37 @@ test_valid_decimals if {
 	not decimal.valid(10)
 }
 
-test_lte_by_integer_length if {
-	decimal.lte("999", "1000")
-	not decimal.lte("1000", "999")
-	decimal.lte("0009", "10")
+test_at_most_by_integer_length if {
+	decimal.at_most("999", "1000")
+	not decimal.at_most("1000", "999")
+	decimal.at_most("0009", "10")
 }
 
-test_lte_same_length_lexicographic if {
-	decimal.lte("1234", "1235")
-	not decimal.lte("1235", "1234")
+test_at_most_same_length_lexicographic if {
+	decimal.at_most("1234", "1235")
+	not decimal.at_most("1235", "1234")
 }
 
-test_lte_fractions if {
-	decimal.lte("1.5", "1.50")
-	decimal.lte("1.45", "1.5")
-	not decimal.lte("1.5", "1.45")
-	decimal.lte("10000", "10000.000")
-	not decimal.lte("10000.0000001", "10000")
-	decimal.lte("0.0", "0")
+test_at_most_fractions if {
+	decimal.at_most("1.5", "1.50")
+	decimal.at_most("1.45", "1.5")
+	not decimal.at_most("1.5", "1.45")
+	decimal.at_most("10000", "10000.000")
+	not decimal.at_most("10000.0000001", "10000")
+	decimal.at_most("0.0", "0")
 }
 
 # Values where float64 comparison would be wrong.
-test_lte_beyond_2_pow_53 if {
-	not decimal.lte("9007199254740993", "9007199254740992")
-	decimal.lte("9007199254740992", "9007199254740993")
-	not decimal.lte("1000000.000000000000000001", "1000000")
-	not decimal.lte("115792089237316195423570985008687907853269984665640564039457584007913129639936", "115792089237316195423570985008687907853269984665640564039457584007913129639935")
+test_at_most_beyond_2_pow_53 if {
+	not decimal.at_most("9007199254740993", "9007199254740992")
+	decimal.at_most("9007199254740992", "9007199254740993")
+	not decimal.at_most("1000000.000000000000000001", "1000000")
+	not decimal.at_most("115792089237316195423570985008687907853269984665640564039457584007913129639936", "115792089237316195423570985008687907853269984665640564039457584007913129639935")
 }
 
-test_lte_undefined_on_malformed if {
-	not decimal.lte("1e3", "10000")
-	not decimal.lte("1", "ten")
+test_at_most_undefined_on_malformed if {
+	not decimal.at_most("1e3", "10000")
+	not decimal.at_most("1", "ten")
 }
 
 test_canonical if {
