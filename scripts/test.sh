@@ -14,6 +14,9 @@ if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2
 fi
 
 cargo test --all-targets "$@"
+# The same Rego tests and every fixture under real OPA (v1.20, as a library):
+# the library must decide identically in both engines.
+bash scripts/opa-check.sh
 # The shipped policy library through the policy author's own tool: every Rego
 # test, every fixture, and the coverage floor. Its last line is the summary.
 cargo run --quiet -- test --coverage-min 90

@@ -40,8 +40,10 @@ allow_list(name) := [] if not has_allow_list(name)
 
 has_allow_list(name) if is_array(section(name).allow_list)
 
-# permits(name): the block's reject_all is exactly false.
-permits(name) if section(name).reject_all == false
+# permits(name): the block's reject_all is exactly false. Read directly (a
+# missing or non-object block has no reject_all): this runs on every
+# request, and section() evaluates three definitions per call.
+permits(name) if rules[name].reject_all == false
 
 # reject_all_text(name): how reject_all is shown in messages.
 reject_all_text(name) := fmt.field(section(name), "reject_all")
