@@ -31,14 +31,18 @@ cap := data.keysign.max_amount_per_tx[tx.token_id]
 # included, so a malformed entry is reported rather than ignored).
 has_cap if count([cap]) == 1
 
-cap_valid if decimal.valid(cap)
+# The comparison keys (decimal.key), each computed once. A cap too long to
+# have a key is reported as malformed; a total without one is over any cap.
+cap_key := decimal.key(cap)
+
+total_key := decimal.key(total)
 
 deny contains {
 	"code": "keysign.cap_malformed",
 	"msg": sprintf("configured cap `%s` for token `%s` is not a decimal string", [fmt.show(cap), token]),
 } if {
 	has_cap
-	not cap_valid
+	not cap_key
 }
 
 deny contains {
@@ -49,14 +53,13 @@ deny contains {
 	count(amounts) == 0
 }
 
-# `total` and `cap` are defined here, so `not at_most` is true whenever the
-# comparison is not provably within the cap (including amounts too long to
-# compare).
+within_cap if total_key <= cap_key
+
 deny contains {
 	"code": "keysign.amount_over_cap",
 	"msg": sprintf("amount `%s` of token `%s` exceeds the per-transaction cap `%s`", [total, token, cap]),
 } if {
-	cap_valid
+	cap_key
 	total
-	not decimal.at_most(total, cap)
+	not within_cap
 }

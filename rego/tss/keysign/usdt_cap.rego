@@ -27,10 +27,12 @@ deny contains {
 	"msg": sprintf("configured USDT cap `%s` is not a decimal string", [fmt.field(usdt_cfg, "max_amount")]),
 } if {
 	is_usdt
-	not usdt_cap_valid
+	not usdt_cap_key
 }
 
-usdt_cap_valid if decimal.valid(usdt_cfg.max_amount)
+usdt_cap_key := decimal.key(usdt_cfg.max_amount)
+
+within_usdt_cap if total_key <= usdt_cap_key
 
 deny contains {
 	"code": "keysign.usdt_cap_exceeded",
@@ -40,8 +42,8 @@ deny contains {
 	),
 } if {
 	is_usdt
-	usdt_cap_valid
+	usdt_cap_key
 	total
-	not decimal.at_most(total, usdt_cfg.max_amount)
+	not within_usdt_cap
 	not all_to_treasury
 }

@@ -24,4 +24,6 @@ deny contains {
 	not wallet_allowed(id)
 }
 
+# A function, so the list is read inside it: `not id in <missing list>`
+# would be undefined in OPA (see keysign.rego).
 wallet_allowed(id) if id in data.keysign.allowed_wallet_ids
