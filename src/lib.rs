@@ -21,13 +21,6 @@
 //! - [`cli`]: one module per subcommand; `main.rs` only dispatches.
 #![forbid(unsafe_code)]
 
-// regorus allocates for nearly every value and path it touches; with glibc's
-// malloc, allocation was ~30 % of policy-evaluation time, and mimalloc cut
-// the whole evaluation loop by ~30 % (BENCHMARKS.md). Declared in the library
-// so the binary, the tests and the criterion benches measure the same thing.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 pub mod cli;
 pub mod config;
 pub mod decision_log;
