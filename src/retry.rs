@@ -13,7 +13,7 @@
 //! fresh decision.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -45,24 +45,115 @@ pub enum Lookup {
     Mismatch,
 }
 
+/// One remembered answer, kept small: a saturated server fills the whole
+/// cache within a minute or two, so bytes per entry times `max_entries` is
+/// most of its resident memory (BENCHMARKS.md, "Memory"). The map is keyed
+/// by a hash of the request id rather than the id itself, the revision is
+/// shared with every entry of that revision, and the answer is rebuilt from
+/// the decision (an approval needs no allocation at all).
 struct Entry {
     digest: [u8; 32],
-    /// When it was stored; with `window` this decides expiry, and it tells
-    /// a live entry from a stale item of `order`.
-    at: Instant,
-    cached: Cached,
+    /// When it was stored (ms since the cache's epoch: 8 bytes, not an
+    /// Instant's 16); with `window` this decides expiry, and it tells a live
+    /// entry from a stale item of `order`.
+    at: u64,
+    answer: Stored,
+    revision: Arc<str>,
+}
+
+enum Stored {
+    /// `Decision { allow: true, reasons: [], codes: [] }` and the approval
+    /// [`pipeline::answer_for`] makes of it.
+    Approved,
+    /// A decision whose answer [`pipeline::answer_for`] rebuilds exactly,
+    /// as one JSON allocation `[allow, reasons, codes]`.
+    Decided(Box<str>),
+    /// Anything else, kept whole.
+    Whole(Box<(Option<Decision>, CallbackResponse)>),
+}
+
+impl Stored {
+    fn of(id: &str, c: &Cached) -> Self {
+        let Some(d) = &c.decision else {
+            return Self::Whole(Box::new((None, c.response.clone())));
+        };
+        if pipeline::answer_for(id, d) != c.response {
+            return Self::Whole(Box::new((Some(d.clone()), c.response.clone())));
+        }
+        if d.allow && d.reasons.is_empty() && d.codes.is_empty() {
+            return Self::Approved;
+        }
+        match serde_json::to_string(&(d.allow, &d.reasons, &d.codes)) {
+            Ok(s) => Self::Decided(s.into_boxed_str()),
+            Err(_) => Self::Whole(Box::new((Some(d.clone()), c.response.clone()))),
+        }
+    }
+
+    fn cached(&self, id: &str, revision: &str) -> Cached {
+        let (decision, response) = match self {
+            Self::Approved => {
+                let d = Decision {
+                    allow: true,
+                    reasons: Vec::new(),
+                    codes: Vec::new(),
+                };
+                let r = pipeline::answer_for(id, &d);
+                (Some(d), r)
+            }
+            Self::Decided(s) => match serde_json::from_str::<(bool, Vec<String>, Vec<String>)>(s) {
+                Ok((allow, reasons, codes)) => {
+                    let d = Decision {
+                        allow,
+                        reasons,
+                        codes,
+                    };
+                    let r = pipeline::answer_for(id, &d);
+                    (Some(d), r)
+                }
+                // We wrote it; if it cannot be read back, refuse rather
+                // than guess.
+                Err(_) => (
+                    None,
+                    CallbackResponse::reject(id, "retry cache entry unreadable".into()),
+                ),
+            },
+            Self::Whole(b) => (b.0.clone(), b.1.clone()),
+        };
+        Cached {
+            response,
+            decision,
+            revision: revision.to_owned(),
+        }
+    }
+}
+
+/// The map key: the first 16 bytes of sha256(request_id). Two ids sharing
+/// it would only ever be answered "different payload" (their payloads,
+/// which contain the ids, hash differently): fail closed, and at 2^-64
+/// odds even for a chosen id.
+type Key = [u8; 16];
+
+fn key_of(id: &str) -> Key {
+    let h = Sha256::digest(id.as_bytes());
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&h[..16]);
+    k
 }
 
 #[derive(Default)]
 struct Inner {
-    map: HashMap<String, Entry>,
+    map: HashMap<Key, Entry>,
     /// Insertion order, oldest first, for expiry and the size bound.
-    order: VecDeque<(Instant, String)>,
+    order: VecDeque<(u64, Key)>,
+    /// The revision of the last entry stored, so entries share it.
+    revision: Option<Arc<str>>,
 }
 
 /// The bounded, time-windowed retry cache. Disabled, it remembers nothing.
 pub struct RetryCache {
     enabled: bool,
+    /// Entry times are milliseconds since this instant.
+    epoch: Instant,
     window: Duration,
     max_entries: usize,
     inner: Mutex<Inner>,
@@ -102,6 +193,7 @@ impl RetryCache {
     pub fn new(enabled: bool, window: Duration, max_entries: usize) -> Self {
         Self {
             enabled: enabled && max_entries > 0 && !window.is_zero(),
+            epoch: Instant::now(),
             window,
             max_entries,
             inner: Mutex::new(Inner::default()),
@@ -136,11 +228,17 @@ impl RetryCache {
         self.len() == 0
     }
 
-    fn live<'a>(&self, inner: &'a Inner, id: &str, now: Instant) -> Option<&'a Entry> {
-        inner
-            .map
-            .get(id)
-            .filter(|e| now.saturating_duration_since(e.at) < self.window)
+    fn stamp(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn expired(&self, at: u64, now: u64) -> bool {
+        u128::from(now.saturating_sub(at)) >= self.window.as_millis()
+    }
+
+    fn live<'a>(&self, inner: &'a Inner, key: &Key, now: Instant) -> Option<&'a Entry> {
+        let now = self.stamp(now);
+        inner.map.get(key).filter(|e| !self.expired(e.at, now))
     }
 
     /// What to do with request `id` whose bytes hash to `digest`.
@@ -148,10 +246,11 @@ impl RetryCache {
         if !self.enabled || !cacheable_id(id) {
             return Lookup::Miss;
         }
+        let key = key_of(id);
         let inner = self.lock();
-        match self.live(&inner, id, now) {
+        match self.live(&inner, &key, now) {
             None => Lookup::Miss,
-            Some(e) if &e.digest == digest => Lookup::Hit(e.cached.clone()),
+            Some(e) if &e.digest == digest => Lookup::Hit(e.answer.cached(id, &e.revision)),
             Some(_) => Lookup::Mismatch,
         }
     }
@@ -166,29 +265,44 @@ impl RetryCache {
         if !self.enabled || !cacheable_id(id) || cached.response.status != Status::Ok {
             return Lookup::Miss;
         }
+        let key = key_of(id);
+        let answer = Stored::of(id, &cached);
         let mut inner = self.lock();
-        match self.live(&inner, id, now) {
-            Some(e) if &e.digest == digest => return Lookup::Hit(e.cached.clone()),
+        match self.live(&inner, &key, now) {
+            Some(e) if &e.digest == digest => {
+                return Lookup::Hit(e.answer.cached(id, &e.revision));
+            }
             Some(_) => return Lookup::Mismatch,
             None => {}
         }
         self.evict(&mut inner, now);
+        let revision = match &inner.revision {
+            Some(r) if **r == *cached.revision => r.clone(),
+            _ => {
+                let r: Arc<str> = cached.revision.as_str().into();
+                inner.revision = Some(r.clone());
+                r
+            }
+        };
         inner.map.insert(
-            id.to_owned(),
+            key,
             Entry {
                 digest: *digest,
-                at: now,
-                cached,
+                at: self.stamp(now),
+                answer,
+                revision,
             },
         );
-        inner.order.push_back((now, id.to_owned()));
+        let at = self.stamp(now);
+        inner.order.push_back((at, key));
         Lookup::Miss
     }
 
     /// Drops expired entries, then the oldest until there is room for one.
     fn evict(&self, inner: &mut Inner, now: Instant) {
+        let now = self.stamp(now);
         while let Some((at, id)) = inner.order.front().cloned() {
-            let expired = now.saturating_duration_since(at) >= self.window;
+            let expired = self.expired(at, now);
             if !expired && inner.map.len() < self.max_entries {
                 break;
             }
@@ -381,5 +495,53 @@ mod tests {
         let d = digest(b"a");
         assert_eq!(c.store("r", &d, cached(true), t), Lookup::Miss);
         assert_eq!(c.lookup("r", &digest(b"b"), t), Lookup::Miss);
+    }
+
+    fn decided(id: &str, allow: bool, reasons: &[&str], codes: &[&str], rev: &str) -> Cached {
+        let d = Decision {
+            allow,
+            reasons: reasons.iter().map(|r| r.to_string()).collect(),
+            codes: codes.iter().map(|c| c.to_string()).collect(),
+        };
+        Cached {
+            response: pipeline::answer_for(id, &d),
+            decision: Some(d),
+            revision: rev.into(),
+        }
+    }
+
+    #[test]
+    fn every_stored_shape_replays_exactly() {
+        let c = RetryCache::new(true, Duration::from_secs(60), 100);
+        let t = Instant::now();
+        let mut odd = decided("r5", false, &["x"], &["c"], "rev-a");
+        odd.response.error = "not what answer_for says".into();
+        let cases = [
+            ("r1", decided("r1", true, &[], &[], "rev-a")),
+            (
+                "r2",
+                decided("r2", false, &["amount `5; 6` \"quoted\" é", "b"], &["k.a", "k.b"], "rev-b"),
+            ),
+            // Contradictory (allow with reasons): rejected, and replayed so.
+            ("r3", decided("r3", true, &["why"], &["k.c"], "rev-a")),
+            ("r4", decided("r4", false, &[], &[], "rev-b")),
+            ("r5", odd),
+            ("r6", cached(true)),
+        ];
+        for (id, want) in &cases {
+            let d = digest(id.as_bytes());
+            assert_eq!(c.store(id, &d, want.clone(), t), Lookup::Miss, "{id}");
+        }
+        for (id, want) in &cases {
+            let d = digest(id.as_bytes());
+            assert_eq!(c.lookup(id, &d, t), Lookup::Hit(want.clone()), "{id}");
+        }
+        let approvals = c
+            .lock()
+            .map
+            .values()
+            .filter(|e| matches!(e.answer, Stored::Approved))
+            .count();
+        assert_eq!(approvals, 1, "only r1 is a plain approval");
     }
 }
