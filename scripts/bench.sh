@@ -7,6 +7,9 @@
 #   max       64 keep-alive connections, closed loop, with /ping probed
 #   half      open loop at half of max's throughput
 #   mem256    256 connections, closed loop, server VmHWM/VmRSS
+#   memfull   the same for MEMFULL_DURATION (100s) with 130,000 distinct
+#             requests, at the first key size only: long enough to fill the
+#             default 100,000-entry retry cache, i.e. steady-state memory
 #   over4x    open loop at 4x max's throughput on 256 connections against a
 #             server with limits.max_queue=64: every request must be answered
 # plus policy evaluation timing (tss-gate bench --policy), then prints a
@@ -104,6 +107,9 @@ for bits in $BITS; do
     half=$(python3 -c "print(round($max / 2, 1))")
     load "half-$bits" -c 64 -d "$DURATION" --rate "$half"
     load "mem256-$bits" -c 256 -d "$DURATION"
+    if [ "$bits" = "${BITS%% *}" ] && [ "${MEMFULL_DURATION:-100s}" != 0 ]; then
+        load "memfull-$bits" -c 256 -d "${MEMFULL_DURATION:-100s}" --tokens 130000
+    fi
     stop_server
 
     start_server "$bits" 64
@@ -143,6 +149,11 @@ for b in bits:
     m = mem.get("server_memory") or {}
     hwm = m.get("vm_hwm_kib", 0) / 1024
     print(f"256 conns          {mem.get('throughput_rps')} req/s, errors {mem.get('error_total')}; VmHWM {hwm:.1f} MiB, VmRSS max {m.get('vm_rss_max_sampled_kib',0)/1024:.1f} MiB (target <= 64 MiB) {ok(0 < hwm <= 64)}")
+    full = j(f"memfull-{b}")
+    if full:
+        fm = full.get("server_memory") or {}
+        fh = fm.get("vm_hwm_kib", 0) / 1024
+        print(f"256 conns, full    {full.get('completed')} requests in {full.get('duration_s')}s (retry cache full at 100,000): VmHWM {fh:.1f} MiB (target <= 64 MiB) {ok(0 < fh <= 64)}")
     a = over.get("answers", {})
     total = over.get("sent", 0)
     answered = sum(a.values())
