@@ -520,7 +520,13 @@ mod tests {
             ("r1", decided("r1", true, &[], &[], "rev-a")),
             (
                 "r2",
-                decided("r2", false, &["amount `5; 6` \"quoted\" é", "b"], &["k.a", "k.b"], "rev-b"),
+                decided(
+                    "r2",
+                    false,
+                    &["amount `5; 6` \"quoted\" é", "b"],
+                    &["k.a", "k.b"],
+                    "rev-b",
+                ),
             ),
             // Contradictory (allow with reasons): rejected, and replayed so.
             ("r3", decided("r3", true, &["why"], &["k.c"], "rev-a")),

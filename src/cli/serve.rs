@@ -248,6 +248,18 @@ async fn serve(cfg: Config, overrides: Overrides, loaded: Loaded) -> anyhow::Res
     }
     state.decision_log = open_decision_log(&cfg)?;
     state.retry = crate::retry::RetryCache::from_config(&cfg.retry_cache);
+    if backtraces_slow_evaluation(
+        std::env::var_os("RUST_BACKTRACE").as_deref(),
+        std::env::var_os("RUST_LIB_BACKTRACE").as_deref(),
+    ) {
+        warn!(
+            "backtrace capture for error values is on (RUST_BACKTRACE or \
+             RUST_LIB_BACKTRACE): every error value regorus creates while evaluating \
+             then captures one, which made policy evaluation 1.5-7x slower \
+             (BENCHMARKS.md). Set RUST_LIB_BACKTRACE=0 to keep panic backtraces without \
+             that cost."
+        );
+    }
     let state = Arc::new(state);
     let listener = tokio::net::TcpListener::bind(cfg.endpoint())
         .await
@@ -367,5 +379,35 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
             _ = wait(term) => {}
             _ = wait(int) => {}
         }
+    }
+}
+
+/// Whether the environment makes anyhow capture a backtrace for every error
+/// value: RUST_LIB_BACKTRACE decides when set, else RUST_BACKTRACE does.
+fn backtraces_slow_evaluation(
+    rust_backtrace: Option<&std::ffi::OsStr>,
+    rust_lib_backtrace: Option<&std::ffi::OsStr>,
+) -> bool {
+    match rust_lib_backtrace.or(rust_backtrace) {
+        Some(v) => v != "0",
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backtraces_slow_evaluation as slow;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn lib_backtrace_setting_wins_over_rust_backtrace() {
+        let (one, zero, full) = (OsStr::new("1"), OsStr::new("0"), OsStr::new("full"));
+        assert!(!slow(None, None));
+        assert!(slow(Some(one), None));
+        assert!(slow(Some(full), None));
+        assert!(!slow(Some(zero), None));
+        assert!(!slow(Some(one), Some(zero)));
+        assert!(slow(Some(zero), Some(one)));
+        assert!(slow(None, Some(one)));
     }
 }
