@@ -4,8 +4,6 @@
 # data.keysign.allowed_destinations.
 package tss.keysign
 
-import data.tss.lib.fmt
-
 deny contains {
 	"code": "keysign.destination_type_not_allowed",
 	"msg": sprintf("destination type `%s` is not in the allowed destination types", [destination_type]),
