@@ -151,7 +151,7 @@ generates_into(vs, i) if {
 	}
 }
 
-propagates(vs, k, j) if k == j
+propagates(_, k, j) if k == j
 
 propagates(vs, k, j) if {
 	k < j

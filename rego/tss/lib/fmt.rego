@@ -21,4 +21,4 @@ field(obj, key) := "<missing>" if {
 	not key in object.keys(obj)
 }
 
-field(obj, key) := "<missing>" if not is_object(obj)
+field(obj, _) := "<missing>" if not is_object(obj)
