@@ -523,6 +523,40 @@ fn check_accepts_what_serve_serves_and_both_refuse_broken_policies() {
         "{out}"
     );
     assert!(out.contains("entrypoint `data.tss.decision`"), "{out}");
+    assert!(out.contains("portability: 0 negation(s)"), "{out}");
+
+    // A deny that fires in regorus but not in OPA is reported, file:line.
+    let (_t0, dir0) = rego_copy();
+    let risky = dir0.join("tss/keysign/risky.rego");
+    std::fs::write(
+        &risky,
+        "package tss.keysign\n\ndeny contains \"x\" if {\n\thas_tx\n\tnot is_array(input.extra.tags)\n}\n",
+    )
+    .unwrap();
+    let o = run(&[
+        "check",
+        "--config",
+        ws.config_with_policy(&dir0, "").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "a warning, not a refusal: {}",
+        stderr(&o)
+    );
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!(
+            "{}:5: `not is_array(input.extra.tags)`",
+            risky.display()
+        )) && err.contains("undefined in OPA"),
+        "{err}"
+    );
+    assert!(
+        stdout(&o).contains("portability: 1 negation(s)"),
+        "{}",
+        stdout(&o)
+    );
 
     let (_t, dir) = rego_copy();
     let bad = dir.join("tss/ping/broken.rego");

@@ -43,6 +43,18 @@ pub fn run(a: CheckArgs) -> Exit {
                 loaded.policy.entrypoint,
                 loaded.policy.revision
             );
+            // Warnings, not refusals: regorus (what serves) fires these
+            // rules; the policies only behave differently under OPA.
+            let mut engine = loaded.policy.engine();
+            let modules = crate::testing::rules::modules(&mut engine);
+            let findings = crate::testing::portability::negations(&modules);
+            for f in &findings {
+                eprintln!("warning: {f}");
+            }
+            println!(
+                "  portability: {} negation(s) OPA would decide differently",
+                findings.len()
+            );
             Exit::Ok
         }
         Err(e) => {

@@ -18,6 +18,7 @@ use serde::Serialize;
 
 pub mod coverage;
 pub mod explain;
+pub mod portability;
 pub mod report;
 pub mod rules;
 pub mod runner;

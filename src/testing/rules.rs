@@ -25,6 +25,8 @@ pub enum HeadKind {
 #[derive(Debug, Clone)]
 pub struct Body {
     pub statements: Vec<String>,
+    /// The line each statement starts on.
+    pub lines: Vec<u32>,
     /// An `else` branch: only runs when earlier bodies did not.
     pub is_else: bool,
 }
@@ -96,6 +98,7 @@ pub fn modules(engine: &mut Engine) -> Vec<ModuleDef> {
                         .iter()
                         .map(|b| Body {
                             statements: b.query.stmts.iter().map(|s| full_text(&s.span)).collect(),
+                            lines: b.query.stmts.iter().map(|s| s.span.line).collect(),
                             is_else: b.is_else,
                         })
                         .collect();
