@@ -83,8 +83,8 @@ deny contains {
 	has_tx
 	integrity_enforced
 	derived_ok
-	object.get(input.derived, "description_agrees", false) != true
-	some d in as_list(object.get(input.derived, "disagreements", []))
+	description_disagrees
+	some d in disagreements
 }
 
 # Disagreeing without saying why still denies.
@@ -95,9 +95,14 @@ deny contains {
 	has_tx
 	integrity_enforced
 	derived_ok
-	object.get(input.derived, "description_agrees", false) != true
-	count(as_list(object.get(input.derived, "disagreements", []))) == 0
+	description_disagrees
+	count(disagreements) == 0
 }
+
+# Read only once the facts are a decoded object (derived_ok).
+description_disagrees if object.get(input.derived, "description_agrees", false) != true
+
+disagreements := as_list(object.get(input.derived, "disagreements", [])) if has_derived
 
 # A token transfer must go through the contract data names for the token:
 # a look-alike contract with the same transfer() moves a worthless token
@@ -106,15 +111,18 @@ deny contains {
 	"code": "keysign.token_contract_mismatch",
 	"msg": sprintf(
 		"token `%s` on chain `%s` must use contract `%s`, but the raw transaction calls `%s`",
-		[token, chain_text, expected, fmt.show(object.get(input.derived.token_transfer, "contract", null))],
+		[token, chain_text, expected, token_contract],
 	),
 } if {
 	has_tx
 	integrity_enforced
 	derived_ok
 	expected := data.integrity.token_contracts[chain][tx.token_id]
+	lower(token_contract) != lower(expected)
+}
+
+token_contract := fmt.show(object.get(input.derived.token_transfer, "contract", null)) if {
 	is_object(input.derived.token_transfer)
-	lower(fmt.show(object.get(input.derived.token_transfer, "contract", null))) != lower(expected)
 }
 
 as_list(x) := x if is_array(x)

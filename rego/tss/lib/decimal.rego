@@ -5,11 +5,8 @@
 # Comparison works on the digit strings. Addition (needed to total UTXO
 # outputs) converts only 6-digit chunks to numbers, which is always exact.
 #
-# Speed: a user-function call costs an interpreter as much as a dozen
-# builtin calls, so the functions every KEYSIGN request reaches (`key`,
-# `canonical`, the one-amount `total`) are single definitions written with
-# builtins only. Callers compute a key once per value (a rule) and compare
-# keys, instead of calling `at_most` for every comparison.
+# Callers compute a comparison key once per value (a rule) and compare keys,
+# rather than calling `at_most` for every comparison.
 package tss.lib.decimal
 
 pattern := `^[0-9]+(\.[0-9]+)?$`
@@ -31,20 +28,17 @@ frac_part(s) := trim_right(concat("", array.slice(split(s, "."), 1, 2)), "0")
 # with it is undefined and a `not at_most(...)` check denies it.
 key_width := 100
 
-key_zeros := concat("", [z | some _ in numbers.range(1, key_width); z := "0"])
+key_zeros := zeros(key_width)
 
 # key(s): a string that sorts like the number: the integer part left-padded
 # to key_width digits, a point, then the fraction without trailing zeros
 # (for equal integer parts, fractions so trimmed compare as digit strings).
 # Undefined unless s is valid and fits. Compute it once per amount: it is
 # the whole cost of a comparison.
-key(s) := concat("", [substring(key_zeros, 0, key_width - count(i)), i, ".", f]) if {
-	is_string(s)
-	regex.match(pattern, s)
-	p := split(s, ".")
-	i := trim_left(p[0], "0")
+key(s) := concat("", [substring(key_zeros, 0, key_width - count(i)), i, ".", frac_part(s)]) if {
+	valid(s)
+	i := int_part(s)
 	count(i) <= key_width
-	f := trim_right(concat("", array.slice(p, 1, 2)), "0")
 }
 
 # at_most(a, b): a <= b. Undefined (never true) unless both are valid, so
@@ -53,10 +47,8 @@ key(s) := concat("", [substring(key_zeros, 0, key_width - count(i)), i, ".", f])
 at_most(a, b) if key(a) <= key(b)
 
 # canonical: "007.50" -> "7.5", "0.0" -> "0" (for a valid s).
-canonical(s) := concat(".", array.concat([object.get({"": "0"}, i, i)], [f | f := fraction; f != ""])) if {
-	p := split(s, ".")
-	i := trim_left(p[0], "0")
-	fraction := trim_right(concat("", array.slice(p, 1, 2)), "0")
+canonical(s) := concat(".", array.concat([object.get({"": "0"}, i, i)], [f | f := frac_part(s); f != ""])) if {
+	i := int_part(s)
 }
 
 # --- addition -----------------------------------------------------------------
@@ -81,8 +73,7 @@ total(amounts) := canonical(amounts[0]) if {
 	# Fast path: almost every transaction has one amount, and the chunked
 	# addition below costs far more than the rest of the KEYSIGN policy.
 	count(amounts) == 1
-	is_string(amounts[0])
-	regex.match(pattern, amounts[0])
+	valid(amounts[0])
 }
 
 total(amounts) := canonical(text) if {
