@@ -74,55 +74,60 @@ enum Stored {
 
 impl Stored {
     fn of(id: &str, c: &Cached) -> Self {
+        let whole = || Self::Whole(Box::new((c.decision.clone(), c.response.clone())));
         let Some(d) = &c.decision else {
-            return Self::Whole(Box::new((None, c.response.clone())));
+            return whole();
         };
         if pipeline::answer_for(id, d) != c.response {
-            return Self::Whole(Box::new((Some(d.clone()), c.response.clone())));
+            return whole();
         }
-        if d.allow && d.reasons.is_empty() && d.codes.is_empty() {
+        if d.approves() && d.codes.is_empty() {
             return Self::Approved;
         }
-        match serde_json::to_string(&(d.allow, &d.reasons, &d.codes)) {
-            Ok(s) => Self::Decided(s.into_boxed_str()),
-            Err(_) => Self::Whole(Box::new((Some(d.clone()), c.response.clone()))),
-        }
+        serde_json::to_string(&(d.allow, &d.reasons, &d.codes))
+            .map(|s| Self::Decided(s.into_boxed_str()))
+            .unwrap_or_else(|_| whole())
     }
 
     fn cached(&self, id: &str, revision: &str) -> Cached {
-        let (decision, response) = match self {
-            Self::Approved => {
-                let d = Decision {
-                    allow: true,
-                    reasons: Vec::new(),
-                    codes: Vec::new(),
-                };
-                let r = pipeline::answer_for(id, &d);
-                (Some(d), r)
-            }
+        let revision = revision.to_owned();
+        let decision = match self {
+            Self::Approved => Decision {
+                allow: true,
+                reasons: Vec::new(),
+                codes: Vec::new(),
+            },
             Self::Decided(s) => match serde_json::from_str::<(bool, Vec<String>, Vec<String>)>(s) {
-                Ok((allow, reasons, codes)) => {
-                    let d = Decision {
-                        allow,
-                        reasons,
-                        codes,
-                    };
-                    let r = pipeline::answer_for(id, &d);
-                    (Some(d), r)
-                }
+                Ok((allow, reasons, codes)) => Decision {
+                    allow,
+                    reasons,
+                    codes,
+                },
                 // We wrote it; if it cannot be read back, refuse rather
                 // than guess.
-                Err(_) => (
-                    None,
-                    CallbackResponse::reject(id, "retry cache entry unreadable".into()),
-                ),
+                Err(_) => {
+                    return Cached {
+                        response: CallbackResponse::reject(
+                            id,
+                            "retry cache entry unreadable".into(),
+                        ),
+                        decision: None,
+                        revision,
+                    };
+                }
             },
-            Self::Whole(b) => (b.0.clone(), b.1.clone()),
+            Self::Whole(b) => {
+                return Cached {
+                    response: b.1.clone(),
+                    decision: b.0.clone(),
+                    revision,
+                };
+            }
         };
         Cached {
-            response,
-            decision,
-            revision: revision.to_owned(),
+            response: pipeline::answer_for(id, &decision),
+            decision: Some(decision),
+            revision,
         }
     }
 }
