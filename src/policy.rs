@@ -373,7 +373,7 @@ impl PolicySet {
     /// Evaluates the entrypoint and returns its value as JSON, unvalidated.
     pub fn evaluate_raw(&self, input: &Json) -> Result<Json, PolicyError> {
         let started = Instant::now();
-        let out = self.compiled.eval_with_input(Value::from(input.clone()));
+        let out = self.compiled.eval_with_input(input_value(input));
         eval_result(out, started.elapsed() >= self.eval_timeout)
     }
 }
@@ -399,6 +399,17 @@ fn eval_result<E: std::fmt::Display>(
     serde_json::to_value(&out).map_err(|e| PolicyError::Shape(e.to_string()))
 }
 
+/// The input document as a regorus value, read straight from the borrowed
+/// JSON: `Value::from(Json)` would need an owned copy of a document the
+/// caller keeps (for the decision log), a clone per decision for nothing.
+pub fn input_value(input: &Json) -> Value {
+    use serde::Deserialize;
+    // Every serde_json value maps to a regorus value (both are JSON data
+    // models), so this cannot fail; Undefined would make the decision
+    // undefined, which is refused, never approved.
+    Value::deserialize(input).unwrap_or(Value::Undefined)
+}
+
 /// Evaluates `entrypoint` on an interpreting engine (which, unlike the
 /// compiled policy, can record coverage) and validates the result exactly as
 /// [`PolicySet::evaluate`] does.
@@ -407,7 +418,7 @@ pub fn evaluate_on_engine(
     entrypoint: &str,
     input: &Json,
 ) -> Result<Decision, PolicyError> {
-    engine.set_input(Value::from(input.clone()));
+    engine.set_input(input_value(input));
     let json = eval_result(engine.eval_rule(entrypoint.to_owned()), false)?;
     decision_from_value(&json)
 }

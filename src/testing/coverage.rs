@@ -111,7 +111,7 @@ pub fn merge(
 pub fn universe(engine: &Engine, input: &serde_json::Value) -> Vec<regorus::coverage::Report> {
     let mut e = engine.clone();
     e.set_enable_coverage(true);
-    e.set_input(regorus::Value::from(input.clone()));
+    e.set_input(crate::policy::input_value(input));
     // Errors only mean some rule could not be evaluated on this input; the
     // lines it did reach are still reported.
     let _ = e.eval_modules(false);

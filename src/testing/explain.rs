@@ -52,7 +52,7 @@ struct Probe {
 pub fn explain(set: &PolicySet, input: &Json) -> Explanation {
     let mut out = Explanation::default();
     let mut engine = set.engine();
-    engine.set_input(regorus::Value::from(input.clone()));
+    engine.set_input(crate::policy::input_value(input));
     let decision_pkg = set
         .entrypoint
         .rsplit_once('.')
@@ -95,7 +95,7 @@ pub fn explain(set: &PolicySet, input: &Json) -> Explanation {
                 .push(format!("cannot probe rules of `{}`: {e:#}", m.file)),
         }
     }
-    probe_engine.set_input(regorus::Value::from(input.clone()));
+    probe_engine.set_input(crate::policy::input_value(input));
 
     let mut fired_denies: Vec<(FiredRule, Json)> = Vec::new();
     for p in &probes {

@@ -22,7 +22,7 @@ deny contains {
 } if {
 	count(amounts) > 0
 	every a in amounts { decimal.valid(a) }
-	not total
+	not total_key
 }
 
 cap := data.keysign.max_amount_per_tx[tx.token_id]
@@ -31,11 +31,14 @@ cap := data.keysign.max_amount_per_tx[tx.token_id]
 # included, so a malformed entry is reported rather than ignored).
 has_cap if count([cap]) == 1
 
-# The comparison keys (decimal.key), each computed once. A cap too long to
-# have a key is reported as malformed; a total without one is over any cap.
+# The comparison keys (decimal.key), each computed once. A cap without a
+# key (not a decimal string) is reported as malformed.
 cap_key := decimal.key(cap)
 
-total_key := decimal.key(total)
+# Defined exactly when `total` is. One amount (the usual case) is keyed
+# directly: `total` is then only formatted if a message needs it.
+total_key := decimal.key(amounts[0]) if count(amounts) == 1
+else := decimal.key(total)
 
 deny contains {
 	"code": "keysign.cap_malformed",
@@ -60,6 +63,6 @@ deny contains {
 	"msg": sprintf("amount `%s` of token `%s` exceeds the per-transaction cap `%s`", [total, token, cap]),
 } if {
 	cap_key
-	total
+	total_key
 	not within_cap
 }

@@ -43,7 +43,7 @@ deny contains {
 } if {
 	is_usdt
 	usdt_cap_key
-	total
+	total_key
 	not within_usdt_cap
 	not all_to_treasury
 }

@@ -23,22 +23,17 @@ int_part(s) := trim_left(split(s, ".")[0], "0")
 # frac_part: fractional digits without trailing zeros ("" for none).
 frac_part(s) := trim_right(concat("", array.slice(split(s, "."), 1, 2)), "0")
 
-# Width of the integer part in a comparison key. uint256's maximum has 78
-# digits; an amount with more integer digits has no key, so every comparison
-# with it is undefined and a `not at_most(...)` check denies it.
-key_width := 100
-
-key_zeros := zeros(key_width)
-
-# key(s): a string that sorts like the number: the integer part left-padded
-# to key_width digits, a point, then the fraction without trailing zeros
-# (for equal integer parts, fractions so trimmed compare as digit strings).
-# Undefined unless s is valid and fits. Compute it once per amount: it is
-# the whole cost of a comparison.
-key(s) := concat("", [substring(key_zeros, 0, key_width - count(i)), i, ".", frac_part(s)]) if {
+# key(s): [number of integer digits, integer digits, fraction digits], with
+# leading zeros of the integer part and trailing zeros of the fraction
+# dropped. Rego orders arrays element by element, so keys sort like the
+# numbers: more integer digits is larger; equal counts compare as digit
+# strings; then the fractions, so trimmed, compare as digit strings too.
+# No length limit. Undefined unless s is valid. Compute it once per amount
+# (a rule): it is the whole cost of a comparison, and every builtin call
+# costs regorus a few microseconds.
+key(s) := [count(i), i, frac_part(s)] if {
 	valid(s)
 	i := int_part(s)
-	count(i) <= key_width
 }
 
 # at_most(a, b): a <= b. Undefined (never true) unless both are valid, so

@@ -47,6 +47,17 @@ test_at_most_beyond_2_pow_53 if {
 	not decimal.at_most("115792089237316195423570985008687907853269984665640564039457584007913129639936", "115792089237316195423570985008687907853269984665640564039457584007913129639935")
 }
 
+# Keys have no width limit: digit counts order first, then digits.
+test_at_most_any_length if {
+	big := concat("", ["1", concat("", [x | some _ in numbers.range(1, 120); x := "0"])])
+	decimal.at_most("99", big)
+	not decimal.at_most(big, "99")
+	decimal.at_most(big, concat("", [big, ".000"]))
+	not decimal.at_most(concat("", [big, ".01"]), big)
+	decimal.key("0010.500") == [2, "10", "5"]
+	decimal.key("0") == [0, "", ""]
+}
+
 test_at_most_undefined_on_malformed if {
 	not decimal.at_most("1e3", "10000")
 	not decimal.at_most("1", "ten")
