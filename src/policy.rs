@@ -513,10 +513,19 @@ pub fn install_time_limit(limit: Duration) {
     regorus::utils::limits::set_fallback_execution_timer_config(Some(
         regorus::utils::limits::ExecutionTimerConfig {
             limit,
-            check_interval: std::num::NonZeroU32::MIN,
+            check_interval: TIME_CHECK_INTERVAL,
         },
     ));
 }
+
+/// Work units (statements, rule and loop steps, each a few microseconds)
+/// between two reads of the clock. Reading it at every unit cost 3-4 % of
+/// a saturated server's CPU (perf, 4096-bit load); every 16th unit still
+/// notices an overrun within well under a millisecond.
+const TIME_CHECK_INTERVAL: std::num::NonZeroU32 = match std::num::NonZeroU32::new(16) {
+    Some(n) => n,
+    None => std::num::NonZeroU32::MIN,
+};
 
 #[cfg(test)]
 mod tests {
