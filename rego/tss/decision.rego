@@ -162,8 +162,7 @@ allowed if {
 }
 
 allow_flag := true if allowed
-
-allow_flag := false if not allowed
+else := false
 
 decision := {
 	"allow": allow_flag,

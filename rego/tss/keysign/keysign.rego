@@ -31,8 +31,7 @@ token := fmt.field(tx, "token_id")
 has_destination if is_object(tx.destination)
 
 destination := tx.destination if has_destination
-
-destination := {} if not has_destination
+else := {}
 
 destination_type := fmt.field(destination, "destination_type")
 
@@ -67,8 +66,7 @@ total := decimal.total(amounts)
 lowercase_chain if chain in data.keysign.lowercase_address_chains
 
 address(a) := lower(a) if lowercase_chain
-
-address(a) := a if not lowercase_chain
+else := a
 
 # in_address_book(book, a): `book` is {chain_id: {address: true}}.
 in_address_book(book, a) if {

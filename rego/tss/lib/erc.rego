@@ -9,10 +9,9 @@ package tss.lib.erc
 
 import data.tss.lib.fmt
 
-# Complementary rules instead of `default` (library style, see README).
+# `else` instead of `default` (library style, see README).
 rules := data.embedded_risk_control_rules if has_rules
-
-rules := {} if not has_rules
+else := {}
 
 has_rules if is_object(data.embedded_risk_control_rules)
 
