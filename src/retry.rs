@@ -12,7 +12,10 @@
 //! errors (10/20/30) are not, so a retry after a transient failure gets a
 //! fresh decision.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, RandomState};
+
+use hashbrown::HashTable;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,15 +50,15 @@ pub enum Lookup {
 
 /// One remembered answer, kept small: a saturated server fills the whole
 /// cache within a minute or two, so bytes per entry times `max_entries` is
-/// most of its resident memory (BENCHMARKS.md, "Memory"). The map is keyed
-/// by a hash of the request id rather than the id itself, the revision is
-/// shared with every entry of that revision, and the answer is rebuilt from
-/// the decision (an approval needs no allocation at all).
-struct Entry {
+/// most of its resident memory (BENCHMARKS.md, "Memory"). It is keyed by a
+/// hash of the request id rather than the id itself, the revision is shared
+/// with every entry of that revision, and the answer is rebuilt from the
+/// decision (an approval needs no allocation at all).
+struct Slot {
+    key: Key,
     digest: [u8; 32],
     /// When it was stored (ms since the cache's epoch: 8 bytes, not an
-    /// Instant's 16); with `window` this decides expiry, and it tells a live
-    /// entry from a stale item of `order`.
+    /// Instant's 16); with `window` this decides expiry.
     at: u64,
     answer: Stored,
     revision: Arc<str>,
@@ -145,13 +148,83 @@ fn key_of(id: &str) -> Key {
     k
 }
 
+/// Slots in a ring, in the order stored (which is time order), and an index
+/// from key to slot. Eviction is always of the oldest slot, so the ring
+/// needs no per-entry links, and the index holds one 8-byte sequence number
+/// per entry: a map from key to a whole entry, once churned at capacity,
+/// doubles its table and holds twice the entries' bytes (measured: +12 MiB
+/// at 100,000 entries).
 #[derive(Default)]
 struct Inner {
-    map: HashMap<Key, Entry>,
-    /// Insertion order, oldest first, for expiry and the size bound.
-    order: VecDeque<(u64, Key)>,
+    /// `slots[i]` has sequence number `first + i`.
+    slots: VecDeque<Slot>,
+    first: u64,
+    /// Sequence number of each key's newest slot. Keyed SipHash, so ids
+    /// chosen to collide cannot degrade lookups.
+    index: HashTable<u64>,
+    hasher: RandomState,
     /// The revision of the last entry stored, so entries share it.
     revision: Option<Arc<str>>,
+}
+
+impl Inner {
+    fn slot(&self, seq: u64) -> Option<&Slot> {
+        let i = usize::try_from(seq.checked_sub(self.first)?).ok()?;
+        self.slots.get(i)
+    }
+
+    fn find(&self, key: &Key) -> Option<&Slot> {
+        let hash = self.hasher.hash_one(key);
+        let seq = *self
+            .index
+            .find(hash, |&s| self.slot(s).is_some_and(|x| &x.key == key))?;
+        self.slot(seq)
+    }
+
+    /// Drops the oldest slot, and its index entry unless a newer slot of the
+    /// same key (stored after this one expired) has taken it over.
+    fn pop_oldest(&mut self) {
+        let Some(old) = self.slots.pop_front() else {
+            return;
+        };
+        let seq = self.first;
+        self.first += 1;
+        let hash = self.hasher.hash_one(old.key);
+        if let Ok(entry) = self.index.find_entry(hash, |&s| s == seq) {
+            entry.remove();
+        }
+    }
+
+    /// Appends a slot; the caller has made room (`slots.len() < max`).
+    fn push(&mut self, slot: Slot, max: usize) {
+        let Inner {
+            slots,
+            first,
+            index,
+            hasher,
+            ..
+        } = self;
+        let seq = *first + slots.len() as u64;
+        let hash = hasher.hash_one(slot.key);
+        let at = |s: u64| usize::try_from(s - *first).unwrap_or(usize::MAX);
+        match index.find_entry(hash, |&s| {
+            slots.get(at(s)).is_some_and(|x| x.key == slot.key)
+        }) {
+            Ok(mut entry) => *entry.get_mut() = seq,
+            Err(_) => {
+                index.insert_unique(hash, seq, |&s| {
+                    slots.get(at(s)).map_or(0, |x| hasher.hash_one(x.key))
+                });
+            }
+        }
+        // Grow by doubling but never past `max`: a ring that wraps touches
+        // all of its capacity, so spare capacity would be resident memory.
+        if slots.len() == slots.capacity() {
+            let room = max.saturating_sub(slots.len());
+            slots.reserve_exact(slots.len().max(1024).min(room).max(1));
+        }
+        slots.push_back(slot);
+    }
 }
 
 /// The bounded, time-windowed retry cache. Disabled, it remembers nothing.
@@ -226,7 +299,7 @@ impl RetryCache {
 
     /// Live entries (for tests and diagnostics).
     pub fn len(&self) -> usize {
-        self.lock().map.len()
+        self.lock().index.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -241,9 +314,9 @@ impl RetryCache {
         u128::from(now.saturating_sub(at)) >= self.window.as_millis()
     }
 
-    fn live<'a>(&self, inner: &'a Inner, key: &Key, now: Instant) -> Option<&'a Entry> {
+    fn live<'a>(&self, inner: &'a Inner, key: &Key, now: Instant) -> Option<&'a Slot> {
         let now = self.stamp(now);
-        inner.map.get(key).filter(|e| !self.expired(e.at, now))
+        inner.find(key).filter(|e| !self.expired(e.at, now))
     }
 
     /// What to do with request `id` whose bytes hash to `digest`.
@@ -289,34 +362,25 @@ impl RetryCache {
                 r
             }
         };
-        inner.map.insert(
+        let slot = Slot {
             key,
-            Entry {
-                digest: *digest,
-                at: self.stamp(now),
-                answer,
-                revision,
-            },
-        );
-        let at = self.stamp(now);
-        inner.order.push_back((at, key));
+            digest: *digest,
+            at: self.stamp(now),
+            answer,
+            revision,
+        };
+        inner.push(slot, self.max_entries);
         Lookup::Miss
     }
 
-    /// Drops expired entries, then the oldest until there is room for one.
+    /// Drops expired slots, then the oldest until there is room for one.
     fn evict(&self, inner: &mut Inner, now: Instant) {
         let now = self.stamp(now);
-        while let Some((at, id)) = inner.order.front().cloned() {
-            let expired = self.expired(at, now);
-            if !expired && inner.map.len() < self.max_entries {
+        while let Some(oldest) = inner.slots.front() {
+            if !self.expired(oldest.at, now) && inner.slots.len() < self.max_entries {
                 break;
             }
-            inner.order.pop_front();
-            // `order` may hold a stale item for an id stored again after it
-            // expired; only the item with the entry's own time removes it.
-            if inner.map.get(&id).is_some_and(|e| e.at == at) {
-                inner.map.remove(&id);
-            }
+            inner.pop_oldest();
         }
     }
 }
@@ -490,7 +554,60 @@ mod tests {
         let now = t + Duration::from_millis(10);
         assert_eq!(c.lookup("r6", &d, now), Lookup::Miss);
         assert_eq!(c.lookup("r9", &d, now), Lookup::Hit(cached(true)));
-        assert!(c.lock().order.len() <= 3);
+        assert!(c.lock().slots.len() <= 3);
+    }
+
+    #[test]
+    fn an_expired_slot_left_behind_never_unindexes_its_successor() {
+        let w = Duration::from_millis(100);
+        let c = RetryCache::new(true, w, 4);
+        let t = Instant::now();
+        let (a, b) = (digest(b"a"), digest(b"b"));
+        // Concurrent requests store slightly out of time order, so an
+        // expired slot can sit behind a live one.
+        c.store("x", &a, cached(true), t + Duration::from_millis(50));
+        c.store("r", &a, cached(true), t);
+        let later = t + w;
+        assert_eq!(c.lookup("r", &b, later), Lookup::Miss, "expired");
+        assert_eq!(c.store("r", &b, cached(false), later), Lookup::Miss);
+        assert_eq!(c.lock().slots.len(), 3, "the old slot of r is still there");
+        // Evicting the old slot of r must leave the new one findable.
+        for (i, id) in ["y", "z", "u"].iter().enumerate() {
+            let at = later + Duration::from_millis(i as u64);
+            c.store(id, &a, cached(true), at);
+        }
+        let now = later + Duration::from_millis(5);
+        assert_eq!(c.lookup("r", &b, now), Lookup::Hit(cached(false)));
+        assert_eq!(c.lookup("x", &a, now), Lookup::Miss);
+        assert_eq!(c.len(), 4);
+    }
+
+    #[test]
+    fn churn_at_capacity_keeps_the_newest_and_the_index_exact() {
+        let c = RetryCache::new(true, Duration::from_secs(3600), 1000);
+        let t = Instant::now();
+        for i in 0..10_000u64 {
+            let id = format!("req-{i}");
+            let d = digest(id.as_bytes());
+            c.store(&id, &d, cached(i % 3 == 0), t);
+            assert!(c.len() <= 1000);
+        }
+        assert_eq!(c.len(), 1000);
+        assert_eq!(c.lock().slots.len(), 1000);
+        for i in (0..10_000u64).step_by(7) {
+            let id = format!("req-{i}");
+            let d = digest(id.as_bytes());
+            let want = if i >= 9_000 {
+                Lookup::Hit(cached(i % 3 == 0))
+            } else {
+                Lookup::Miss
+            };
+            assert_eq!(c.lookup(&id, &d, t), want, "{id}");
+        }
+        assert!(
+            c.lock().slots.capacity() <= 1024 + 1000,
+            "ring grew past its bound"
+        );
     }
 
     #[test]
@@ -549,8 +666,8 @@ mod tests {
         }
         let approvals = c
             .lock()
-            .map
-            .values()
+            .slots
+            .iter()
             .filter(|e| matches!(e.answer, Stored::Approved))
             .count();
         assert_eq!(approvals, 1, "only r1 is a plain approval");
