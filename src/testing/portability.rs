@@ -11,8 +11,8 @@
 //! It reads statement text, so it is a heuristic: an operand is suspect when
 //! it is a reference path (`input.a`, `x.y`, `m[k]`) or the name of a
 //! complete rule of the package (which may be undefined). Local variables,
-//! literals and calls on them are not. Nested queries (`every`,
-//! comprehensions) are not inspected.
+//! literals and calls on them are not. Statements inside `every` are
+//! inspected like the body's own; comprehension bodies are not.
 
 use super::rules::{HeadKind, ModuleDef};
 
@@ -51,7 +51,9 @@ pub fn negations(modules: &[ModuleDef]) -> Vec<Finding> {
             .collect();
         for rule in &m.rules {
             for body in &rule.bodies {
-                for (stmt, line) in body.statements.iter().zip(&body.lines) {
+                let own = body.statements.iter().zip(body.lines.iter().copied());
+                let nested = body.nested.iter().map(|(s, l)| (s, *l));
+                for (stmt, line) in own.chain(nested) {
                     let Some(expr) = stmt.trim().strip_prefix("not ") else {
                         continue;
                     };
@@ -61,7 +63,7 @@ pub fn negations(modules: &[ModuleDef]) -> Vec<Finding> {
                     {
                         out.push(Finding {
                             file: m.file.clone(),
-                            line: *line,
+                            line,
                             statement: stmt.trim().to_owned(),
                             operand,
                         });
@@ -245,6 +247,44 @@ mod tests {
         assert!(!suspect("\"data.x\"", &rules));
         assert!(suspect("object.get(tx, \"a\", 1)", &rules));
         assert!(!suspect("1.5", &rules));
+    }
+
+    #[test]
+    fn negations_inside_every_are_found_at_their_line() {
+        let mut engine = regorus::Engine::new();
+        engine
+            .add_policy(
+                "p.rego".into(),
+                r#"package p
+
+deny contains "x" if {
+	some t in input.txs
+	every o in t.outputs {
+		is_object(o)
+		not valid(o.address)
+	}
+}
+
+deny contains "y" if {
+	every o in input.outputs {
+		every k in o.keys { not ok(k) }
+	}
+}
+
+valid(a) if is_string(a)
+
+ok(k) if k == 1
+"#
+                .into(),
+            )
+            .expect("parses");
+        let modules = crate::testing::rules::modules(&mut engine);
+        let found: Vec<(u32, String)> = negations(&modules)
+            .into_iter()
+            .map(|f| (f.line, f.operand))
+            .collect();
+        // `not ok(k)`: k is a local, so it is not suspect.
+        assert_eq!(found, vec![(7, "o.address".to_owned())]);
     }
 
     #[test]

@@ -29,6 +29,21 @@ pub struct Body {
     pub lines: Vec<u32>,
     /// An `else` branch: only runs when earlier bodies did not.
     pub is_else: bool,
+    /// Statements of the `every` queries inside this body (at any depth),
+    /// with their lines: they are negated or compared like the body's own.
+    pub nested: Vec<(String, u32)>,
+}
+
+/// The statements of every `every` query in `stmts`, depth first.
+fn every_statements(stmts: &[regorus::unstable::LiteralStmt], out: &mut Vec<(String, u32)>) {
+    for s in stmts {
+        if let regorus::unstable::Literal::Every { query, .. } = &s.literal {
+            for inner in &query.stmts {
+                out.push((full_text(&inner.span), inner.span.line));
+            }
+            every_statements(&query.stmts, out);
+        }
+    }
 }
 
 /// One rule definition in one file.
@@ -96,10 +111,20 @@ pub fn modules(engine: &mut Engine) -> Vec<ModuleDef> {
                     };
                     let bodies = bodies
                         .iter()
-                        .map(|b| Body {
-                            statements: b.query.stmts.iter().map(|s| full_text(&s.span)).collect(),
-                            lines: b.query.stmts.iter().map(|s| s.span.line).collect(),
-                            is_else: b.is_else,
+                        .map(|b| {
+                            let mut nested = Vec::new();
+                            every_statements(&b.query.stmts, &mut nested);
+                            Body {
+                                statements: b
+                                    .query
+                                    .stmts
+                                    .iter()
+                                    .map(|s| full_text(&s.span))
+                                    .collect(),
+                                lines: b.query.stmts.iter().map(|s| s.span.line).collect(),
+                                is_else: b.is_else,
+                                nested,
+                            }
                         })
                         .collect();
                     RuleDef {
