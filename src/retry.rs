@@ -14,10 +14,10 @@
 
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, RandomState};
-
-use hashbrown::HashTable;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use hashbrown::HashTable;
 
 use sha2::{Digest, Sha256};
 use tracing::warn;
@@ -167,10 +167,15 @@ struct Inner {
     revision: Option<Arc<str>>,
 }
 
+/// The slot with sequence number `seq`, if still in the ring. A free
+/// function so that `push` can call it while it holds `index` mutably.
+fn slot_at(slots: &VecDeque<Slot>, first: u64, seq: u64) -> Option<&Slot> {
+    slots.get(usize::try_from(seq.checked_sub(first)?).ok()?)
+}
+
 impl Inner {
     fn slot(&self, seq: u64) -> Option<&Slot> {
-        let i = usize::try_from(seq.checked_sub(self.first)?).ok()?;
-        self.slots.get(i)
+        slot_at(&self.slots, self.first, seq)
     }
 
     fn find(&self, key: &Key) -> Option<&Slot> {
@@ -204,16 +209,16 @@ impl Inner {
             hasher,
             ..
         } = self;
-        let seq = *first + slots.len() as u64;
+        let first = *first;
+        let seq = first + slots.len() as u64;
         let hash = hasher.hash_one(slot.key);
-        let at = |s: u64| usize::try_from(s - *first).unwrap_or(usize::MAX);
         match index.find_entry(hash, |&s| {
-            slots.get(at(s)).is_some_and(|x| x.key == slot.key)
+            slot_at(slots, first, s).is_some_and(|x| x.key == slot.key)
         }) {
             Ok(mut entry) => *entry.get_mut() = seq,
             Err(_) => {
                 index.insert_unique(hash, seq, |&s| {
-                    slots.get(at(s)).map_or(0, |x| hasher.hash_one(x.key))
+                    slot_at(slots, first, s).map_or(0, |x| hasher.hash_one(x.key))
                 });
             }
         }
@@ -530,7 +535,7 @@ mod tests {
         );
         assert_eq!(c.lookup("r", &b, t + w), Lookup::Miss);
         // Stored again after expiry: the new payload is the one remembered,
-        // and the stale order item does not evict it.
+        // and the expired slot does not evict it.
         assert_eq!(c.store("r", &b, cached(false), t + w), Lookup::Miss);
         c.store("s", &a, cached(true), t + w + w / 2);
         assert_eq!(c.lookup("r", &b, t + w + w / 2), Lookup::Hit(cached(false)));

@@ -24,13 +24,10 @@ chain_text := fmt.field(tx, "chain_id")
 
 token := fmt.field(tx, "token_id")
 
-# Portability rule for this library: negate a rule, never a call whose
-# argument may be missing (`not is_object(tx.destination)`). OPA evaluates
-# such an argument before the `not`, so the negation is undefined, not true,
-# and a deny built on it would silently not fire; regorus says true.
-has_destination if is_object(tx.destination)
-
-destination := tx.destination if has_destination
+# `else`, not a negation: `not is_object(tx.destination)` would be
+# undefined in OPA when the field is missing (regorus says true), and the
+# `{}` branch would never be taken there.
+destination := tx.destination if is_object(tx.destination)
 else := {}
 
 destination_type := fmt.field(destination, "destination_type")

@@ -10,10 +10,8 @@ package tss.lib.erc
 import data.tss.lib.fmt
 
 # `else` instead of `default` (library style, see README).
-rules := data.embedded_risk_control_rules if has_rules
+rules := data.embedded_risk_control_rules if is_object(data.embedded_risk_control_rules)
 else := {}
-
-has_rules if is_object(data.embedded_risk_control_rules)
 
 # disabled: the operator explicitly switched embedded checks off. The types
 # they govern are then allowed unless some other rule denies.
