@@ -19,6 +19,8 @@
 //! Limits, endpoints and the retry cache are read once at start; changing
 //! them needs a restart. So do the watched paths: a SIGHUP that moves
 //! `policy.dir` loads from the new directory, but only a restart watches it.
+//! A SIGHUP that finds such a setting changed says so in a warning, naming
+//! the sections, so an operator is never left believing a new limit holds.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -142,6 +144,8 @@ pub struct Reloader {
     overrides: Overrides,
     /// Policy settings of the last config that loaded.
     policy: Mutex<(PolicyOptions, bool)>,
+    /// The settings read once at start, as the running server uses them.
+    started_with: Config,
     /// Serialises reloads: the watcher and SIGHUP may fire together.
     busy: Mutex<()>,
 }
@@ -153,6 +157,7 @@ impl Reloader {
             config_path: cfg.source.clone(),
             overrides,
             policy: Mutex::new((cfg.policy_options(), cfg.policy.require_passing_tests)),
+            started_with: cfg.clone(),
             busy: Mutex::new(()),
         }
     }
@@ -206,6 +211,13 @@ impl Reloader {
         let _one = self.busy.lock().unwrap_or_else(|p| p.into_inner());
         match self.reload_keys() {
             Ok(cfg) => {
+                let pending = restart_only_changes(&self.started_with, &cfg);
+                if !pending.is_empty() {
+                    warn!(
+                        sections = ?pending,
+                        "config changes to these settings take effect only after a restart; the running server keeps the values it started with"
+                    );
+                }
                 crate::policy::install_time_limit(Duration::from_millis(
                     cfg.policy.eval_timeout_ms,
                 ));
@@ -306,6 +318,42 @@ pub fn start(
     tokio::spawn(run(reloader, hup, rx, tx, watcher, shutdown))
 }
 
+/// The settings a reload cannot apply (read once at start) that differ
+/// between `running` and `new`, by config name. Compared through their Debug
+/// form: these sections hold only plain values and paths, never key
+/// material, and a field added later is compared without touching this.
+pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
+    fn differs<T: std::fmt::Debug>(a: &T, b: &T) -> bool {
+        format!("{a:?}") != format!("{b:?}")
+    }
+    let mut out = Vec::new();
+    if running.callback_server.endpoint != new.callback_server.endpoint {
+        out.push("callback_server.endpoint");
+    }
+    if running.policy.watch != new.policy.watch {
+        out.push("policy.watch");
+    }
+    if differs(&running.metrics, &new.metrics) {
+        out.push("metrics");
+    }
+    if differs(&running.decision_log, &new.decision_log) {
+        out.push("decision_log");
+    }
+    if differs(&running.limits, &new.limits) {
+        out.push("limits");
+    }
+    if differs(&running.retry_cache, &new.retry_cache) {
+        out.push("retry_cache");
+    }
+    if differs(&running.logging, &new.logging) {
+        out.push("logging");
+    }
+    if running.record_dir != new.record_dir {
+        out.push("record_dir");
+    }
+    out
+}
+
 async fn run(
     reloader: Arc<Reloader>,
     mut hup: Option<tokio::signal::unix::Signal>,
@@ -345,6 +393,46 @@ async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restart_only_settings_that_changed_are_named() {
+        let parse = |port: u16, extra: &str| {
+            let text = format!(
+                "callback_server:\n  endpoint: \"127.0.0.1:{port}\"\n  service_private_key_path: k.pem\n{extra}"
+            );
+            Config::parse(Path::new("/etc/t/c.yaml"), &text).unwrap()
+        };
+        let running = parse(9000, "limits:\n  max_queue: 64\n");
+        assert!(
+            restart_only_changes(&running, &parse(9000, "limits:\n  max_queue: 64\n")).is_empty()
+        );
+        // Settings a SIGHUP does apply (keys, policy) are not reported.
+        assert!(
+            restart_only_changes(
+                &running,
+                &parse(
+                    9000,
+                    "limits:\n  max_queue: 64\npolicy:\n  eval_timeout_ms: 7\n"
+                )
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            restart_only_changes(
+                &running,
+                &parse(
+                    9001,
+                    "limits:\n  max_queue: 65\nlogging:\n  level: debug\nretry_cache:\n  enabled: false\n"
+                )
+            ),
+            vec![
+                "callback_server.endpoint",
+                "limits",
+                "retry_cache",
+                "logging"
+            ]
+        );
+    }
 
     #[test]
     fn compiler_messages_become_one_line() {

@@ -277,13 +277,27 @@ fn sighup_rotates_tss_node_keys_without_a_restart() {
     let as_b = |id: &str| send_as(&server, &keysign(id), &k.node_b);
     assert_eq!(as_b(&fresh_id("k")).status, Status::InvalidToken);
 
-    // Old and new side by side.
-    write_config(&ws, &rego, &["node-a", "node-b"], NO_WATCH, "");
+    // Old and new side by side. The same edit changes a limit, which only a
+    // restart applies: the keys still rotate, and the operator is told.
+    write_config(
+        &ws,
+        &rego,
+        &["node-a", "node-b"],
+        NO_WATCH,
+        "limits:\n  max_queue: 7\n",
+    );
     hup(&server);
     poll("node-b accepted", WAIT, || {
         as_b(&fresh_id("k")).is_approval().then_some(())
     });
     assert!(send_as(&server, &keysign(&fresh_id("k")), &k.node).is_approval());
+    poll("the restart-only warning", WAIT, || {
+        server
+            .logs()
+            .lines()
+            .any(|l| l.contains("only after a restart") && l.contains("limits"))
+            .then_some(())
+    });
 
     // A config whose key file is missing is refused; the keys stay as they were.
     write_config(&ws, &rego, &["node-b", "node-c"], NO_WATCH, "");
