@@ -5,7 +5,7 @@ use clap::Parser;
 // jemalloc, not glibc malloc: a request's buffers are allocated on the async
 // runtime's thread and freed on a CPU worker, and regorus allocates on every
 // step of an evaluation. Measured on this machine (BENCHMARKS.md, "Fourth
-// session"): +14-28 % requests per second, steady-state RSS 55 MiB against
+// session"): +9-28 % requests per second, steady-state RSS 55 MiB against
 // glibc's 54 MiB. mimalloc was as fast but kept 74 MiB.
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
