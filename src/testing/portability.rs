@@ -11,8 +11,9 @@
 //! It reads statement text, so it is a heuristic: an operand is suspect when
 //! it is a reference path (`input.a`, `x.y`, `m[k]`) or the name of a
 //! complete rule of the package (which may be undefined). Local variables,
-//! literals and calls on them are not. Statements inside `every` are
-//! inspected like the body's own; comprehension bodies are not.
+//! literals and calls on them are not. Statements inside `every` and inside
+//! comprehensions (in bodies and heads, at any depth) are inspected like the
+//! body's own.
 
 use super::rules::{HeadKind, ModuleDef};
 
@@ -50,24 +51,25 @@ pub fn negations(modules: &[ModuleDef]) -> Vec<Finding> {
             .map(|r| r.name.as_str())
             .collect();
         for rule in &m.rules {
-            for body in &rule.bodies {
+            let in_head = rule.head_nested.iter().map(|(s, l)| (s, *l));
+            let in_bodies = rule.bodies.iter().flat_map(|body| {
                 let own = body.statements.iter().zip(body.lines.iter().copied());
-                let nested = body.nested.iter().map(|(s, l)| (s, *l));
-                for (stmt, line) in own.chain(nested) {
-                    let Some(expr) = stmt.trim().strip_prefix("not ") else {
-                        continue;
-                    };
-                    if let Some(operand) = operands(expr.trim())
-                        .into_iter()
-                        .find(|o| suspect(o, &complete))
-                    {
-                        out.push(Finding {
-                            file: m.file.clone(),
-                            line,
-                            statement: stmt.trim().to_owned(),
-                            operand,
-                        });
-                    }
+                own.chain(body.nested.iter().map(|(s, l)| (s, *l)))
+            });
+            for (stmt, line) in in_head.chain(in_bodies) {
+                let Some(expr) = stmt.trim().strip_prefix("not ") else {
+                    continue;
+                };
+                if let Some(operand) = operands(expr.trim())
+                    .into_iter()
+                    .find(|o| suspect(o, &complete))
+                {
+                    out.push(Finding {
+                        file: m.file.clone(),
+                        line,
+                        statement: stmt.trim().to_owned(),
+                        operand,
+                    });
                 }
             }
         }
@@ -285,6 +287,61 @@ ok(k) if k == 1
             .collect();
         // `not ok(k)`: k is a local, so it is not suspect.
         assert_eq!(found, vec![(7, "o.address".to_owned())]);
+    }
+
+    #[test]
+    fn negations_inside_comprehensions_are_found_at_their_line() {
+        let mut engine = regorus::Engine::new();
+        engine
+            .add_policy(
+                "p.rego".into(),
+                r#"package p
+
+bad_outputs := [o |
+	some o in input.outputs
+	not valid(o.address)
+]
+
+deny contains msg if {
+	n := count({k | some k in input.keys; not ok(input.limits[k])})
+	n > 0
+	msg := sprintf("%d", [n])
+}
+
+deny contains "z" if {
+	every t in input.txs {
+		count([1 | some o in t.outputs; not valid(o.to)]) == 0
+	}
+}
+
+pairs := {k: v | some k, v in input.m; not ok(v)}
+
+label := "a" if input.x == 1
+else := concat(",", [s | some s in input.names; not valid(s.first)])
+
+valid(a) if is_string(a)
+
+ok(k) if k == 1
+"#
+                .into(),
+            )
+            .expect("parses");
+        let modules = crate::testing::rules::modules(&mut engine);
+        let found: Vec<(u32, String)> = negations(&modules)
+            .into_iter()
+            .map(|f| (f.line, f.operand))
+            .collect();
+        // Head value, body, inside `every`, an `else` value; `not ok(v)` in
+        // the object comprehension negates a local, so it is not suspect.
+        assert_eq!(
+            found,
+            vec![
+                (5, "o.address".to_owned()),
+                (9, "input.limits[k]".to_owned()),
+                (16, "o.to".to_owned()),
+                (23, "s.first".to_owned()),
+            ]
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! touches it is in this file so a regorus upgrade changes one place.
 
 use regorus::Engine;
-use regorus::unstable::{Rule, RuleHead, Span};
+use regorus::unstable::{Expr, Literal, LiteralStmt, Query, Rule, RuleHead, Span};
 
 /// The shape of a rule head, as far as the toolkit cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,20 +29,96 @@ pub struct Body {
     pub lines: Vec<u32>,
     /// An `else` branch: only runs when earlier bodies did not.
     pub is_else: bool,
-    /// Statements of the `every` queries inside this body (at any depth),
-    /// with their lines: they are negated or compared like the body's own.
+    /// Statements of the `every` queries and comprehensions inside this body
+    /// (at any depth), with their lines: they are negated or compared like
+    /// the body's own. An `else` branch's value counts as part of its body.
     pub nested: Vec<(String, u32)>,
 }
 
-/// The statements of every `every` query in `stmts`, depth first.
-fn every_statements(stmts: &[regorus::unstable::LiteralStmt], out: &mut Vec<(String, u32)>) {
+/// The statements of every query nested in `stmts` (`every` bodies and
+/// comprehensions, at any depth), depth first.
+fn nested_statements(stmts: &[LiteralStmt], out: &mut Vec<(String, u32)>) {
     for s in stmts {
-        if let regorus::unstable::Literal::Every { query, .. } = &s.literal {
-            for inner in &query.stmts {
-                out.push((full_text(&inner.span), inner.span.line));
+        match &s.literal {
+            Literal::SomeVars { .. } => {}
+            Literal::SomeIn {
+                key,
+                value,
+                collection,
+                ..
+            } => {
+                if let Some(k) = key {
+                    expr_queries(k, out);
+                }
+                expr_queries(value, out);
+                expr_queries(collection, out);
             }
-            every_statements(&query.stmts, out);
+            Literal::Expr { expr, .. } | Literal::NotExpr { expr, .. } => expr_queries(expr, out),
+            Literal::Every { domain, query, .. } => {
+                expr_queries(domain, out);
+                query_statements(query, out);
+            }
         }
+    }
+}
+
+fn query_statements(query: &Query, out: &mut Vec<(String, u32)>) {
+    for inner in &query.stmts {
+        out.push((full_text(&inner.span), inner.span.line));
+    }
+    nested_statements(&query.stmts, out);
+}
+
+/// The statements of the comprehensions inside an expression.
+fn expr_queries(expr: &Expr, out: &mut Vec<(String, u32)>) {
+    match expr {
+        Expr::ArrayCompr { term, query, .. } | Expr::SetCompr { term, query, .. } => {
+            expr_queries(term, out);
+            query_statements(query, out);
+        }
+        Expr::ObjectCompr {
+            key, value, query, ..
+        } => {
+            expr_queries(key, out);
+            expr_queries(value, out);
+            query_statements(query, out);
+        }
+        Expr::Array { items, .. } | Expr::Set { items, .. } => {
+            items.iter().for_each(|i| expr_queries(i, out));
+        }
+        Expr::Object { fields, .. } => {
+            for (_, k, v) in fields {
+                expr_queries(k, out);
+                expr_queries(v, out);
+            }
+        }
+        Expr::Call { params, .. } => params.iter().for_each(|p| expr_queries(p, out)),
+        Expr::UnaryExpr { expr, .. } | Expr::RefDot { refr: expr, .. } => expr_queries(expr, out),
+        Expr::RefBrack { refr, index, .. } => {
+            expr_queries(refr, out);
+            expr_queries(index, out);
+        }
+        Expr::BinExpr { lhs, rhs, .. }
+        | Expr::BoolExpr { lhs, rhs, .. }
+        | Expr::ArithExpr { lhs, rhs, .. }
+        | Expr::AssignExpr { lhs, rhs, .. } => {
+            expr_queries(lhs, out);
+            expr_queries(rhs, out);
+        }
+        Expr::Membership {
+            key,
+            value,
+            collection,
+            ..
+        } => {
+            if let Some(k) = key {
+                expr_queries(k, out);
+            }
+            expr_queries(value, out);
+            expr_queries(collection, out);
+        }
+        // Scalars and variables hold no query.
+        _ => {}
     }
 }
 
@@ -59,6 +135,9 @@ pub struct RuleDef {
     /// Source text of a `contains` key or a complete rule's value.
     pub value: Option<String>,
     pub bodies: Vec<Body>,
+    /// Statements of the comprehensions in the head (its value or key),
+    /// with their lines.
+    pub head_nested: Vec<(String, u32)>,
 }
 
 impl RuleDef {
@@ -93,19 +172,33 @@ pub fn modules(engine: &mut Engine) -> Vec<ModuleDef> {
             let line = rule.span().line;
             let def = match rule.as_ref() {
                 Rule::Spec { head, bodies, .. } => {
+                    let mut head_nested = Vec::new();
                     let (name, kind, value) = match head {
-                        RuleHead::Compr { refr, assign, .. } => (
-                            refr.span().text().to_owned(),
-                            HeadKind::Complete,
-                            assign.as_ref().map(|a| full_text(a.value.span())),
-                        ),
-                        RuleHead::Set { span, refr, key } => (
-                            refr.span().text().to_owned(),
-                            HeadKind::Contains,
-                            key.as_ref()
-                                .map(|k| set_key_text(&full_text(span), &full_text(k.span()))),
-                        ),
-                        RuleHead::Func { refr, .. } => {
+                        RuleHead::Compr { refr, assign, .. } => {
+                            if let Some(a) = assign {
+                                expr_queries(&a.value, &mut head_nested);
+                            }
+                            (
+                                refr.span().text().to_owned(),
+                                HeadKind::Complete,
+                                assign.as_ref().map(|a| full_text(a.value.span())),
+                            )
+                        }
+                        RuleHead::Set { span, refr, key } => {
+                            if let Some(k) = key {
+                                expr_queries(k, &mut head_nested);
+                            }
+                            (
+                                refr.span().text().to_owned(),
+                                HeadKind::Contains,
+                                key.as_ref()
+                                    .map(|k| set_key_text(&full_text(span), &full_text(k.span()))),
+                            )
+                        }
+                        RuleHead::Func { refr, assign, .. } => {
+                            if let Some(a) = assign {
+                                expr_queries(&a.value, &mut head_nested);
+                            }
                             (refr.span().text().to_owned(), HeadKind::Function, None)
                         }
                     };
@@ -113,7 +206,10 @@ pub fn modules(engine: &mut Engine) -> Vec<ModuleDef> {
                         .iter()
                         .map(|b| {
                             let mut nested = Vec::new();
-                            every_statements(&b.query.stmts, &mut nested);
+                            nested_statements(&b.query.stmts, &mut nested);
+                            if let Some(a) = &b.assign {
+                                expr_queries(&a.value, &mut nested);
+                            }
                             Body {
                                 statements: b
                                     .query
@@ -135,6 +231,7 @@ pub fn modules(engine: &mut Engine) -> Vec<ModuleDef> {
                         kind,
                         value,
                         bodies,
+                        head_nested,
                     }
                 }
                 Rule::Default { refr, value, .. } => RuleDef {
@@ -145,6 +242,7 @@ pub fn modules(engine: &mut Engine) -> Vec<ModuleDef> {
                     kind: HeadKind::Default,
                     value: Some(full_text(value.span())),
                     bodies: Vec::new(),
+                    head_nested: Vec::new(),
                 },
             };
             rules.push(def);
