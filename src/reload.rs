@@ -16,8 +16,9 @@
 //!
 //! Owns: the reload task, the watcher, and the minimal Rego test check used
 //! as a reload gate. It touches only `AppState::{gate, policy}` and metrics.
-//! Limits, endpoints and the retry cache are read once at start; changing
-//! them needs a restart. So do the watched paths: a SIGHUP that moves
+//! Limits (except the JSON depth, which the rebuilt token gate carries),
+//! endpoints and the retry cache are read once at start; changing them
+//! needs a restart. So do the watched paths: a SIGHUP that moves
 //! `policy.dir` loads from the new directory, but only a restart watches it.
 //! A SIGHUP that finds such a setting changed says so in a warning, naming
 //! the sections, so an operator is never left believing a new limit holds.
@@ -330,6 +331,9 @@ pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str>
     if running.callback_server.endpoint != new.callback_server.endpoint {
         out.push("callback_server.endpoint");
     }
+    if running.callback_server.enable_debug != new.callback_server.enable_debug {
+        out.push("callback_server.enable_debug");
+    }
     if running.policy.watch != new.policy.watch {
         out.push("policy.watch");
     }
@@ -339,7 +343,10 @@ pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str>
     if differs(&running.decision_log, &new.decision_log) {
         out.push("decision_log");
     }
-    if differs(&running.limits, &new.limits) {
+    // The token gate, and with it the JSON depth limit, is rebuilt on reload.
+    let mut limits = new.limits.clone();
+    limits.max_json_depth = running.limits.max_json_depth;
+    if differs(&running.limits, &limits) {
         out.push("limits");
     }
     if differs(&running.retry_cache, &new.retry_cache) {
@@ -406,13 +413,14 @@ mod tests {
         assert!(
             restart_only_changes(&running, &parse(9000, "limits:\n  max_queue: 64\n")).is_empty()
         );
-        // Settings a SIGHUP does apply (keys, policy) are not reported.
+        // Settings a SIGHUP does apply (keys, policy, the token gate's JSON
+        // depth) are not reported.
         assert!(
             restart_only_changes(
                 &running,
                 &parse(
                     9000,
-                    "limits:\n  max_queue: 64\npolicy:\n  eval_timeout_ms: 7\n"
+                    "limits:\n  max_queue: 64\n  max_json_depth: 9\npolicy:\n  eval_timeout_ms: 7\n"
                 )
             )
             .is_empty()
