@@ -251,13 +251,23 @@ mod tests {
         assert!(!suspect("1.5", &rules));
     }
 
-    #[test]
-    fn negations_inside_every_are_found_at_their_line() {
+    /// (line, operand) of every finding in one module `p.rego`.
+    fn findings(src: &str) -> Vec<(u32, String)> {
         let mut engine = regorus::Engine::new();
         engine
-            .add_policy(
-                "p.rego".into(),
-                r#"package p
+            .add_policy("p.rego".into(), src.into())
+            .expect("parses");
+        let modules = crate::testing::rules::modules(&mut engine);
+        negations(&modules)
+            .into_iter()
+            .map(|f| (f.line, f.operand))
+            .collect()
+    }
+
+    #[test]
+    fn negations_inside_every_are_found_at_their_line() {
+        let found = findings(
+            r#"package p
 
 deny contains "x" if {
 	some t in input.txs
@@ -276,26 +286,16 @@ deny contains "y" if {
 valid(a) if is_string(a)
 
 ok(k) if k == 1
-"#
-                .into(),
-            )
-            .expect("parses");
-        let modules = crate::testing::rules::modules(&mut engine);
-        let found: Vec<(u32, String)> = negations(&modules)
-            .into_iter()
-            .map(|f| (f.line, f.operand))
-            .collect();
+"#,
+        );
         // `not ok(k)`: k is a local, so it is not suspect.
         assert_eq!(found, vec![(7, "o.address".to_owned())]);
     }
 
     #[test]
     fn negations_inside_comprehensions_are_found_at_their_line() {
-        let mut engine = regorus::Engine::new();
-        engine
-            .add_policy(
-                "p.rego".into(),
-                r#"package p
+        let found = findings(
+            r#"package p
 
 bad_outputs := [o |
 	some o in input.outputs
@@ -322,15 +322,8 @@ else := concat(",", [s | some s in input.names; not valid(s.first)])
 valid(a) if is_string(a)
 
 ok(k) if k == 1
-"#
-                .into(),
-            )
-            .expect("parses");
-        let modules = crate::testing::rules::modules(&mut engine);
-        let found: Vec<(u32, String)> = negations(&modules)
-            .into_iter()
-            .map(|f| (f.line, f.operand))
-            .collect();
+"#,
+        );
         // Head value, body, inside `every`, an `else` value; `not ok(v)` in
         // the object comprehension negates a local, so it is not suspect.
         assert_eq!(

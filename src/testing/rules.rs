@@ -46,13 +46,7 @@ fn nested_statements(stmts: &[LiteralStmt], out: &mut Vec<(String, u32)>) {
                 value,
                 collection,
                 ..
-            } => {
-                if let Some(k) = key {
-                    expr_queries(k, out);
-                }
-                expr_queries(value, out);
-                expr_queries(collection, out);
-            }
+            } => membership_queries(key.as_ref(), value, collection, out),
             Literal::Expr { expr, .. } | Literal::NotExpr { expr, .. } => expr_queries(expr, out),
             Literal::Every { domain, query, .. } => {
                 expr_queries(domain, out);
@@ -67,6 +61,21 @@ fn query_statements(query: &Query, out: &mut Vec<(String, u32)>) {
         out.push((full_text(&inner.span), inner.span.line));
     }
     nested_statements(&query.stmts, out);
+}
+
+/// `[key,] value in collection`, as a statement (`some ... in`) or an
+/// expression.
+fn membership_queries(
+    key: Option<&regorus::unstable::Ref<Expr>>,
+    value: &Expr,
+    collection: &Expr,
+    out: &mut Vec<(String, u32)>,
+) {
+    if let Some(k) = key {
+        expr_queries(k, out);
+    }
+    expr_queries(value, out);
+    expr_queries(collection, out);
 }
 
 /// The statements of the comprehensions inside an expression.
@@ -110,13 +119,7 @@ fn expr_queries(expr: &Expr, out: &mut Vec<(String, u32)>) {
             value,
             collection,
             ..
-        } => {
-            if let Some(k) = key {
-                expr_queries(k, out);
-            }
-            expr_queries(value, out);
-            expr_queries(collection, out);
-        }
+        } => membership_queries(key.as_ref(), value, collection, out),
         // Scalars and variables hold no query.
         _ => {}
     }
