@@ -65,6 +65,16 @@ fn load_run_reports_throughput_and_no_errors() {
         r["server_memory"]["vm_hwm_kib"].as_u64().unwrap_or(0) > 0,
         "{r:#}"
     );
+    // Every answer costs the server an RSA signature (~0.25 ms at 2048
+    // bits), so its CPU per answer cannot be zero; the load generator
+    // reports its own share too.
+    let server_us = r["server_cpu"]["us_per_answer"].as_f64().unwrap_or(0.0);
+    assert!(server_us > 100.0, "{r:#}");
+    assert!(
+        r["server_cpu"]["cores"].as_f64().unwrap_or(0.0) > 0.0,
+        "{r:#}"
+    );
+    assert!(r["loadgen_cpu"]["us_per_answer"].is_number(), "{r:#}");
 }
 
 #[test]

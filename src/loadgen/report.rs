@@ -101,6 +101,53 @@ impl Memory {
     }
 }
 
+/// CPU time a process used during the measured window.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CpuUse {
+    /// Average cores busy over the window (1.0: one core all the time).
+    pub cores: f64,
+    /// CPU time per answer received in the window, µs: with the signing
+    /// ceiling, this tells how much of each request is not the signature.
+    pub us_per_answer: f64,
+}
+
+impl CpuUse {
+    /// `used` CPU over `wall` time, shared by `answers`.
+    pub fn of(used: std::time::Duration, wall: std::time::Duration, answers: u64) -> Self {
+        let round = |v: f64, places: i32| {
+            let f = 10f64.powi(places);
+            (v * f).round() / f
+        };
+        Self {
+            cores: round(used.as_secs_f64() / wall.as_secs_f64().max(1e-9), 2),
+            us_per_answer: round(used.as_secs_f64() * 1e6 / answers.max(1) as f64, 1),
+        }
+    }
+}
+
+/// Linux reports `/proc` CPU times in USER_HZ ticks; the ABI fixes USER_HZ
+/// at 100 on the architectures tss-gate builds for (x86-64, arm64).
+const USER_HZ: u64 = 100;
+
+/// User + system CPU time of process `pid` (`"self"` for this one) so far;
+/// `None` if it is gone or `/proc` is not there.
+pub fn cpu_time(pid: &str) -> Option<std::time::Duration> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let ticks = cpu_ticks(&text)?;
+    Some(std::time::Duration::from_millis(ticks * 1000 / USER_HZ))
+}
+
+/// utime + stime, fields 14 and 15 of `/proc/PID/stat`. The command name
+/// (field 2) may hold spaces and parentheses, so fields are counted from
+/// after its last `)`, where field 3 begins.
+fn cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
 /// The result of a load run against a server.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct LoadReport {
@@ -134,6 +181,11 @@ pub struct LoadReport {
     pub ping: Option<Latency>,
     pub ping_errors: u64,
     pub server_memory: Option<Memory>,
+    /// The server's CPU use in the measured window (with `--server-pid`).
+    pub server_cpu: Option<CpuUse>,
+    /// The load generator's own CPU use in the measured window: on a shared
+    /// machine it competes with the server for the same cores.
+    pub loadgen_cpu: Option<CpuUse>,
 }
 
 impl LoadReport {
@@ -181,6 +233,18 @@ impl LoadReport {
         }
         if let Some(p) = &self.ping {
             println!("  /ping        {} errors {}", p.line(), self.ping_errors);
+        }
+        if let Some(c) = &self.server_cpu {
+            println!(
+                "  server cpu   {:.2} cores, {:.0} µs per answer",
+                c.cores, c.us_per_answer
+            );
+        }
+        if let Some(c) = &self.loadgen_cpu {
+            println!(
+                "  bench cpu    {:.2} cores, {:.0} µs per answer",
+                c.cores, c.us_per_answer
+            );
         }
         if let Some(m) = &self.server_memory {
             println!(
@@ -277,5 +341,33 @@ impl PolicyReport {
             us(self.worst_p99_large_us as f64),
             self.large_ratio
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn cpu_ticks_are_counted_after_the_command_name() {
+        // A command name with spaces and parentheses shifts naive splitting.
+        let stat = "4242 (tss gate (x) y) S 1 4242 4242 0 -1 4194560 5000 0 0 0 \
+                    1234 567 0 0 20 0 9 0 100 1000000 2000 18446744073709551615";
+        assert_eq!(cpu_ticks(stat), Some(1234 + 567));
+        assert_eq!(cpu_ticks("4242 (x) S 1 2"), None);
+        assert_eq!(cpu_ticks("no parenthesis"), None);
+        assert!(cpu_time("self").is_some());
+        // No process 0 in /proc: gone, not zero.
+        assert_eq!(cpu_time("0"), None);
+    }
+
+    #[test]
+    fn cpu_use_is_cores_and_time_per_answer() {
+        let c = CpuUse::of(Duration::from_secs(3), Duration::from_secs(2), 1000);
+        assert_eq!((c.cores, c.us_per_answer), (1.5, 3000.0));
+        // No answers: the time is not divided by zero.
+        let c = CpuUse::of(Duration::from_millis(10), Duration::from_secs(1), 0);
+        assert_eq!((c.cores, c.us_per_answer), (0.01, 10000.0));
     }
 }

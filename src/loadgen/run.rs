@@ -27,7 +27,7 @@ use hdrhistogram::Histogram;
 
 use super::LoadError;
 use super::http::{Conn, Target};
-use super::report::{Latency, LoadReport, Memory, histogram};
+use super::report::{CpuUse, Latency, LoadReport, Memory, cpu_time, histogram};
 use super::tokens::Tokens;
 use crate::keys::VerifyingKey;
 use crate::protocol::{CallbackResponse, Status};
@@ -172,6 +172,7 @@ async fn drive(
         .ping_interval
         .map(|iv| tokio::spawn(pinger(shared.clone(), iv)));
     let monitor = tokio::spawn(monitor(shared.clone()));
+    let cpu = tokio::spawn(cpu_window(shared.clone()));
 
     let mut total = Tally::new();
     for t in tasks {
@@ -188,6 +189,8 @@ async fn drive(
         None => (None, 0),
     };
     let memory = monitor.await.ok().flatten();
+    let (wall, server_cpu, loadgen_cpu) = cpu.await.unwrap_or_default();
+    let per = |used: Option<Duration>| used.map(|u| CpuUse::of(u, wall, total.in_window));
     if shared.opts.progress {
         eprintln!();
     }
@@ -222,7 +225,24 @@ async fn drive(
         ping,
         ping_errors,
         server_memory: memory,
+        server_cpu: per(server_cpu),
+        loadgen_cpu: per(loadgen_cpu),
     })
+}
+
+/// CPU time used by the server (with `--server-pid`) and by this process
+/// between the start and the end of the measured window, and the window's
+/// wall time.
+async fn cpu_window(shared: Arc<Shared>) -> (Duration, Option<Duration>, Option<Duration>) {
+    let server = shared.opts.server_pid.map(|p| p.to_string());
+    let read = || (server.as_deref().and_then(cpu_time), cpu_time("self"));
+    tokio::time::sleep_until(shared.measure_from.into()).await;
+    let from = Instant::now();
+    let (s0, l0) = read();
+    tokio::time::sleep_until(shared.end.into()).await;
+    let (s1, l1) = read();
+    let delta = |a: Option<Duration>, b: Option<Duration>| Some(b?.saturating_sub(a?));
+    (from.elapsed(), delta(s0, s1), delta(l0, l1))
 }
 
 async fn connection(shared: Arc<Shared>) -> Tally {
