@@ -1,33 +1,30 @@
 //! Request parsing, transaction derivation and input building on arbitrary
 //! bytes: no panic, and a parsed request always yields a well-formed input
-//! document. Derivation knows the shipped chains (EVM, TRON, Solana), so a
-//! raw transaction in the bytes reaches its decoder.
+//! document. Derivation knows the chains of the shipped data (EVM, TRON,
+//! Solana), so a raw transaction in the bytes reaches its decoder.
 #![no_main]
 
+use std::path::Path;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use tss_gate::derive::DeriveConfig;
 use tss_gate::input::{self, TokenFacts};
+use tss_gate::policy::{PolicyOptions, PolicySet};
 
+/// The chains the shipped data names (`data.integrity`), read as the server
+/// reads them.
 fn chains() -> &'static DeriveConfig {
     static C: OnceLock<DeriveConfig> = OnceLock::new();
     C.get_or_init(|| {
-        let mut c = DeriveConfig::default();
-        for (chain, family, decimals) in [
-            ("ETH", "evm", 18),
-            ("ETH_USDT", "evm", 6),
-            ("TRON", "tron", 6),
-            ("TRON_USDT", "tron", 6),
-            ("SOL", "solana", 9),
-            ("SOL_USDC", "solana", 6),
-        ] {
-            if !chain.contains('_') {
-                c.chain_families.insert(chain.into(), family.into());
-            }
-            c.token_decimals.insert(chain.into(), decimals);
-        }
-        c
+        PolicySet::load(&PolicyOptions {
+            dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../rego"),
+            entrypoint: tss_gate::policy::DEFAULT_ENTRYPOINT.into(),
+            data_files: Vec::new(),
+            eval_timeout: std::time::Duration::from_secs(1),
+        })
+        .expect("shipped policy loads")
+        .derive
     })
 }
 
