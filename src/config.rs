@@ -119,7 +119,7 @@ impl Default for PolicySection {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsSection {
     /// Separate listen address for `/metrics`; when unset it is served on the
@@ -128,7 +128,7 @@ pub struct MetricsSection {
     pub endpoint: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionLogSection {
     #[serde(default)]
@@ -157,7 +157,7 @@ impl Default for DecisionLogSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSection {
     #[serde(default = "default_body_bytes")]
@@ -192,7 +192,7 @@ impl Default for LimitsSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RetryCacheSection {
     #[serde(default = "default_true")]
@@ -213,7 +213,7 @@ impl Default for RetryCacheSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LoggingSection {
     /// `pretty` or `json`.

@@ -320,13 +320,9 @@ pub fn start(
 }
 
 /// The settings a reload cannot apply (read once at start) that differ
-/// between `running` and `new`, by config name. Compared through their Debug
-/// form: these sections hold only plain values and paths, never key
-/// material, and a field added later is compared without touching this.
+/// between `running` and `new`, by config name. Whole sections are
+/// compared, so a field added to one later is covered without touching this.
 pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
-    fn differs<T: std::fmt::Debug>(a: &T, b: &T) -> bool {
-        format!("{a:?}") != format!("{b:?}")
-    }
     let mut out = Vec::new();
     if running.callback_server.endpoint != new.callback_server.endpoint {
         out.push("callback_server.endpoint");
@@ -337,22 +333,22 @@ pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str>
     if running.policy.watch != new.policy.watch {
         out.push("policy.watch");
     }
-    if differs(&running.metrics, &new.metrics) {
+    if running.metrics != new.metrics {
         out.push("metrics");
     }
-    if differs(&running.decision_log, &new.decision_log) {
+    if running.decision_log != new.decision_log {
         out.push("decision_log");
     }
     // The token gate, and with it the JSON depth limit, is rebuilt on reload.
     let mut limits = new.limits.clone();
     limits.max_json_depth = running.limits.max_json_depth;
-    if differs(&running.limits, &limits) {
+    if running.limits != limits {
         out.push("limits");
     }
-    if differs(&running.retry_cache, &new.retry_cache) {
+    if running.retry_cache != new.retry_cache {
         out.push("retry_cache");
     }
-    if differs(&running.logging, &new.logging) {
+    if running.logging != new.logging {
         out.push("logging");
     }
     if running.record_dir != new.record_dir {
