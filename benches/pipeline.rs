@@ -102,16 +102,7 @@ fn setup() -> Setup {
 }
 
 fn derive_config(v: &Value) -> tss_gate::derive::DeriveConfig {
-    let mut cfg = tss_gate::derive::DeriveConfig::default();
-    for (k, d) in v["token_decimals"].as_object().expect("decimals") {
-        cfg.token_decimals
-            .insert(k.clone(), d.as_u64().expect("u64") as u32);
-    }
-    for (k, f) in v["chain_families"].as_object().expect("families") {
-        cfg.chain_families
-            .insert(k.clone(), f.as_str().expect("family").to_owned());
-    }
-    cfg
+    tss_gate::derive::DeriveConfig::from_integrity(Some(v)).expect("vector tables")
 }
 
 fn mint(s: &Setup, req: &CallbackRequest) -> String {

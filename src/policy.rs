@@ -31,6 +31,8 @@ pub enum PolicyError {
     Parse(String),
     #[error("data file `{path}`: {reason}")]
     Data { path: PathBuf, reason: String },
+    #[error("policy data `data.{0}`")]
+    DataTable(String),
     #[error("cannot compile entrypoint `{entrypoint}`: {reason}")]
     Compile { entrypoint: String, reason: String },
     #[error("entrypoint `{entrypoint}` fails the decision contract on a sample input: {reason}")]
@@ -335,7 +337,7 @@ impl PolicySet {
                     entrypoint: opts.entrypoint.clone(),
                     reason: format!("{e:#}"),
                 })?;
-        let derive = derive_config(&engine.get_data());
+        let derive = derive_config(&engine.get_data())?;
         let set = PolicySet {
             compiled,
             engine,
@@ -423,34 +425,13 @@ pub fn evaluate_on_engine(
     decision_from_value(&json)
 }
 
-/// Reads `data.integrity.token_decimals` and `data.integrity.chain_families`.
-/// Missing data means no chain is known, so every raw transaction yields a
-/// decode error: policies then see `derived.error`, never a silent pass.
-pub fn derive_config(data: &Value) -> crate::derive::DeriveConfig {
+/// Reads the chain and token tables of `data.integrity`. Missing data means
+/// no chain is known, so every raw transaction yields a decode error:
+/// policies then see `derived.error`, never a silent pass. A malformed
+/// table refuses the whole set, naming the key.
+pub fn derive_config(data: &Value) -> Result<crate::derive::DeriveConfig, PolicyError> {
     let json: Json = serde_json::to_value(data).unwrap_or(Json::Null);
-    let section = json.get("integrity");
-    let mut cfg = crate::derive::DeriveConfig::default();
-    if let Some(m) = section
-        .and_then(|s| s.get("token_decimals"))
-        .and_then(Json::as_object)
-    {
-        for (k, v) in m {
-            if let Some(d) = v.as_u64().and_then(|d| u32::try_from(d).ok()) {
-                cfg.token_decimals.insert(k.clone(), d);
-            }
-        }
-    }
-    if let Some(m) = section
-        .and_then(|s| s.get("chain_families"))
-        .and_then(Json::as_object)
-    {
-        for (k, v) in m {
-            if let Some(f) = v.as_str() {
-                cfg.chain_families.insert(k.clone(), f.to_owned());
-            }
-        }
-    }
-    cfg
+    crate::derive::DeriveConfig::from_integrity(json.get("integrity")).map_err(PolicyError::DataTable)
 }
 
 /// Label-safe shape of a rule code: it becomes a Prometheus label value.

@@ -61,6 +61,32 @@ pub fn to_base_units(amount: &str, decimals: u32) -> Result<String, AmountError>
     Ok(normalize(&digits))
 }
 
+/// The inverse of [`to_base_units`] for an all-digit string: base units to
+/// a whole-unit decimal string without trailing fractional zeros
+/// (`("1500000", 6)` gives `"1.5"`), so Rego compares it exactly with a cap.
+pub fn from_base_units(digits: &str, decimals: u32) -> String {
+    let digits = normalize(digits);
+    let dec = usize::try_from(decimals).unwrap_or(usize::MAX);
+    if dec == 0 {
+        return digits;
+    }
+    let padded = if digits.len() <= dec {
+        format!("{}{digits}", "0".repeat(dec + 1 - digits.len()))
+    } else {
+        digits
+    };
+    // padded.len() > dec by construction, so the split always succeeds.
+    let Some((int_part, frac_part)) = padded.split_at_checked(padded.len() - dec) else {
+        return padded;
+    };
+    let frac = frac_part.trim_end_matches('0');
+    if frac.is_empty() {
+        int_part.to_owned()
+    } else {
+        format!("{int_part}.{frac}")
+    }
+}
+
 /// Drops leading zeros of an all-digit string; empty or all-zero becomes `"0"`.
 pub fn normalize(digits: &str) -> String {
     let t = digits.trim_start_matches('0');
@@ -74,6 +100,22 @@ pub fn normalize(digits: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base_units_back_to_whole_units() {
+        for (base, dec, whole) in [
+            ("1500000", 6, "1.5"),
+            ("0", 18, "0"),
+            ("000", 6, "0"),
+            ("1", 18, "0.000000000000000001"),
+            ("21000000000000", 18, "0.000021"),
+            ("1000000000000000000000", 18, "1000"),
+            ("42", 0, "42"),
+        ] {
+            assert_eq!(from_base_units(base, dec), whole, "{base} / 10^{dec}");
+            assert_eq!(to_base_units(whole, dec).unwrap(), normalize(base));
+        }
+    }
 
     #[test]
     fn converts_exactly() {

@@ -71,6 +71,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     d.facts
         .insert("access_list_len".into(), json!(fields.access_list_len));
     d.facts.extend(fields.extra);
+    d.max_fee = Some(fields.max_fee);
 
     let token = to
         .as_ref()
@@ -96,7 +97,17 @@ struct Fields<'a> {
     fees: serde_json::Map<String, Value>,
     access_list_len: usize,
     extra: serde_json::Map<String, Value>,
+    /// gas_limit x the highest price per gas the sender agreed to (plus
+    /// blob gas): the most this transaction can pay, whatever the base fee.
+    max_fee: U256,
 }
+
+fn gas_cost(gas_limit: u64, price: u128) -> U256 {
+    U256::from(gas_limit).saturating_mul(U256::from(price))
+}
+
+/// Gas per blob (EIP-4844 `GAS_PER_BLOB`).
+const GAS_PER_BLOB: u64 = 131_072;
 
 fn fees(pairs: &[(&str, u128)]) -> serde_json::Map<String, Value> {
     pairs
@@ -118,6 +129,7 @@ fn fields_of(tx: &EthereumTypedTransaction<TxEip4844>) -> (&'static str, Fields<
                 fees: fees(&[("gas_limit", u128::from(t.gas_limit)), ("gas_price", t.gas_price)]),
                 access_list_len: 0,
                 extra: serde_json::Map::new(),
+                max_fee: gas_cost(t.gas_limit, t.gas_price),
             },
         ),
         EthereumTypedTransaction::Eip2930(t) => (
@@ -131,6 +143,7 @@ fn fields_of(tx: &EthereumTypedTransaction<TxEip4844>) -> (&'static str, Fields<
                 fees: fees(&[("gas_limit", u128::from(t.gas_limit)), ("gas_price", t.gas_price)]),
                 access_list_len: t.access_list.len(),
                 extra: serde_json::Map::new(),
+                max_fee: gas_cost(t.gas_limit, t.gas_price),
             },
         ),
         EthereumTypedTransaction::Eip1559(t) => (
@@ -148,6 +161,7 @@ fn fields_of(tx: &EthereumTypedTransaction<TxEip4844>) -> (&'static str, Fields<
                 ]),
                 access_list_len: t.access_list.len(),
                 extra: serde_json::Map::new(),
+                max_fee: gas_cost(t.gas_limit, t.max_fee_per_gas),
             },
         ),
         EthereumTypedTransaction::Eip4844(t) => (
@@ -166,6 +180,11 @@ fn fields_of(tx: &EthereumTypedTransaction<TxEip4844>) -> (&'static str, Fields<
                 ]),
                 access_list_len: t.access_list.len(),
                 extra: [("blob_count".to_owned(), json!(t.blob_versioned_hashes.len()))].into_iter().collect(),
+                max_fee: gas_cost(t.gas_limit, t.max_fee_per_gas).saturating_add(
+                    U256::from(t.blob_versioned_hashes.len())
+                        .saturating_mul(U256::from(GAS_PER_BLOB))
+                        .saturating_mul(U256::from(t.max_fee_per_blob_gas)),
+                ),
             },
         ),
         EthereumTypedTransaction::Eip7702(t) => (
@@ -197,6 +216,7 @@ fn fields_of(tx: &EthereumTypedTransaction<TxEip4844>) -> (&'static str, Fields<
                 )]
                 .into_iter()
                 .collect(),
+                max_fee: gas_cost(t.gas_limit, t.max_fee_per_gas),
             },
         ),
     }

@@ -56,26 +56,18 @@
 )]
 
 mod amount;
+mod binding;
+mod signer;
 mod evm;
 mod solana;
+mod tables;
 mod tron;
 
-use std::collections::BTreeMap;
-
+use alloy_primitives::U256;
 use serde_json::{Map, Value, json};
 
 pub use amount::{AmountError, to_base_units};
-
-/// Chain metadata the caller supplies from policy data (token decimals, which family a chain_id is).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DeriveConfig {
-    /// Cobo token id (e.g. `ETH`, `ETH_USDT`) to its decimals, to convert
-    /// described whole-unit amounts into base units.
-    pub token_decimals: BTreeMap<String, u32>,
-    /// Cobo chain id (e.g. `ETH`, `ARBITRUM_ETH`, `TRON`, `SOL`) to its
-    /// family: `evm`, `tron` or `solana`. Unknown chains yield an error.
-    pub chain_families: BTreeMap<String, String>,
-}
+pub use tables::{ChainInfo, DeriveConfig, Family, TokenAsset, TokenInfo};
 
 /// Returns None when there is nothing to derive (not KEYSIGN / no transaction / no unsigned_raw_tx),
 /// else Some(json object) to be placed at input.derived.
@@ -86,55 +78,47 @@ pub fn derive(detail: &Value, extra: &Value, cfg: &DeriveConfig) -> Option<Value
         return None;
     }
     let msg_hashes = normalized_msg_hashes(detail);
-    let chain_id = tx
-        .get("chain_id")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let family = cfg.chain_families.get(chain_id).map(String::as_str);
+    let chain_id = str_field(tx, "chain_id").unwrap_or_default();
+    let chain = cfg.chains.get(chain_id);
 
-    let decoded = match (family, raw.as_str()) {
+    let decoded = match (chain, raw.as_str()) {
         (_, None) => Err(DecodeError::new("unsigned_raw_tx is not a string")),
         (None, _) => Err(DecodeError::new(format!(
-            "chain `{chain_id}` has no family in the derive config"
+            "chain `{}` is not in data.integrity.chains",
+            shorten(chain_id)
         ))),
-        (Some(f), Some(raw)) => match Family::parse(f) {
-            None => Err(DecodeError::new(format!(
-                "unknown family `{f}` for chain `{chain_id}`"
-            ))),
-            Some(fam) => decode_hex(raw).and_then(|bytes| fam.decode(&bytes)),
-        },
+        (Some(c), Some(raw)) => decode_hex(raw).and_then(|bytes| decode_family(c, &bytes)),
     };
-    let family_json = family.map_or(Value::Null, |f| Value::String(f.to_owned()));
-    Some(match decoded {
-        Ok(d) => render(family_json, d, &msg_hashes, tx, cfg),
-        Err(e) => render_error(family_json, &e, &msg_hashes),
+    let family_json = chain.map_or(Value::Null, |c| Value::String(c.family.name().to_owned()));
+    Some(match (decoded, chain) {
+        (Ok(d), Some(c)) => render(family_json, d, &msg_hashes, detail, tx, c, cfg),
+        (Err(e), _) => render_error(family_json, &e, &msg_hashes),
+        (Ok(_), None) => render_error(
+            family_json,
+            &DecodeError::new("chain is not configured"),
+            &msg_hashes,
+        ),
     })
 }
 
-/// A chain family this module can decode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Family {
-    Evm,
-    Tron,
-    Solana,
+fn decode_family(chain: &ChainInfo, bytes: &[u8]) -> Result<Decoded, DecodeError> {
+    match chain.family {
+        Family::Evm => evm::decode(bytes),
+        Family::Tron => tron::decode(bytes),
+        Family::Solana => solana::decode(bytes),
+        Family::Bitcoin => Err(DecodeError::new("no decoder for bitcoin transactions")),
+    }
 }
 
-impl Family {
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "evm" => Some(Self::Evm),
-            "tron" => Some(Self::Tron),
-            "solana" => Some(Self::Solana),
-            _ => None,
-        }
-    }
-
-    fn decode(self, bytes: &[u8]) -> Result<Decoded, DecodeError> {
-        match self {
-            Self::Evm => evm::decode(bytes),
-            Self::Tron => tron::decode(bytes),
-            Self::Solana => solana::decode(bytes),
-        }
+/// Attacker text in a message: bounded, so a reason cannot grow without
+/// limit or smuggle a page of text into the portal.
+pub(crate) fn shorten(s: &str) -> String {
+    const MAX: usize = 80;
+    if s.chars().count() <= MAX {
+        s.to_owned()
+    } else {
+        let head: String = s.chars().take(MAX).collect();
+        format!("{head}...")
     }
 }
 
@@ -168,6 +152,13 @@ pub(crate) struct Decoded {
     pub call: Option<Call>,
     /// How addresses of this family compare.
     pub address_eq: AddressEq,
+    /// The most the transaction can spend on fees, in base units of the
+    /// chain's native coin; None when the decoder cannot bound it.
+    pub max_fee: Option<U256>,
+    /// Accounts whose authority the transaction uses to move value or pay
+    /// (TRON owner, Solana fee payer and transfer authorities), as the
+    /// family prints addresses; each must be the described source.
+    pub authorities: Vec<String>,
 }
 
 /// A decoded token call.
@@ -312,31 +303,51 @@ fn normalized_msg_hashes(detail: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Keys every derived object carries; decoders and binding add to them.
+fn base_object(family: Value) -> Map<String, Value> {
+    let mut out = Map::new();
+    for key in [
+        "chain_id",
+        "nonce",
+        "to",
+        "value",
+        "kind",
+        "token_transfer",
+        "fee_max",
+        "fee_max_native",
+        "error",
+    ] {
+        out.insert(key.to_owned(), Value::Null);
+    }
+    out.insert("fees".to_owned(), json!({}));
+    out.insert("family".to_owned(), family);
+    out.insert("signing_hashes".to_owned(), json!([]));
+    out.insert("recipients".to_owned(), json!([]));
+    out.insert("signer".to_owned(), json!({"addresses": []}));
+    out.insert("violations".to_owned(), json!([]));
+    out
+}
+
 fn render_error(family: Value, e: &DecodeError, msg_hashes: &[String]) -> Value {
-    json!({
-        "family": family,
-        "kind": null,
-        "signing_hashes": [],
-        "msg_hashes_match": false,
-        "unmatched_msg_hashes": msg_hashes,
-        "chain_id": null,
-        "nonce": null,
-        "fees": {},
-        "to": null,
-        "value": null,
-        "token_transfer": null,
-        "recipients": [],
-        "description_agrees": false,
-        "disagreements": ["the raw transaction could not be decoded, so the description cannot be checked"],
-        "error": e.0,
-    })
+    let mut out = base_object(family);
+    out.insert("msg_hashes_match".to_owned(), Value::Bool(false));
+    out.insert("unmatched_msg_hashes".to_owned(), json!(msg_hashes));
+    out.insert("description_agrees".to_owned(), Value::Bool(false));
+    out.insert(
+        "disagreements".to_owned(),
+        json!(["the raw transaction could not be decoded, so the description cannot be checked"]),
+    );
+    out.insert("error".to_owned(), Value::String(e.0.clone()));
+    Value::Object(out)
 }
 
 fn render(
     family: Value,
     d: Decoded,
     msg_hashes: &[String],
+    detail: &Value,
     tx: &Value,
+    chain: &ChainInfo,
     cfg: &DeriveConfig,
 ) -> Value {
     let unmatched: Vec<&String> = msg_hashes
@@ -344,7 +355,8 @@ fn render(
         .filter(|h| !d.signing_hashes.contains(h))
         .collect();
     let msg_hashes_match = !msg_hashes.is_empty() && unmatched.is_empty();
-    let disagreements = check_description(&d, tx, cfg);
+    let bound = binding::bind(&d, detail, tx, chain, cfg);
+    let disagreements = check_description(&d, tx, chain, cfg);
     let recipients: Vec<Value> = d
         .recipients
         .iter()
@@ -354,24 +366,38 @@ fn render(
         json!({"standard": t.standard, "method": t.method, "contract": t.contract, "from": t.from,
                "recipient": t.recipient, "amount": t.amount})
     });
-    let mut out = Map::new();
-    for key in ["chain_id", "nonce", "to", "value"] {
-        out.insert(key.to_owned(), Value::Null);
-    }
-    out.insert("fees".to_owned(), json!({}));
+    let mut out = base_object(family);
     out.extend(d.facts);
-    out.insert("family".to_owned(), family);
+    if let Some(fee) = d.max_fee {
+        out.insert("fee_max".to_owned(), json!(fee.to_string()));
+        out.insert(
+            "fee_max_native".to_owned(),
+            json!(amount::from_base_units(&fee.to_string(), chain.native_decimals)),
+        );
+    }
     out.insert("kind".to_owned(), Value::String(d.kind));
     out.insert("signing_hashes".to_owned(), json!(d.signing_hashes));
     out.insert("msg_hashes_match".to_owned(), Value::Bool(msg_hashes_match));
     out.insert("unmatched_msg_hashes".to_owned(), json!(unmatched));
     out.insert("token_transfer".to_owned(), token_transfer);
     out.insert("recipients".to_owned(), Value::Array(recipients));
+    out.insert("authorities".to_owned(), json!(d.authorities));
     out.insert(
         "description_agrees".to_owned(),
         Value::Bool(disagreements.is_empty()),
     );
     out.insert("disagreements".to_owned(), json!(disagreements));
+    out.insert("signer".to_owned(), bound.signer);
+    out.insert(
+        "violations".to_owned(),
+        Value::Array(
+            bound
+                .violations
+                .into_iter()
+                .map(|(code, msg)| json!({"code": code, "msg": msg}))
+                .collect(),
+        ),
+    );
     out.insert("error".to_owned(), Value::Null);
     Value::Object(out)
 }
@@ -382,16 +408,20 @@ fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 
 /// Compares the decoded transaction with `extra.transaction.destination`.
 /// Returns the disagreements; empty means the description agrees.
-fn check_description(d: &Decoded, tx: &Value, cfg: &DeriveConfig) -> Vec<String> {
+fn check_description(d: &Decoded, tx: &Value, chain: &ChainInfo, cfg: &DeriveConfig) -> Vec<String> {
     let Some(dest) = tx.get("destination").filter(|v| v.is_object()) else {
         return vec!["the description has no destination".to_owned()];
     };
     let dest_type = str_field(dest, "destination_type").unwrap_or_default();
     match dest_type {
+        "Address" if chain.family == Family::Bitcoin => vec![
+            "bitcoin outputs are not checked by this build".to_owned(),
+        ],
         "Address" => check_address_destination(d, dest, tx, cfg),
-        "EVM_Contract" => check_evm_contract(d, dest, tx, cfg),
+        "EVM_Contract" => check_evm_contract(d, dest, chain),
         other => vec![format!(
-            "destination type `{other}` cannot be checked against the raw transaction"
+            "destination type `{}` cannot be checked against the raw transaction",
+            shorten(other)
         )],
     }
 }
@@ -429,16 +459,22 @@ fn check_address_destination(
         return vec!["raw tx moves no value but the description states a transfer".to_owned()];
     };
     let token_id = str_field(tx, "token_id").unwrap_or_default();
-    let chain_id = str_field(tx, "chain_id").unwrap_or_default();
-    // Cobo's convention: a chain's native coin has token_id == chain_id.
-    let described_native = token_id == chain_id;
-    match (&t.asset, described_native) {
-        (Asset::Native, false) => out.push(format!(
-            "asset: raw tx moves the native coin but the description names token `{token_id}`"
+    let token = cfg.tokens.get(token_id);
+    // Whether the token is the native coin comes from the token table, not
+    // from the id's spelling; binding.rs reports an unknown token.
+    match (&t.asset, token.map(|t| &t.asset)) {
+        (Asset::Native, Some(TokenAsset::Pinned(_))) => out.push(format!(
+            "asset: raw tx moves the native coin but the description names token `{}`",
+            shorten(token_id)
         )),
-        (Asset::Token(_) | Asset::UnknownToken, true) => out.push(format!(
-            "asset: raw tx moves token {} but the description names the native coin `{token_id}`",
-            t.asset.label()
+        (Asset::Token(_) | Asset::UnknownToken, Some(TokenAsset::Native)) => out.push(format!(
+            "asset: raw tx moves token {} but the description names the native coin `{}`",
+            t.asset.label(),
+            shorten(token_id)
+        )),
+        (_, None) => out.push(format!(
+            "asset: token `{}` is not in data.integrity.tokens, so the asset moved cannot be checked",
+            shorten(token_id)
         )),
         _ => {}
     }
@@ -452,14 +488,15 @@ fn check_address_destination(
                     .is_some_and(|spl| solana::ata_matches(spl, addr));
             if !same {
                 out.push(format!(
-                    "recipient: raw tx pays {} but the description says {addr}",
-                    t.recipient
+                    "recipient: raw tx pays {} but the description says {}",
+                    t.recipient,
+                    shorten(addr)
                 ));
             }
         }
     }
 
-    let decimals = cfg.token_decimals.get(token_id).copied();
+    let decimals = token.map(|t| t.decimals);
     if let (Some(spl_dec), Some(dec)) = (t.spl.as_ref().and_then(|s| s.decimals), decimals)
         && u32::from(spl_dec) != dec
     {
@@ -469,12 +506,16 @@ fn check_address_destination(
     }
     match (str_field(output, "amount"), decimals) {
         (None, _) => out.push("amount: the description has no amount".to_owned()),
-        (Some(_), None) => out.push(format!("amount: no decimals configured for token `{token_id}`")),
+        (Some(_), None) => out.push(format!(
+            "amount: no decimals configured for token `{}`",
+            shorten(token_id)
+        )),
         (Some(a), Some(dec)) => match to_base_units(a, dec) {
             Err(e) => out.push(format!("amount: {e}")),
             Ok(base) if base != amount::normalize(&t.amount) => out.push(format!(
-                "amount: raw tx moves {} base units but the description says {a} {token_id} = {base} base units",
-                t.amount
+                "amount: raw tx moves {} base units but the description says {a} {} = {base} base units",
+                t.amount,
+                shorten(token_id)
             )),
             Ok(_) => {}
         },
@@ -482,7 +523,7 @@ fn check_address_destination(
     out
 }
 
-fn check_evm_contract(d: &Decoded, dest: &Value, tx: &Value, cfg: &DeriveConfig) -> Vec<String> {
+fn check_evm_contract(d: &Decoded, dest: &Value, chain: &ChainInfo) -> Vec<String> {
     let Some(call) = &d.call else {
         return vec![format!(
             "raw tx of kind `{}` is not a contract call",
@@ -493,28 +534,27 @@ fn check_evm_contract(d: &Decoded, dest: &Value, tx: &Value, cfg: &DeriveConfig)
     match (str_field(dest, "address"), &call.to) {
         (None, _) => out.push("to: the description has no contract address".to_owned()),
         (Some(a), None) => out.push(format!(
-            "to: raw tx creates a contract but the description calls {a}"
+            "to: raw tx creates a contract but the description calls {}",
+            shorten(a)
         )),
         (Some(a), Some(to)) if !d.address_eq.eq(to, a) => {
             out.push(format!(
-                "to: raw tx calls {to} but the description says {a}"
+                "to: raw tx calls {to} but the description says {}",
+                shorten(a)
             ));
         }
         _ => {}
     }
-    // `value` is in whole units of the chain's native coin (token_id == chain_id).
-    let chain_id = str_field(tx, "chain_id").unwrap_or_default();
+    // `value` is in whole units of the chain's native coin.
     let described_value = str_field(dest, "value").unwrap_or("0");
-    match cfg.token_decimals.get(chain_id) {
-        None => out.push(format!("value: no decimals configured for native token `{chain_id}`")),
-        Some(&dec) => match to_base_units(described_value, dec) {
-            Err(e) => out.push(format!("value: {e}")),
-            Ok(base) if base != call.value => out.push(format!(
-                "value: raw tx sends {} base units but the description says {described_value} = {base}",
-                call.value
-            )),
-            Ok(_) => {}
-        },
+    match to_base_units(described_value, chain.native_decimals) {
+        Err(e) => out.push(format!("value: {e}")),
+        Ok(base) if base != call.value => out.push(format!(
+            "value: raw tx sends {} base units but the description says {} = {base}",
+            call.value,
+            shorten(described_value)
+        )),
+        Ok(_) => {}
     }
     let described_data = str_field(dest, "calldata").unwrap_or_default();
     let body = described_data
@@ -529,7 +569,8 @@ fn check_evm_contract(d: &Decoded, dest: &Value, tx: &Value, cfg: &DeriveConfig)
             body.to_ascii_lowercase()
         )),
         Err(_) => out.push(format!(
-            "calldata: the description's calldata `{described_data}` is not hex"
+            "calldata: the description's calldata `{}` is not hex",
+            shorten(described_data)
         )),
     }
     out

@@ -13,6 +13,7 @@
 //! address-table lookups. Every byte must be consumed.
 
 use curve25519_dalek::edwards::CompressedEdwardsY;
+use alloy_primitives::U256;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -214,6 +215,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
         ..Decoded::default()
     };
     let fee_payer = m.keys.first().map(b58);
+    d.authorities.extend(fee_payer.clone());
     d.facts.insert("fee_payer".into(), json!(fee_payer));
     d.facts
         .insert("recent_blockhash".into(), json!(b58(&m.blockhash)));
@@ -238,7 +240,14 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     let mut transfers = Vec::new();
     let mut other: Option<String> = None;
     let mut fees = serde_json::Map::new();
+    let mut budget_tags = std::collections::BTreeSet::new();
+    let mut cu_limit: Option<u32> = None;
+    let mut cu_price: u64 = 0;
+    let mut non_budget_instructions: u64 = 0;
     for ix in &m.instructions {
+        if m.keys.get(usize::from(ix.program)) != compute_budget.as_ref() {
+            non_budget_instructions = non_budget_instructions.saturating_add(1);
+        }
         let Some(program) = m.keys.get(usize::from(ix.program)) else {
             other.get_or_insert_with(|| {
                 "an instruction whose program comes from an address lookup table".into()
@@ -251,6 +260,12 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
             match (ix.data.get(..4), ix.data.get(4..12), ix.data.len(), acc(1)) {
                 (Some([2, 0, 0, 0]), Some(l), 12, Some(to)) => {
                     let lamports = u64::from_le_bytes(l.try_into().unwrap_or([0; 8]));
+                    match acc(0) {
+                        Some(from) => push_unique(&mut d.authorities, b58(from)),
+                        None => {
+                            other.get_or_insert_with(|| "a transfer without a source account".into());
+                        }
+                    }
                     transfers.push(Transfer {
                         recipient: b58(to),
                         amount: lamports.to_string(),
@@ -266,7 +281,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
             }
         } else if Some(*program) == token_program || Some(*program) == token_2022 {
             match spl_transfer(ix, program, &acc) {
-                Some((t, tt)) => {
+                Some((t, tt, owner)) => {
+                    push_unique(&mut d.authorities, b58(owner));
                     transfers.push(t);
                     d.token_transfer.get_or_insert(tt);
                 }
@@ -277,7 +293,15 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
                 }
             }
         } else if Some(*program) == compute_budget {
-            // SetComputeUnitLimit = 2 (u32), SetComputeUnitPrice = 3 (u64 micro-lamports).
+            // SetComputeUnitLimit = 2 (u32), SetComputeUnitPrice = 3 (u64
+            // micro-lamports). The runtime refuses a repeated one; refusing
+            // it here too keeps "which one counts" out of the question.
+            let tag = ix.data.first().copied();
+            if matches!(tag, Some(2 | 3)) && !budget_tags.insert(tag) {
+                return Err(DecodeError::new(
+                    "solana: a compute budget instruction appears twice",
+                ));
+            }
             match (ix.data.first(), ix.data.len()) {
                 (Some(2), 5) => {
                     let v = ix
@@ -285,6 +309,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
                         .get(1..5)
                         .and_then(|s| <[u8; 4]>::try_from(s).ok())
                         .map(u32::from_le_bytes);
+                    cu_limit = v;
                     fees.insert(
                         "compute_unit_limit".into(),
                         json!(v.unwrap_or(0).to_string()),
@@ -296,6 +321,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
                         .get(1..9)
                         .and_then(|s| <[u8; 8]>::try_from(s).ok())
                         .map(u64::from_le_bytes);
+                    cu_price = v.unwrap_or(0);
                     fees.insert(
                         "compute_unit_price_micro_lamports".into(),
                         json!(v.unwrap_or(0).to_string()),
@@ -309,6 +335,12 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     }
     d.facts
         .insert("fees".into(), serde_json::Value::Object(fees));
+    d.max_fee = Some(max_fee(
+        m.num_required_signatures,
+        cu_limit,
+        cu_price,
+        non_budget_instructions,
+    ));
     d.recipients = transfers.clone();
     d.action = match other {
         Some(what) => Action::Other(what),
@@ -318,22 +350,49 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     Ok(d)
 }
 
+fn push_unique(v: &mut Vec<String>, s: String) {
+    if !v.contains(&s) {
+        v.push(s);
+    }
+}
+
+/// Lamports per signature (the base fee).
+const LAMPORTS_PER_SIGNATURE: u64 = 5_000;
+/// Compute units granted per instruction when no limit is set, and the
+/// most a transaction can request.
+const DEFAULT_UNITS_PER_INSTRUCTION: u64 = 200_000;
+const MAX_UNITS: u64 = 1_400_000;
+
+/// Base fee plus the priority fee at the requested (or default) compute unit
+/// limit, rounded up as the runtime rounds it.
+fn max_fee(signatures: u8, cu_limit: Option<u32>, cu_price: u64, instructions: u64) -> U256 {
+    let units = cu_limit.map_or_else(
+        || instructions.saturating_mul(DEFAULT_UNITS_PER_INSTRUCTION).min(MAX_UNITS),
+        |l| u64::from(l).min(MAX_UNITS),
+    );
+    let micro = U256::from(units).saturating_mul(U256::from(cu_price));
+    let million = U256::from(1_000_000u64);
+    let priority = micro.div_ceil(million);
+    U256::from(u64::from(signatures).saturating_mul(LAMPORTS_PER_SIGNATURE)).saturating_add(priority)
+}
+
 /// SPL Token `Transfer` (3: source, destination, owner) and
 /// `TransferChecked` (12: source, mint, destination, owner).
 fn spl_transfer<'k>(
     ix: &Instruction<'_>,
     program: &[u8; 32],
     acc: &dyn Fn(usize) -> Option<&'k [u8; 32]>,
-) -> Option<(Transfer, TokenTransfer)> {
+) -> Option<(Transfer, TokenTransfer, &'k [u8; 32])> {
     let amount = u64::from_le_bytes(ix.data.get(1..9)?.try_into().ok()?);
-    let (method, src, mint, dst, decimals) = match (ix.data.first()?, ix.data.len()) {
-        (3, 9) => ("transfer", acc(0)?, None, acc(1)?, None),
+    let (method, src, mint, dst, decimals, owner) = match (ix.data.first()?, ix.data.len()) {
+        (3, 9) => ("transfer", acc(0)?, None, acc(1)?, None, acc(2)?),
         (12, 10) => (
             "transferChecked",
             acc(0)?,
             Some(*acc(1)?),
             acc(2)?,
             ix.data.get(9).copied(),
+            acc(3)?,
         ),
         _ => return None,
     };
@@ -359,7 +418,7 @@ fn spl_transfer<'k>(
         recipient: b58(dst),
         amount: amount.to_string(),
     };
-    Some((t, tt))
+    Some((t, tt, owner))
 }
 
 /// True when `owner` (base58) is the owner whose associated token account

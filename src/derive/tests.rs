@@ -1,8 +1,6 @@
 //! Vector-driven tests (tests/vectors/*.json, made by gen_vectors.py with
 //! independent libraries) and property tests on malformed input.
 
-use std::collections::BTreeMap;
-
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -21,31 +19,7 @@ fn load(name: &str) -> (DeriveConfig, Vec<Value>) {
 }
 
 fn config_from(v: &Value) -> DeriveConfig {
-    let token_decimals = v["token_decimals"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, d)| {
-                    (
-                        k.clone(),
-                        d.as_u64().and_then(|d| u32::try_from(d).ok()).unwrap(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let chain_families = v["chain_families"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, f)| (k.clone(), f.as_str().unwrap().to_owned()))
-                .collect()
-        })
-        .unwrap_or_default();
-    DeriveConfig {
-        token_decimals,
-        chain_families,
-    }
+    DeriveConfig::from_integrity(Some(v)).unwrap_or_else(|e| panic!("vector config: {e}"))
 }
 
 /// Checks one case; returns a list of failures (empty when it passes).
@@ -201,15 +175,18 @@ fn tampered_vectors_are_rejected() {
 }
 
 fn evm_cfg() -> DeriveConfig {
-    DeriveConfig {
-        token_decimals: BTreeMap::from([("ETH".to_owned(), 18)]),
-        chain_families: BTreeMap::from([
-            ("ETH".to_owned(), "evm".to_owned()),
-            ("TRON".to_owned(), "tron".to_owned()),
-            ("SOL".to_owned(), "solana".to_owned()),
-            ("WEIRD".to_owned(), "cosmos".to_owned()),
-        ]),
-    }
+    config_from(&json!({
+        "chains": {
+            "ETH": {"family": "evm", "evm_chain_id": 1, "native_token": "ETH", "coin_type": 60, "max_fee": "1"},
+            "TRON": {"family": "tron", "native_token": "TRON", "coin_type": 195, "max_fee": "1"},
+            "SOL": {"family": "solana", "native_token": "SOL", "coin_type": 501, "max_fee": "1"}
+        },
+        "tokens": {
+            "ETH": {"chain": "ETH", "decimals": 18, "native": true},
+            "TRON": {"chain": "TRON", "decimals": 6, "native": true},
+            "SOL": {"chain": "SOL", "decimals": 9, "native": true}
+        }
+    }))
 }
 
 fn extra_with(chain: &str, raw: Value) -> Value {
@@ -238,9 +215,9 @@ fn non_string_raw_and_unknown_family_are_errors() {
     let got = derive(&detail, &extra_with("WEIRD", json!("0x00")), &cfg).unwrap();
     assert_eq!(
         got["error"],
-        json!("unknown family `cosmos` for chain `WEIRD`")
+        json!("chain `WEIRD` is not in data.integrity.chains")
     );
-    assert_eq!(got["family"], json!("cosmos"));
+    assert_eq!(got["family"], Value::Null);
     assert_eq!(got["msg_hashes_match"], json!(false));
     let got = derive(&detail, &extra_with("0x", json!("0x")), &cfg).unwrap();
     assert_eq!(got["family"], Value::Null);

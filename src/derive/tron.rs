@@ -186,6 +186,14 @@ fn tron_word(word: &[u8]) -> Option<String> {
 }
 
 /// Decodes `Transaction.raw`.
+/// Bytes a broadcast transaction adds to `raw`: the signature (65) and the
+/// protobuf framing and result fields, rounded up.
+const TX_OVERHEAD_BYTES: u64 = 134;
+/// Sun burned per bandwidth byte when the owner has no free bandwidth.
+const SUN_PER_BANDWIDTH_BYTE: u64 = 1_000;
+/// Creating a recipient account: 1 TRX plus 0.1 TRX for the new account.
+const ACTIVATION_FEE_SUN: u64 = 1_100_000;
+
 pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     // raw: ref_block_bytes 1, ref_block_num 3, ref_block_hash 4, expiration 8,
     // auths 9 (repeated), data 10, contract 11 (repeated), scripts 12,
@@ -222,9 +230,20 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
         address_eq: AddressEq::Exact,
         ..Decoded::default()
     };
-    d.facts.insert(
-        "fees".into(),
-        json!({"fee_limit": raw.int64(18, "fee_limit")?.to_string()}),
+    let fee_limit = raw.int64(18, "fee_limit")?;
+    d.facts
+        .insert("fees".into(), json!({"fee_limit": fee_limit.to_string()}));
+    // fee_limit caps the energy burned by a contract call; bandwidth (1,000
+    // sun a byte when the account has none staked, signature included) and
+    // activating a new recipient (1.1 TRX) are burned outside it.
+    let bandwidth = u64::try_from(bytes.len())
+        .unwrap_or(u64::MAX)
+        .saturating_add(TX_OVERHEAD_BYTES)
+        .saturating_mul(SUN_PER_BANDWIDTH_BYTE);
+    d.max_fee = Some(
+        U256::from(fee_limit)
+            .saturating_add(U256::from(bandwidth))
+            .saturating_add(U256::from(ACTIVATION_FEE_SUN)),
     );
     d.facts.insert(
         "expiration".into(),
@@ -251,6 +270,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
             let to = tron_address(p.bytes(2))?;
             let amount = p.int64(3, "amount")?.to_string();
             d.kind = "tron_transfer".into();
+            d.authorities = vec![from.clone()];
             d.facts.insert("from".into(), json!(from));
             d.facts.insert("to".into(), json!(to));
             d.facts.insert("value".into(), json!(amount));
@@ -274,6 +294,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
             let token_value = p.int64(5, "call_token_value")?;
             let data = p.bytes(4);
             d.kind = "tron_trigger_smart_contract".into();
+            d.authorities = vec![from.clone()];
             d.facts.insert("from".into(), json!(from));
             d.facts.insert("to".into(), json!(contract));
             d.facts

@@ -17,7 +17,7 @@ Re-run:  python3 -m venv .venv && .venv/bin/pip install eth-account eth-utils rl
          .venv/bin/python tests/vectors/gen_vectors.py
 It rewrites evm.json, tron.json and solana.json beside this file.
 
-Each file is {"config": {...DeriveConfig...}, "cases": [...]}; a case carries
+Each file is {"config": {...data.integrity chains and tokens...}, "cases": [...]}; a case carries
 the `detail` and `extra` objects exactly as tss-gate receives them, and an
 `expect` object. The Rust test compares every key of `expect` with the same
 key of the derived JSON, except these helper keys:
@@ -158,9 +158,21 @@ def evm_fees(kind, f):
 
 
 def gen_evm():
+    # data.integrity tables (rego/data.yaml shape) for the chains used here.
     config = {
-        "token_decimals": {"ETH": 18, "ETH_USDT": 6, "BSC_BNB": 18, "ARBITRUM_ETH": 18},
-        "chain_families": {"ETH": "evm", "BSC_BNB": "evm", "ARBITRUM_ETH": "evm"},
+        "chains": {
+            "ETH": {"family": "evm", "evm_chain_id": 1, "native_token": "ETH", "coin_type": 60, "max_fee": "0.05"},
+            "BSC_BNB": {"family": "evm", "evm_chain_id": 56, "native_token": "BSC_BNB", "coin_type": 60,
+                        "max_fee": "0.05"},
+            "ARBITRUM_ETH": {"family": "evm", "evm_chain_id": 42161, "native_token": "ARBITRUM_ETH",
+                             "coin_type": 60, "max_fee": "0.01"},
+        },
+        "tokens": {
+            "ETH": {"chain": "ETH", "decimals": 18, "native": True},
+            "ETH_USDT": {"chain": "ETH", "decimals": 6, "contract": hx(USDT)},
+            "BSC_BNB": {"chain": "BSC_BNB", "decimals": 18, "native": True},
+            "ARBITRUM_ETH": {"chain": "ARBITRUM_ETH", "decimals": 18, "native": True},
+        },
     }
     cases = []
 
@@ -414,7 +426,11 @@ def tron_addr(b21: bytes) -> str:
 
 def gen_tron():
     M = tron_messages()
-    config = {"token_decimals": {"TRON": 6, "TRON_USDT": 6}, "chain_families": {"TRON": "tron"}}
+    config = {
+        "chains": {"TRON": {"family": "tron", "native_token": "TRON", "coin_type": 195, "max_fee": "150"}},
+        "tokens": {"TRON": {"chain": "TRON", "decimals": 6, "native": True},
+                   "TRON_USDT": {"chain": "TRON", "decimals": 6, "contract": "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"}},
+    }
     owner = b"\x41" + ALICE
     to = b"\x41" + BOB
     mallory = b"\x41" + MALLORY
@@ -489,7 +505,12 @@ def gen_solana():
     from solders.pubkey import Pubkey
     from solders.system_program import TransferParams, transfer
 
-    config = {"token_decimals": {"SOL": 9, "SOL_USDC": 6}, "chain_families": {"SOL": "solana"}}
+    # The mint here is a stand-in, not USDC's: these vectors test decoding.
+    config = {
+        "chains": {"SOL": {"family": "solana", "native_token": "SOL", "coin_type": 501, "max_fee": "0.01"}},
+        "tokens": {"SOL": {"chain": "SOL", "decimals": 9, "native": True},
+                   "SOL_USDC": {"chain": "SOL", "decimals": 6, "mint": "EPjFWDD5v2dRFSrQCCzL3Ld5UtVzwB6jHkyPfgTRqKPa"}},
+    }
     payer = Pubkey.from_string("9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM")
     dest = Pubkey.from_string("5omQJtDUHA3gMFdHEQg1zZSvcBUVzEEBLxN3L8vUQANy")
     mallory = Pubkey.from_string("4Nd1mBQtrMJVYVfKf2PJy9NZUZdTAsp7D4xWLs4gDB4T")

@@ -48,6 +48,7 @@ test_uncapped_token_has_no_limit if {
 	c == {"keysign.cap_malformed"}
 	c2 := {d.code | some d in data.tss.keysign.deny} with input as req({"token_id": "BTC", "chain_id": "BTC", "destination": dest_to("bc1qa", "1000")})
 		with data.keysign as json.remove(td, ["max_amount_per_tx/BTC"])
+		with data.integrity as no_integrity
 		with data.embedded_risk_control_rules as erc_cfg
 	c2 == set()
 }

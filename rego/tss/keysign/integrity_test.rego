@@ -1,18 +1,31 @@
 package tss.keysign_test
 
 # Integrity rules read `input.derived`, which the server computes from the
-# raw transaction; these tests state the derived facts directly.
+# raw transaction; these tests state the derived facts directly. Each test
+# asserts only the integrity codes, so the business rules (their own tests)
+# cannot make these fail or pass.
 
 integrity_cfg := {
-	"enforce_chains": ["ETH"],
-	"require_raw_tx_chains": ["ETH"],
-	"token_contracts": {"ETH": {"ETH_USDT": "0xdac17f958d2ee523a2206206994597c13d831ec7"}},
+	"chains": {
+		"ETH": {"family": "evm", "evm_chain_id": 1, "native_token": "ETH", "coin_type": 60, "max_fee": "0.05"},
+		"BTC": {"family": "bitcoin", "network": "bitcoin", "native_token": "BTC", "coin_type": 0, "max_fee": "0.01"},
+	},
+	"tokens": {
+		"ETH": {"chain": "ETH", "decimals": 18, "native": true},
+		"ETH_USDT": {"chain": "ETH", "decimals": 6, "contract": "0xdac17f958d2ee523a2206206994597c13d831ec7"},
+		"BTC": {"chain": "BTC", "decimals": 8, "native": true},
+		"SOL_USDC": {"chain": "SOL", "decimals": 6, "mint": "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"},
+		"ETH_LOOSE": {"chain": "ETH", "decimals": 18},
+	},
+	"evm_tx_kinds": ["legacy_eip155", "eip2930", "eip1559"],
+	"unverified_chains": [],
 }
 
 raw_tx := {"unsigned_raw_tx": "0x02f0"}
 
 good_derived := {
 	"family": "evm",
+	"kind": "eip1559",
 	"error": null,
 	"signing_hashes": ["0xaa"],
 	"msg_hashes_match": true,
@@ -20,12 +33,29 @@ good_derived := {
 	"description_agrees": true,
 	"disagreements": [],
 	"token_transfer": null,
+	"fee_max": "630000000000000",
+	"fee_max_native": "0.00063",
+	"violations": [],
 }
 
 with_derived(tx_patch, derived) := object.union(req(tx_patch), {"derived": derived})
 
+good := with_derived({"raw_tx_info": raw_tx}, good_derived)
+
+with_facts(patch) := with_derived({"raw_tx_info": raw_tx}, object.union(good_derived, patch))
+
+# The codes this file's rules own: everything integrity.rego can deny.
+integrity_code_set := {
+	"keysign.chain_unknown", "keysign.token_unknown", "keysign.token_wrong_chain",
+	"keysign.token_not_pinned", "keysign.raw_tx_missing", "keysign.raw_tx_not_derived",
+	"keysign.raw_tx_undecodable", "keysign.msg_hash_mismatch", "keysign.raw_tx_disagrees",
+	"keysign.evm_tx_kind_not_admitted", "keysign.fee_cap_missing", "keysign.fee_unbounded",
+	"keysign.fee_over_cap", "keysign.chain_id_mismatch", "keysign.token_contract_mismatch",
+	"keysign.signer_mismatch", "keysign.source_mismatch", "keysign.path_coin_type_mismatch",
+}
+
 integrity_codes(inp) := c if {
-	c := {d.code | some d in data.tss.keysign.deny; startswith(d.code, "keysign.raw_tx")} | {d.code | some d in data.tss.keysign.deny; d.code in {"keysign.msg_hash_mismatch", "keysign.token_contract_mismatch"}} with input as inp
+	c := {d.code | some d in data.tss.keysign.deny; d.code in integrity_code_set} with input as inp
 		with data.keysign as td
 		with data.integrity as integrity_cfg
 		with data.embedded_risk_control_rules as erc_cfg
@@ -39,21 +69,54 @@ integrity_msgs(inp) := m if {
 }
 
 test_agreeing_raw_tx_passes if {
-	integrity_codes(with_derived({"raw_tx_info": raw_tx}, good_derived)) == set()
+	integrity_codes(good) == set()
 }
 
-test_raw_tx_missing_on_required_chain if {
+test_raw_tx_missing_on_every_chain if {
 	integrity_codes(req({})) == {"keysign.raw_tx_missing"}
-	"chain `ETH` requires `unsigned_raw_tx` to verify what is signed, but the transaction has none" in integrity_msgs(req({}))
+	"chain `ETH` requires `unsigned_raw_tx` to verify what is signed, but the transaction has none (only data.integrity.unverified_chains exempts a chain)" in integrity_msgs(req({}))
+	integrity_codes(req({"chain_id": "BTC", "token_id": "BTC"})) == {"keysign.raw_tx_missing"}
+	integrity_codes(req({"raw_tx_info": {"unsigned_raw_tx": ""}})) == {"keysign.raw_tx_missing"}
+	integrity_codes(req({"raw_tx_info": {"unsigned_raw_tx": null}})) == {"keysign.raw_tx_missing"}
 }
 
-test_raw_tx_not_required_for_message_signatures if {
+# A message signature carries no transaction to verify: it is rejected
+# unless its chain is exempted (and its destination type allowed).
+test_message_signatures_need_an_exemption if {
 	r := req({"destination": {"destination_type": "EVM_EIP_191_Signature", "message": "hi"}})
-	integrity_codes(r) == set()
+	integrity_codes(r) == {"keysign.raw_tx_missing"}
+	c := {d.code | some d in data.tss.keysign.deny; d.code in integrity_code_set} with input as r
+		with data.keysign as td
+		with data.integrity as object.union(integrity_cfg, {"unverified_chains": ["ETH"]})
+		with data.embedded_risk_control_rules as erc_cfg
+	c == set()
 }
 
-test_raw_tx_not_required_on_other_chains if {
-	integrity_codes(req({"chain_id": "BTC", "token_id": "BTC"})) == set()
+test_missing_tables_fail_closed if {
+	c := {d.code | some d in data.tss.keysign.deny; d.code in integrity_code_set} with input as good
+		with data.keysign as td
+		with data.integrity as {}
+		with data.embedded_risk_control_rules as erc_cfg
+	c == {"keysign.chain_unknown", "keysign.token_unknown", "keysign.evm_tx_kind_not_admitted"}
+}
+
+test_unknown_chain_and_token if {
+	r := with_derived({"chain_id": "DOGE", "token_id": "DOGE", "raw_tx_info": raw_tx}, good_derived)
+	integrity_codes(r) == {"keysign.chain_unknown", "keysign.token_unknown"}
+	"chain `DOGE` is not in data.integrity.chains, so nothing binds what is signed to it" in integrity_msgs(r)
+}
+
+test_token_of_another_chain if {
+	r := with_derived({"token_id": "SOL_USDC", "raw_tx_info": raw_tx}, good_derived)
+	integrity_codes(r) == {"keysign.token_wrong_chain"}
+	"token `SOL_USDC` belongs to chain `SOL`, not to the described chain `ETH`" in integrity_msgs(r)
+	r2 := with_derived({"token_id": "BTC", "raw_tx_info": raw_tx}, good_derived)
+	integrity_codes(r2) == {"keysign.token_wrong_chain"}
+}
+
+test_unpinned_token_denied if {
+	r := with_derived({"token_id": "ETH_LOOSE", "raw_tx_info": raw_tx}, good_derived)
+	integrity_codes(r) == {"keysign.token_not_pinned"}
 }
 
 test_raw_tx_without_derived_facts_denied if {
@@ -61,46 +124,87 @@ test_raw_tx_without_derived_facts_denied if {
 }
 
 test_undecodable_raw_tx_denied if {
-	d := object.union(good_derived, {"error": "input too short", "msg_hashes_match": false, "description_agrees": false})
-	r := with_derived({"raw_tx_info": raw_tx}, d)
+	r := with_facts({"error": "input too short", "msg_hashes_match": false, "description_agrees": false})
 	integrity_codes(r) == {"keysign.raw_tx_undecodable"}
 	"`unsigned_raw_tx` on chain `ETH` cannot be decoded: input too short" in integrity_msgs(r)
 }
 
 test_msg_hash_mismatch_names_both_hashes if {
-	d := object.union(good_derived, {"msg_hashes_match": false, "unmatched_msg_hashes": ["0xbb"]})
-	r := with_derived({"raw_tx_info": raw_tx}, d)
+	r := with_facts({"msg_hashes_match": false, "unmatched_msg_hashes": ["0xbb"]})
 	integrity_codes(r) == {"keysign.msg_hash_mismatch"}
 	"msg_hash_list entries [0xbb] are not signing hashes of unsigned_raw_tx (computed [0xaa])" in integrity_msgs(r)
 }
 
 test_disagreement_is_reported_verbatim if {
-	d := object.union(good_derived, {"description_agrees": false, "disagreements": ["recipient: raw tx pays 0xbad but the description says 0xaaaa"]})
-	r := with_derived({"raw_tx_info": raw_tx}, d)
+	r := with_facts({"description_agrees": false, "disagreements": ["recipient: raw tx pays 0xbad but the description says 0xaaaa"]})
 	integrity_codes(r) == {"keysign.raw_tx_disagrees"}
 	"raw transaction disagrees with the description: recipient: raw tx pays 0xbad but the description says 0xaaaa" in integrity_msgs(r)
 }
 
 test_disagreement_without_detail_still_denied if {
-	d := object.union(good_derived, {"description_agrees": false, "disagreements": []})
-	r := with_derived({"raw_tx_info": raw_tx}, d)
+	r := with_facts({"description_agrees": false, "disagreements": []})
 	integrity_codes(r) == {"keysign.raw_tx_disagrees"}
 	"raw transaction disagrees with the description" in integrity_msgs(r)
 }
 
-test_token_contract_must_match_data if {
-	tt := {"standard": "erc20", "method": "transfer", "contract": "0x1111111111111111111111111111111111111111"}
-	r := with_derived({"token_id": "ETH_USDT", "raw_tx_info": raw_tx}, object.union(good_derived, {"token_transfer": tt}))
-	integrity_codes(r) == {"keysign.token_contract_mismatch"}
-	ok := with_derived(
-		{"token_id": "ETH_USDT", "raw_tx_info": raw_tx},
-		object.union(good_derived, {"token_transfer": object.union(tt, {"contract": "0xDAC17F958D2EE523A2206206994597C13D831EC7"})}),
-	)
-	integrity_codes(ok) == set()
+test_server_violations_become_denies_with_their_codes if {
+	v := [
+		{"code": "keysign.chain_id_mismatch", "msg": "raw tx is for chain id 56 but `ETH` is chain id 1"},
+		{"code": "keysign.signer_mismatch", "msg": "the key at bip32 path `m/44/60/0/0/5` of root_pub_key signs for 0xb, not the source address 0xa"},
+	]
+	r := with_facts({"violations": v})
+	integrity_codes(r) == {"keysign.chain_id_mismatch", "keysign.signer_mismatch"}
+	"raw tx is for chain id 56 but `ETH` is chain id 1" in integrity_msgs(r)
 }
 
-test_integrity_off_for_chains_not_enforced if {
-	d := object.union(good_derived, {"msg_hashes_match": false, "description_agrees": false})
-	r := with_derived({"chain_id": "TRON", "token_id": "TRON_USDT", "raw_tx_info": raw_tx}, d)
-	integrity_codes(r) == set()
+test_facts_without_violations_are_partial if {
+	r := with_derived({"raw_tx_info": raw_tx}, json.remove(good_derived, ["violations"]))
+	integrity_codes(r) == {"keysign.raw_tx_not_derived"}
+	r2 := with_facts({"violations": "none"})
+	integrity_codes(r2) == {"keysign.raw_tx_not_derived"}
+}
+
+test_evm_kinds_outside_the_list_denied if {
+	every kind in ["eip4844", "eip7702", "legacy"] {
+		r := with_facts({"kind": kind})
+		integrity_codes(r) == {"keysign.evm_tx_kind_not_admitted"}
+	}
+	"EVM transaction kind `eip7702` is not admitted (data.integrity.evm_tx_kinds: [eip1559, eip2930, legacy_eip155])" in integrity_msgs(with_facts({"kind": "eip7702"}))
+	c := {d.code | some d in data.tss.keysign.deny; d.code in integrity_code_set} with input as with_facts({"kind": "eip7702"})
+		with data.keysign as td
+		with data.integrity as object.union(integrity_cfg, {"evm_tx_kinds": ["eip1559", "eip7702"]})
+		with data.embedded_risk_control_rules as erc_cfg
+	c == set()
+}
+
+test_fee_over_cap_denied if {
+	r := with_facts({"fee_max_native": "1000.000021"})
+	integrity_codes(r) == {"keysign.fee_over_cap"}
+	"the transaction may spend up to 1000.000021 ETH on fees, over the cap 0.05 for chain `ETH`" in integrity_msgs(r)
+	integrity_codes(with_facts({"fee_max_native": "0.05"})) == set()
+	integrity_codes(with_facts({"fee_max_native": "0.050000000000000001"})) == {"keysign.fee_over_cap"}
+}
+
+test_unbounded_fee_denied if {
+	every v in [null, "", "-1", 5, "1e3"] {
+		integrity_codes(with_facts({"fee_max_native": v})) == {"keysign.fee_unbounded"}
+	}
+	integrity_codes(with_derived({"raw_tx_info": raw_tx}, json.remove(good_derived, ["fee_max_native"]))) == {"keysign.fee_unbounded"}
+}
+
+test_missing_fee_cap_denied if {
+	c := {d.code | some d in data.tss.keysign.deny; d.code in integrity_code_set} with input as good
+		with data.keysign as td
+		with data.integrity as json.remove(integrity_cfg, ["chains/ETH/max_fee"])
+		with data.embedded_risk_control_rules as erc_cfg
+	c == {"keysign.fee_cap_missing"}
+}
+
+test_exempt_chain_skips_integrity if {
+	r := with_facts({"msg_hashes_match": false, "description_agrees": false})
+	c := {d.code | some d in data.tss.keysign.deny; d.code in integrity_code_set} with input as r
+		with data.keysign as td
+		with data.integrity as object.union(integrity_cfg, {"unverified_chains": ["ETH"]})
+		with data.embedded_risk_control_rules as erc_cfg
+	c == set()
 }

@@ -27,3 +27,26 @@ deny contains {
 # A function, so the list is read inside it: `not id in <missing list>`
 # would be undefined in OPA (see keysign.rego).
 wallet_allowed(id) if id in data.keysign.allowed_wallet_ids
+
+# Optional key pinning (data.integrity.wallet_keys): a wallet listed there
+# signs only with its own root keys and TSS groups, so a compromised
+# upstream cannot put another key or group under an allowed wallet id.
+deny contains {
+	"code": "keysign.wallet_key_not_pinned",
+	"msg": sprintf("root_pub_key `%s` is not pinned for wallet `%s` in data.integrity.wallet_keys", [fmt.field(input.detail, "root_pub_key"), fmt.show(id)]),
+} if {
+	some id in wallet_ids
+	pins := data.integrity.wallet_keys[id]
+	not pinned(pins, "root_pub_keys", "root_pub_key")
+}
+
+deny contains {
+	"code": "keysign.wallet_key_not_pinned",
+	"msg": sprintf("TSS group `%s` is not pinned for wallet `%s` in data.integrity.wallet_keys", [fmt.field(input.detail, "group_id"), fmt.show(id)]),
+} if {
+	some id in wallet_ids
+	pins := data.integrity.wallet_keys[id]
+	not pinned(pins, "group_ids", "group_id")
+}
+
+pinned(pins, list, field) if input.detail[field] in pins[list]

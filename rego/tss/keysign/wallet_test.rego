@@ -23,3 +23,30 @@ test_wallet_missing if {
 	_r4 := all_codes with input as r with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
 	_r4 == {"keysign.wallet_missing"}
 }
+
+wallet_key_codes(inp, pins) := c if {
+	c := {d.code | some d in data.tss.keysign.deny; d.code == "keysign.wallet_key_not_pinned"} with input as inp
+		with data.keysign as td
+		with data.integrity as object.union(no_integrity, {"wallet_keys": pins})
+		with data.embedded_risk_control_rules as erc_cfg
+}
+
+keyed(root, group) := object.union(req({}), {"detail": {"root_pub_key": root, "group_id": group}})
+
+test_pinned_wallet_signs_only_with_its_keys if {
+	pins := {"w-1": {"root_pub_keys": ["xpubA"], "group_ids": ["g-1"]}}
+	wallet_key_codes(keyed("xpubA", "g-1"), pins) == set()
+	wallet_key_codes(keyed("xpubB", "g-1"), pins) == {"keysign.wallet_key_not_pinned"}
+	wallet_key_codes(keyed("xpubA", "g-2"), pins) == {"keysign.wallet_key_not_pinned"}
+	wallet_key_codes(req({}), pins) == {"keysign.wallet_key_not_pinned"}
+	m := {d.msg | some d in data.tss.keysign.deny} with input as keyed("xpubB", "g-1")
+		with data.keysign as td
+		with data.integrity as object.union(no_integrity, {"wallet_keys": pins})
+		with data.embedded_risk_control_rules as erc_cfg
+	"root_pub_key `xpubB` is not pinned for wallet `w-1` in data.integrity.wallet_keys" in m
+}
+
+test_unpinned_wallet_is_not_key_checked if {
+	wallet_key_codes(keyed("xpubB", "g-9"), {"w-other": {"root_pub_keys": ["xpubA"], "group_ids": ["g-1"]}}) == set()
+	wallet_key_codes(keyed("xpubB", "g-9"), {}) == set()
+}

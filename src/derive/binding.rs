@@ -1,0 +1,301 @@
+//! Binding a decoded transaction to what the request says it is: the
+//! described chain (numeric EVM chain id), token (native coin or the pinned
+//! contract / mint), signing key (BIP-44 coin type of every path, the address
+//! the key at each path signs for) and source (the account the bytes spend
+//! from or pay fees with).
+//!
+//! The decoders report what the bytes say; this module compares that with the
+//! chain and token tables and the request's key fields, and returns each
+//! failure as a `{code, msg}` violation. The codes are a fixed set (they
+//! become metric labels); the messages name both values compared, with
+//! attacker text shortened.
+//!
+//! Why each check exists, as the compromised upstream would attack:
+//! - chain id: a BSC or Sepolia transaction (or a pre-EIP-155 one, valid on
+//!   every chain) described as `ETH` would be judged by ETH's rules;
+//! - token: a look-alike contract, or a token of another chain, escapes the
+//!   caps and allow-lists written for the described token;
+//! - key and source: another account of the same root key, or another root
+//!   key, under an allowed wallet spends from an account nobody described.
+
+use serde_json::{Value, json};
+
+use super::{Asset, ChainInfo, DeriveConfig, Decoded, Family, TokenAsset, shorten, signer, str_field};
+
+/// One failed binding: a stable code and a message naming both values.
+pub(crate) type Violation = (&'static str, String);
+
+/// What binding found.
+pub(crate) struct Bound {
+    pub violations: Vec<Violation>,
+    /// `input.derived.signer`: the addresses the request's key signs for.
+    pub signer: Value,
+    /// Addresses proven to belong to the signing key (Bitcoin change may
+    /// only go there).
+    pub own: Vec<String>,
+}
+
+pub(crate) fn bind(
+    d: &Decoded,
+    detail: &Value,
+    tx: &Value,
+    chain: &ChainInfo,
+    cfg: &DeriveConfig,
+) -> Bound {
+    let chain_name = shorten(str_field(tx, "chain_id").unwrap_or_default());
+    let mut v: Vec<Violation> = Vec::new();
+    if chain.family == Family::Evm {
+        bind_evm_chain_id(d, chain, &chain_name, &mut v);
+    }
+    bind_token(d, tx, &chain_name, cfg, &mut v);
+    let source = tx
+        .get("source")
+        .and_then(|s| s.get("address"))
+        .and_then(Value::as_str);
+    let (signer, own) = bind_signer(d, detail, chain, &chain_name, source, &mut v);
+    for a in &d.authorities {
+        match source {
+            Some(src) if d.address_eq.eq(a, src) => {}
+            Some(src) => push(
+                &mut v,
+                "keysign.source_mismatch",
+                format!(
+                    "raw tx moves value or pays fees with account {a}, not the source address {}",
+                    shorten(src)
+                ),
+            ),
+            None => push(
+                &mut v,
+                "keysign.source_mismatch",
+                format!("raw tx moves value or pays fees with account {a}, but the description has no source address"),
+            ),
+        }
+    }
+    Bound {
+        violations: v,
+        signer,
+        own,
+    }
+}
+
+fn push(v: &mut Vec<Violation>, code: &'static str, msg: String) {
+    if !v.iter().any(|(c, m)| *c == code && *m == msg) {
+        v.push((code, msg));
+    }
+}
+
+fn bind_evm_chain_id(d: &Decoded, chain: &ChainInfo, name: &str, v: &mut Vec<Violation>) {
+    let Some(expected) = chain.evm_chain_id else {
+        return;
+    };
+    let code = "keysign.chain_id_mismatch";
+    match d.facts.get("chain_id").and_then(Value::as_str) {
+        None => push(
+            v,
+            code,
+            format!(
+                "raw tx carries no chain id (pre-EIP-155), so it is valid on every EVM chain, not only `{name}` (chain id {expected})"
+            ),
+        ),
+        Some(actual) if actual != expected.to_string() => push(
+            v,
+            code,
+            format!("raw tx is for chain id {actual} but `{name}` is chain id {expected}"),
+        ),
+        Some(_) => {}
+    }
+    // An EIP-7702 authorization for chain id 0 (or another chain) is valid
+    // beyond the described chain, whatever the envelope says.
+    for auth in d
+        .facts
+        .get("authorizations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let actual = auth.get("chain_id").and_then(Value::as_str).unwrap_or("?");
+        if actual != expected.to_string() {
+            push(
+                v,
+                code,
+                format!(
+                    "an EIP-7702 authorization is for chain id {actual} but `{name}` is chain id {expected}"
+                ),
+            );
+        }
+    }
+}
+
+fn bind_token(d: &Decoded, tx: &Value, chain_name: &str, cfg: &DeriveConfig, v: &mut Vec<Violation>) {
+    let token_id = str_field(tx, "token_id").unwrap_or_default();
+    // Unknown tokens and tokens of another chain are denied by the policy
+    // (integrity.rego reads the same table); here only what the bytes move.
+    let Some(token) = cfg.tokens.get(token_id) else {
+        return;
+    };
+    let TokenAsset::Pinned(pinned) = &token.asset else {
+        return;
+    };
+    let token_id = shorten(token_id);
+    let code = "keysign.token_contract_mismatch";
+    let wrong = |moved: &str| {
+        format!(
+            "token `{token_id}` on chain `{chain_name}` must move `{pinned}`, but the raw transaction moves `{moved}`"
+        )
+    };
+    let no_mint = format!(
+        "an SPL `Transfer` names no mint, so it cannot be proven to move `{token_id}` (mint `{pinned}`)"
+    );
+    match &d.token_transfer {
+        None => push(
+            v,
+            code,
+            format!(
+                "token `{token_id}` on chain `{chain_name}` must move `{pinned}`, but the raw transaction makes no token transfer"
+            ),
+        ),
+        Some(t) => match &t.contract {
+            None => push(v, code, no_mint.clone()),
+            Some(c) if !d.address_eq.eq(c, pinned) => push(v, code, wrong(c)),
+            Some(_) => {}
+        },
+    }
+    for r in &d.recipients {
+        match &r.asset {
+            Asset::Token(c) if !d.address_eq.eq(c, pinned) => push(v, code, wrong(c)),
+            Asset::UnknownToken => push(v, code, no_mint.clone()),
+            _ => {}
+        }
+    }
+}
+
+/// Paths, root key and derived addresses; returns `input.derived.signer` and
+/// the proven own addresses.
+fn bind_signer(
+    d: &Decoded,
+    detail: &Value,
+    chain: &ChainInfo,
+    chain_name: &str,
+    source: Option<&str>,
+    v: &mut Vec<Violation>,
+) -> (Value, Vec<String>) {
+    let raw_paths: Vec<&Value> = detail
+        .get("bip32_path_list")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    if raw_paths.is_empty() {
+        push(
+            v,
+            "keysign.signer_unproven",
+            "request_detail.bip32_path_list is missing or empty, so the signing key cannot be bound to the source".into(),
+        );
+    }
+    let n_hashes = detail
+        .get("msg_hash_list")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    if !raw_paths.is_empty() && raw_paths.len() != n_hashes {
+        push(
+            v,
+            "keysign.path_count_mismatch",
+            format!(
+                "bip32_path_list has {} paths for {n_hashes} msg hashes: the node signs each hash with the key of its path, so there must be one path per hash",
+                raw_paths.len()
+            ),
+        );
+    }
+    let mut paths = Vec::new();
+    for p in &raw_paths {
+        let Some(text) = p.as_str() else {
+            push(v, "keysign.path_invalid", format!("bip32 path {} is not a string", shorten(&p.to_string())));
+            continue;
+        };
+        match signer::parse_path(text) {
+            Err(e) => push(v, "keysign.path_invalid", format!("bip32 path `{}`: {e}", shorten(text))),
+            Ok(path) => {
+                if path.coin_type != chain.coin_type {
+                    push(
+                        v,
+                        "keysign.path_coin_type_mismatch",
+                        format!(
+                            "bip32 path `{}` has coin type {} but chain `{chain_name}` uses coin type {}",
+                            shorten(text),
+                            path.coin_type,
+                            chain.coin_type
+                        ),
+                    );
+                }
+                paths.push((text, path));
+            }
+        }
+    }
+    // Ed25519 keys of Solana are not derived by BIP-32 public derivation:
+    // the source is bound through the fee payer and transfer authorities.
+    if chain.family == Family::Solana {
+        return (json!({"addresses": [], "derivable": false}), Vec::new());
+    }
+    let root = match detail.get("root_pub_key").and_then(Value::as_str) {
+        None => Err("is missing".to_owned()),
+        Some(s) => signer::parse_root(s),
+    };
+    let root = match root {
+        Ok(r) => r,
+        Err(e) => {
+            push(
+                v,
+                "keysign.signer_unproven",
+                format!("root_pub_key {e}, so the signing key cannot be bound to the source"),
+            );
+            return (json!({"addresses": [], "derivable": false}), Vec::new());
+        }
+    };
+    let network = if chain.btc_testnet {
+        bitcoin::Network::Testnet
+    } else {
+        bitcoin::Network::Bitcoin
+    };
+    let mut addresses = Vec::new();
+    let mut own = Vec::new();
+    for (text, path) in &paths {
+        let address = signer::derive(&root, path).and_then(|pk| match chain.family {
+            Family::Evm => Ok(signer::evm_address(&pk)),
+            Family::Tron => Ok(signer::tron_address(&pk)),
+            Family::Bitcoin => signer::btc_address(&pk, path.purpose, network),
+            Family::Solana => Err("is not derivable".to_owned()),
+        });
+        match address {
+            Err(e) => push(v, "keysign.path_invalid", format!("bip32 path `{}`: {e}", shorten(text))),
+            Ok(a) => {
+                addresses.push(json!({"path": text, "address": a}));
+                own.push(a);
+            }
+        }
+    }
+    match chain.family {
+        Family::Evm | Family::Tron => match source {
+            None => push(
+                v,
+                "keysign.signer_unproven",
+                "the description has no source address to bind the signing key to".into(),
+            ),
+            Some(src) => {
+                for (a, (text, _)) in own.iter().zip(&paths) {
+                    if !d.address_eq.eq(a, src) {
+                        push(
+                            v,
+                            "keysign.signer_mismatch",
+                            format!(
+                                "the key at bip32 path `{}` of root_pub_key signs for {a}, not the source address {}",
+                                shorten(text),
+                                shorten(src)
+                            ),
+                        );
+                    }
+                }
+            }
+        },
+        Family::Bitcoin | Family::Solana => {}
+    }
+    (json!({"addresses": addresses, "derivable": true}), own)
+}

@@ -1,0 +1,323 @@
+//! The chain and token tables (`data.integrity.chains`, `data.integrity.tokens`)
+//! as the decoders and binding checks use them, validated once at load.
+//!
+//! The tables are policy data the operator reads and edits, not code: every
+//! fact that binds the signed bytes to the described chain and token (numeric
+//! EVM chain id, BIP-44 coin type, native coin, pinned contract or mint,
+//! decimals) comes from here. A malformed entry is refused with its key and
+//! the reason, so a typo can never silently unbind a chain.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+/// A chain family this crate can decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Evm,
+    Tron,
+    Solana,
+    Bitcoin,
+}
+
+impl Family {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "evm" => Some(Self::Evm),
+            "tron" => Some(Self::Tron),
+            "solana" => Some(Self::Solana),
+            "bitcoin" => Some(Self::Bitcoin),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Evm => "evm",
+            Self::Tron => "tron",
+            Self::Solana => "solana",
+            Self::Bitcoin => "bitcoin",
+        }
+    }
+}
+
+/// One row of `data.integrity.chains`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainInfo {
+    pub family: Family,
+    /// EVM: the chain id the raw transaction must carry.
+    pub evm_chain_id: Option<u64>,
+    /// Bitcoin: which address encoding (mainnet or testnet) applies.
+    pub btc_testnet: bool,
+    /// Token id of the native coin; always a row of `tokens` on this chain.
+    pub native_token: String,
+    /// BIP-44 coin type every signing path must carry.
+    pub coin_type: u32,
+    /// Decimals of the native coin, copied from its token row, to state
+    /// fees in whole units.
+    pub native_decimals: u32,
+}
+
+/// What a token row says the signed bytes must move.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenAsset {
+    Native,
+    /// Contract (EVM lower-case hex, TRON base58) or SPL mint (base58).
+    Pinned(String),
+}
+
+/// One row of `data.integrity.tokens`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub chain: String,
+    pub decimals: u32,
+    pub asset: TokenAsset,
+}
+
+/// Chain metadata the decoders need, read from policy data at load.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeriveConfig {
+    /// Cobo chain id (`ETH`, `TRON`, `SOL`, `BTC`, ...) to its row.
+    pub chains: BTreeMap<String, ChainInfo>,
+    /// Cobo token id (`ETH`, `ETH_USDT`, ...) to its row.
+    pub tokens: BTreeMap<String, TokenInfo>,
+}
+
+impl DeriveConfig {
+    /// Reads the `integrity` data section. An absent section or table gives
+    /// an empty config (every raw transaction then fails to decode: fail
+    /// closed); a present but malformed one is an error naming the key.
+    pub fn from_integrity(section: Option<&Value>) -> Result<Self, String> {
+        let Some(section) = section else {
+            return Ok(Self::default());
+        };
+        let mut cfg = Self::default();
+        if let Some(tokens) = table(section, "tokens")? {
+            for (id, row) in tokens {
+                let t = token_row(row).map_err(|e| format!("integrity.tokens.{id}: {e}"))?;
+                cfg.tokens.insert(id.clone(), t);
+            }
+        }
+        if let Some(chains) = table(section, "chains")? {
+            for (id, row) in chains {
+                let c = chain_row(id, row, &cfg.tokens)
+                    .map_err(|e| format!("integrity.chains.{id}: {e}"))?;
+                cfg.chains.insert(id.clone(), c);
+            }
+        }
+        for (id, t) in &cfg.tokens {
+            if !cfg.chains.contains_key(&t.chain) {
+                return Err(format!(
+                    "integrity.tokens.{id}: chain `{}` is not in integrity.chains",
+                    t.chain
+                ));
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+fn table<'a>(
+    section: &'a Value,
+    key: &str,
+) -> Result<Option<&'a serde_json::Map<String, Value>>, String> {
+    match section.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m)),
+        Some(_) => Err(format!("integrity.{key}: must be a map")),
+    }
+}
+
+fn field<'a>(row: &'a Value, key: &str) -> Option<&'a Value> {
+    row.get(key).filter(|v| !v.is_null())
+}
+
+fn u32_field(row: &Value, key: &str) -> Result<u32, String> {
+    let v = field(row, key).ok_or_else(|| format!("`{key}` is missing"))?;
+    v.as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| format!("`{key}` must be a non-negative integer, not {v}"))
+}
+
+fn str_field<'a>(row: &'a Value, key: &str) -> Result<&'a str, String> {
+    let v = field(row, key).ok_or_else(|| format!("`{key}` is missing"))?;
+    v.as_str()
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| format!("`{key}` must be a non-empty string, not {v}"))
+}
+
+const TOKEN_KEYS: &[&str] = &["chain", "decimals", "native", "contract", "mint"];
+const CHAIN_KEYS: &[&str] = &[
+    "family",
+    "evm_chain_id",
+    "network",
+    "native_token",
+    "coin_type",
+    "max_fee",
+];
+
+fn known_keys(row: &Value, keys: &[&str]) -> Result<(), String> {
+    let obj = row.as_object().ok_or("must be a map")?;
+    match obj.keys().find(|k| !keys.contains(&k.as_str())) {
+        Some(k) => Err(format!("unknown key `{k}` (known: {})", keys.join(", "))),
+        None => Ok(()),
+    }
+}
+
+fn token_row(row: &Value) -> Result<TokenInfo, String> {
+    known_keys(row, TOKEN_KEYS)?;
+    let chain = str_field(row, "chain")?.to_owned();
+    let decimals = u32_field(row, "decimals")?;
+    if decimals > 77 {
+        return Err(format!("`decimals` {decimals} is more than any chain uses"));
+    }
+    let native = match field(row, "native") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(v) => return Err(format!("`native` must be true or false, not {v}")),
+    };
+    let pinned = match (field(row, "contract"), field(row, "mint")) {
+        (Some(_), Some(_)) => return Err("give `contract` or `mint`, not both".into()),
+        (Some(_), None) => Some(str_field(row, "contract")?),
+        (None, Some(_)) => Some(str_field(row, "mint")?),
+        (None, None) => None,
+    };
+    let asset = match (native, pinned) {
+        (true, None) => TokenAsset::Native,
+        (false, Some(p)) => TokenAsset::Pinned(p.to_owned()),
+        (true, Some(_)) => return Err("a native token pins no contract or mint".into()),
+        // Fail closed at load: an unpinned token would let any contract
+        // call pass for it.
+        (false, None) => {
+            return Err("pins no contract or mint and is not `native: true`".into());
+        }
+    };
+    Ok(TokenInfo {
+        chain,
+        decimals,
+        asset,
+    })
+}
+
+fn chain_row(
+    id: &str,
+    row: &Value,
+    tokens: &BTreeMap<String, TokenInfo>,
+) -> Result<ChainInfo, String> {
+    known_keys(row, CHAIN_KEYS)?;
+    let family_text = str_field(row, "family")?;
+    let family = Family::parse(family_text).ok_or_else(|| {
+        format!("unknown family `{family_text}` (known: evm, tron, solana, bitcoin)")
+    })?;
+    let evm_chain_id = match (family, field(row, "evm_chain_id")) {
+        (Family::Evm, Some(v)) => match v.as_u64() {
+            Some(n) if n > 0 => Some(n),
+            _ => return Err(format!("`evm_chain_id` must be a positive integer, not {v}")),
+        },
+        (Family::Evm, None) => return Err("an evm chain needs `evm_chain_id`".into()),
+        (_, Some(_)) => return Err("`evm_chain_id` applies to evm chains only".into()),
+        (_, None) => None,
+    };
+    let btc_testnet = match (family, field(row, "network")) {
+        (Family::Bitcoin, Some(v)) => match v.as_str() {
+            Some("bitcoin") => false,
+            Some("testnet") => true,
+            _ => return Err(format!("`network` must be bitcoin or testnet, not {v}")),
+        },
+        (Family::Bitcoin, None) => return Err("a bitcoin chain needs `network`".into()),
+        (_, Some(_)) => return Err("`network` applies to bitcoin chains only".into()),
+        (_, None) => false,
+    };
+    let native_token = str_field(row, "native_token")?.to_owned();
+    let native = tokens
+        .get(&native_token)
+        .ok_or_else(|| format!("native token `{native_token}` is not in integrity.tokens"))?;
+    if native.chain != id || native.asset != TokenAsset::Native {
+        return Err(format!(
+            "native token `{native_token}` must be a `native: true` token of chain `{id}`"
+        ));
+    }
+    let coin_type = u32_field(row, "coin_type")?;
+    if coin_type >= 1 << 31 {
+        return Err(format!("`coin_type` {coin_type} is not a BIP-44 coin type"));
+    }
+    // The cap itself is compared in Rego; here it only has to exist, so
+    // that no chain is left without a fee bound by omission.
+    let max_fee = str_field(row, "max_fee")?;
+    if super::to_base_units(max_fee, native.decimals).is_err() {
+        return Err(format!(
+            "`max_fee` `{max_fee}` is not a decimal string with at most {} decimals",
+            native.decimals
+        ));
+    }
+    Ok(ChainInfo {
+        family,
+        evm_chain_id,
+        btc_testnet,
+        native_token,
+        coin_type,
+        native_decimals: native.decimals,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn good() -> Value {
+        json!({
+            "chains": {
+                "ETH": {"family": "evm", "evm_chain_id": 1, "native_token": "ETH", "coin_type": 60, "max_fee": "0.05"},
+                "BTC": {"family": "bitcoin", "network": "bitcoin", "native_token": "BTC", "coin_type": 0, "max_fee": "0.01"}
+            },
+            "tokens": {
+                "ETH": {"chain": "ETH", "decimals": 18, "native": true},
+                "ETH_USDT": {"chain": "ETH", "decimals": 6, "contract": "0xdac17f958d2ee523a2206206994597c13d831ec7"},
+                "BTC": {"chain": "BTC", "decimals": 8, "native": true}
+            }
+        })
+    }
+
+    #[test]
+    fn reads_the_tables() {
+        let cfg = DeriveConfig::from_integrity(Some(&good())).unwrap();
+        assert_eq!(cfg.chains["ETH"].evm_chain_id, Some(1));
+        assert_eq!(cfg.chains["ETH"].native_decimals, 18);
+        assert!(!cfg.chains["BTC"].btc_testnet);
+        assert_eq!(
+            cfg.tokens["ETH_USDT"].asset,
+            TokenAsset::Pinned("0xdac17f958d2ee523a2206206994597c13d831ec7".into())
+        );
+        assert_eq!(
+            DeriveConfig::from_integrity(None).unwrap(),
+            DeriveConfig::default()
+        );
+    }
+
+    #[test]
+    fn refuses_what_would_unbind_a_chain_naming_the_key() {
+        let cases: &[(&str, Value, &str)] = &[
+            ("/chains/ETH/evm_chain_id", json!(0), "integrity.chains.ETH: `evm_chain_id`"),
+            ("/chains/ETH/evm_chain_id", json!(null), "needs `evm_chain_id`"),
+            ("/chains/ETH/family", json!("evmm"), "unknown family `evmm`"),
+            ("/chains/ETH/max_fee", json!(0.05), "`max_fee` must be a non-empty string"),
+            ("/chains/ETH/max_fee", json!("1e3"), "`max_fee` `1e3`"),
+            ("/chains/ETH/native_token", json!("ETH_USDT"), "must be a `native: true` token"),
+            ("/chains/BTC/network", json!("regtest"), "`network` must be"),
+            ("/chains/ETH/coin_typ", json!(60), "unknown key `coin_typ`"),
+            ("/tokens/ETH_USDT/contract", json!(null), "integrity.tokens.ETH_USDT: pins no contract"),
+            ("/tokens/ETH_USDT/chain", json!("BSC_BNB"), "chain `BSC_BNB` is not in integrity.chains"),
+            ("/tokens/ETH_USDT/decimals", json!("6"), "`decimals` must be"),
+            ("/tokens/ETH/contract", json!("0xdead"), "a native token pins"),
+        ];
+        for (ptr, v, want) in cases {
+            let mut doc = good();
+            let (parent, key) = ptr.rsplit_once('/').unwrap();
+            let obj = doc.pointer_mut(parent).unwrap().as_object_mut().unwrap();
+            obj.insert(key.into(), v.clone());
+            let err = DeriveConfig::from_integrity(Some(&doc)).unwrap_err();
+            assert!(err.contains(want), "{ptr} = {v}: `{err}` lacks `{want}`");
+        }
+    }
+}
