@@ -184,6 +184,18 @@ fn bind_signer(
         .and_then(Value::as_array)
         .map(|a| a.iter().collect())
         .unwrap_or_default();
+    if raw_paths.len() > signer::MAX_PATHS {
+        push(
+            v,
+            "keysign.path_invalid",
+            format!(
+                "bip32_path_list has {} entries, more than {}",
+                raw_paths.len(),
+                signer::MAX_PATHS
+            ),
+        );
+        return (json!({"addresses": [], "derivable": false}), Vec::new());
+    }
     if raw_paths.is_empty() {
         push(
             v,
@@ -214,14 +226,14 @@ fn bind_signer(
         match signer::parse_path(text) {
             Err(e) => push(v, "keysign.path_invalid", format!("bip32 path `{}`: {e}", shorten(text))),
             Ok(path) => {
-                if path.coin_type != chain.coin_type {
+                if path.coin_type() != chain.coin_type {
                     push(
                         v,
                         "keysign.path_coin_type_mismatch",
                         format!(
                             "bip32 path `{}` has coin type {} but chain `{chain_name}` uses coin type {}",
                             shorten(text),
-                            path.coin_type,
+                            path.coin_type(),
                             chain.coin_type
                         ),
                     );
@@ -261,7 +273,7 @@ fn bind_signer(
         let address = signer::derive(&root, path).and_then(|pk| match chain.family {
             Family::Evm => Ok(signer::evm_address(&pk)),
             Family::Tron => Ok(signer::tron_address(&pk)),
-            Family::Bitcoin => signer::btc_address(&pk, path.purpose, network),
+            Family::Bitcoin => signer::btc_address(&pk, path.purpose(), network),
             Family::Solana => Err("is not derivable".to_owned()),
         });
         match address {
