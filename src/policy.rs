@@ -431,7 +431,8 @@ pub fn evaluate_on_engine(
 /// table refuses the whole set, naming the key.
 pub fn derive_config(data: &Value) -> Result<crate::derive::DeriveConfig, PolicyError> {
     let json: Json = serde_json::to_value(data).unwrap_or(Json::Null);
-    crate::derive::DeriveConfig::from_integrity(json.get("integrity")).map_err(PolicyError::DataTable)
+    crate::derive::DeriveConfig::from_integrity(json.get("integrity"))
+        .map_err(PolicyError::DataTable)
 }
 
 /// Label-safe shape of a rule code: it becomes a Prometheus label value.

@@ -20,7 +20,10 @@
 
 use serde_json::{Value, json};
 
-use super::{Asset, ChainInfo, DeriveConfig, Decoded, Family, TokenAsset, shorten, signer, str_field};
+use super::{
+    Asset, ChainInfo, Decoded, DeriveConfig, Family, TokenAsset, bitcoin, normalized_msg_hashes,
+    shorten, signer, str_field,
+};
 
 /// One failed binding: a stable code and a message naming both values.
 pub(crate) type Violation = (&'static str, String);
@@ -67,7 +70,9 @@ pub(crate) fn bind(
             None => push(
                 &mut v,
                 "keysign.source_mismatch",
-                format!("raw tx moves value or pays fees with account {a}, but the description has no source address"),
+                format!(
+                    "raw tx moves value or pays fees with account {a}, but the description has no source address"
+                ),
             ),
         }
     }
@@ -126,7 +131,13 @@ fn bind_evm_chain_id(d: &Decoded, chain: &ChainInfo, name: &str, v: &mut Vec<Vio
     }
 }
 
-fn bind_token(d: &Decoded, tx: &Value, chain_name: &str, cfg: &DeriveConfig, v: &mut Vec<Violation>) {
+fn bind_token(
+    d: &Decoded,
+    tx: &Value,
+    chain_name: &str,
+    cfg: &DeriveConfig,
+    v: &mut Vec<Violation>,
+) {
     let token_id = str_field(tx, "token_id").unwrap_or_default();
     // Unknown tokens and tokens of another chain are denied by the policy
     // (integrity.rego reads the same table); here only what the bytes move.
@@ -220,11 +231,19 @@ fn bind_signer(
     let mut paths = Vec::new();
     for p in &raw_paths {
         let Some(text) = p.as_str() else {
-            push(v, "keysign.path_invalid", format!("bip32 path {} is not a string", shorten(&p.to_string())));
+            push(
+                v,
+                "keysign.path_invalid",
+                format!("bip32 path {} is not a string", shorten(&p.to_string())),
+            );
             continue;
         };
         match signer::parse_path(text) {
-            Err(e) => push(v, "keysign.path_invalid", format!("bip32 path `{}`: {e}", shorten(text))),
+            Err(e) => push(
+                v,
+                "keysign.path_invalid",
+                format!("bip32 path `{}`: {e}", shorten(text)),
+            ),
             Ok(path) => {
                 if path.coin_type() != chain.coin_type {
                     push(
@@ -262,11 +281,7 @@ fn bind_signer(
             return (json!({"addresses": [], "derivable": false}), Vec::new());
         }
     };
-    let network = if chain.btc_testnet {
-        bitcoin::Network::Testnet
-    } else {
-        bitcoin::Network::Bitcoin
-    };
+    let network = chain.btc_network();
     let mut addresses = Vec::new();
     let mut own = Vec::new();
     for (text, path) in &paths {
@@ -277,7 +292,11 @@ fn bind_signer(
             Family::Solana => Err("is not derivable".to_owned()),
         });
         match address {
-            Err(e) => push(v, "keysign.path_invalid", format!("bip32 path `{}`: {e}", shorten(text))),
+            Err(e) => push(
+                v,
+                "keysign.path_invalid",
+                format!("bip32 path `{}`: {e}", shorten(text)),
+            ),
             Ok(a) => {
                 addresses.push(json!({"path": text, "address": a}));
                 own.push(a);
@@ -307,7 +326,97 @@ fn bind_signer(
                 }
             }
         },
-        Family::Bitcoin | Family::Solana => {}
+        Family::Bitcoin => bind_btc_inputs(d, detail, &paths, &own, source, network, v),
+        Family::Solana => {}
     }
     (json!({"addresses": addresses, "derivable": true}), own)
+}
+
+/// Bitcoin: the node signs hash *i* with the key of path *i*, and that hash
+/// spends input *i*. So input *i* must be the address path *i*'s key
+/// controls, and `msg_hash_list[i]` must be input *i*'s sighash: otherwise a
+/// description of the wallet's own inputs could carry a signature for
+/// another input's script.
+fn bind_btc_inputs(
+    d: &Decoded,
+    detail: &Value,
+    paths: &[(&str, signer::Path)],
+    own: &[String],
+    source: Option<&str>,
+    network: ::bitcoin::Network,
+    v: &mut Vec<Violation>,
+) {
+    let inputs: &[Value] = d
+        .facts
+        .get("inputs")
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice);
+    if inputs.len() != paths.len() {
+        push(
+            v,
+            "keysign.path_count_mismatch",
+            format!(
+                "raw tx has {} inputs but bip32_path_list has {} paths: one path per input",
+                inputs.len(),
+                paths.len()
+            ),
+        );
+    }
+    let hashes = normalized_msg_hashes(detail);
+    for (i, input) in inputs.iter().enumerate() {
+        let spends = input
+            .get("address")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if let (Some((text, _)), Some(key_addr)) = (paths.get(i), own.get(i))
+            && !bitcoin::same_address(key_addr, spends, network)
+        {
+            push(
+                v,
+                "keysign.signer_mismatch",
+                format!(
+                    "input #{i} spends from {spends}, but the key at bip32 path `{}` signs for {key_addr}",
+                    shorten(text)
+                ),
+            );
+        }
+        let sighash = input
+            .get("sighash")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if hashes.get(i).is_some_and(|h| h != sighash) {
+            push(
+                v,
+                "keysign.signer_mismatch",
+                format!(
+                    "msg_hash_list[{i}] is not the sighash of input #{i} ({sighash}), which path #{i} must sign"
+                ),
+            );
+        }
+    }
+    match source {
+        Some(src) if own.iter().any(|a| bitcoin::same_address(a, src, network)) => {}
+        Some(src) => push(
+            v,
+            "keysign.signer_mismatch",
+            format!(
+                "the source address {} is not an address of the signing paths' keys",
+                shorten(src)
+            ),
+        ),
+        None => push(
+            v,
+            "keysign.signer_unproven",
+            "the description has no source address to bind the signing key to".into(),
+        ),
+    }
+    // A legacy sighash does not commit to the amount spent: with such inputs
+    // a lowered `value` would hide fee that no hash reveals.
+    if d.facts.get("input_values_committed") != Some(&Value::Bool(true)) {
+        push(
+            v,
+            "keysign.fee_unbounded",
+            "legacy (P2PKH) inputs do not commit to their amounts, so the fee cannot be proven; spend them with a segwit or taproot input".into(),
+        );
+    }
 }

@@ -57,8 +57,9 @@
 
 mod amount;
 mod binding;
-mod signer;
+mod bitcoin;
 mod evm;
+mod signer;
 mod solana;
 mod tables;
 mod tron;
@@ -87,7 +88,7 @@ pub fn derive(detail: &Value, extra: &Value, cfg: &DeriveConfig) -> Option<Value
             "chain `{}` is not in data.integrity.chains",
             shorten(chain_id)
         ))),
-        (Some(c), Some(raw)) => decode_hex(raw).and_then(|bytes| decode_family(c, &bytes)),
+        (Some(c), Some(raw)) => decode_hex(raw).and_then(|bytes| decode_family(c, &bytes, tx)),
     };
     let family_json = chain.map_or(Value::Null, |c| Value::String(c.family.name().to_owned()));
     Some(match (decoded, chain) {
@@ -101,12 +102,22 @@ pub fn derive(detail: &Value, extra: &Value, cfg: &DeriveConfig) -> Option<Value
     })
 }
 
-fn decode_family(chain: &ChainInfo, bytes: &[u8]) -> Result<Decoded, DecodeError> {
+fn decode_family(chain: &ChainInfo, bytes: &[u8], tx: &Value) -> Result<Decoded, DecodeError> {
     match chain.family {
         Family::Evm => evm::decode(bytes),
         Family::Tron => tron::decode(bytes),
         Family::Solana => solana::decode(bytes),
-        Family::Bitcoin => Err(DecodeError::new("no decoder for bitcoin transactions")),
+        Family::Bitcoin => bitcoin::decode(bytes, tx, chain.btc_network()).map(|mut d| {
+            // The fee of a Bitcoin transaction is exactly inputs - outputs.
+            d.max_fee = d
+                .facts
+                .get("fees")
+                .and_then(|f| f.get("total"))
+                .and_then(Value::as_str)
+                .and_then(|t| t.parse::<u64>().ok())
+                .map(U256::from);
+            d
+        }),
     }
 }
 
@@ -356,7 +367,7 @@ fn render(
         .collect();
     let msg_hashes_match = !msg_hashes.is_empty() && unmatched.is_empty();
     let bound = binding::bind(&d, detail, tx, chain, cfg);
-    let disagreements = check_description(&d, tx, chain, cfg);
+    let disagreements = check_description(&d, tx, chain, cfg, &bound.own);
     let recipients: Vec<Value> = d
         .recipients
         .iter()
@@ -372,7 +383,10 @@ fn render(
         out.insert("fee_max".to_owned(), json!(fee.to_string()));
         out.insert(
             "fee_max_native".to_owned(),
-            json!(amount::from_base_units(&fee.to_string(), chain.native_decimals)),
+            json!(amount::from_base_units(
+                &fee.to_string(),
+                chain.native_decimals
+            )),
         );
     }
     out.insert("kind".to_owned(), Value::String(d.kind));
@@ -408,15 +422,21 @@ fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 
 /// Compares the decoded transaction with `extra.transaction.destination`.
 /// Returns the disagreements; empty means the description agrees.
-fn check_description(d: &Decoded, tx: &Value, chain: &ChainInfo, cfg: &DeriveConfig) -> Vec<String> {
+fn check_description(
+    d: &Decoded,
+    tx: &Value,
+    chain: &ChainInfo,
+    cfg: &DeriveConfig,
+    own: &[String],
+) -> Vec<String> {
     let Some(dest) = tx.get("destination").filter(|v| v.is_object()) else {
         return vec!["the description has no destination".to_owned()];
     };
     let dest_type = str_field(dest, "destination_type").unwrap_or_default();
     match dest_type {
-        "Address" if chain.family == Family::Bitcoin => vec![
-            "bitcoin outputs are not checked by this build".to_owned(),
-        ],
+        "Address" if chain.family == Family::Bitcoin => {
+            bitcoin::check_description(d, tx, own, chain.btc_network())
+        }
         "Address" => check_address_destination(d, dest, tx, cfg),
         "EVM_Contract" => check_evm_contract(d, dest, chain),
         other => vec![format!(

@@ -12,8 +12,8 @@
 //! account keys, recent blockhash, shortvec instructions, and for v0 the
 //! address-table lookups. Every byte must be consumed.
 
-use curve25519_dalek::edwards::CompressedEdwardsY;
 use alloy_primitives::U256;
+use curve25519_dalek::edwards::CompressedEdwardsY;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -263,7 +263,9 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
                     match acc(0) {
                         Some(from) => push_unique(&mut d.authorities, b58(from)),
                         None => {
-                            other.get_or_insert_with(|| "a transfer without a source account".into());
+                            other.get_or_insert_with(|| {
+                                "a transfer without a source account".into()
+                            });
                         }
                     }
                     transfers.push(Transfer {
@@ -367,13 +369,18 @@ const MAX_UNITS: u64 = 1_400_000;
 /// limit, rounded up as the runtime rounds it.
 fn max_fee(signatures: u8, cu_limit: Option<u32>, cu_price: u64, instructions: u64) -> U256 {
     let units = cu_limit.map_or_else(
-        || instructions.saturating_mul(DEFAULT_UNITS_PER_INSTRUCTION).min(MAX_UNITS),
+        || {
+            instructions
+                .saturating_mul(DEFAULT_UNITS_PER_INSTRUCTION)
+                .min(MAX_UNITS)
+        },
         |l| u64::from(l).min(MAX_UNITS),
     );
     let micro = U256::from(units).saturating_mul(U256::from(cu_price));
     let million = U256::from(1_000_000u64);
     let priority = micro.div_ceil(million);
-    U256::from(u64::from(signatures).saturating_mul(LAMPORTS_PER_SIGNATURE)).saturating_add(priority)
+    U256::from(u64::from(signatures).saturating_mul(LAMPORTS_PER_SIGNATURE))
+        .saturating_add(priority)
 }
 
 /// SPL Token `Transfer` (3: source, destination, owner) and

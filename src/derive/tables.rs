@@ -58,6 +58,17 @@ pub struct ChainInfo {
     pub native_decimals: u32,
 }
 
+impl ChainInfo {
+    /// The address encoding of a Bitcoin chain.
+    pub fn btc_network(&self) -> bitcoin::Network {
+        if self.btc_testnet {
+            bitcoin::Network::Testnet
+        } else {
+            bitcoin::Network::Bitcoin
+        }
+    }
+}
+
 /// What a token row says the signed bytes must move.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenAsset {
@@ -212,7 +223,11 @@ fn chain_row(
     let evm_chain_id = match (family, field(row, "evm_chain_id")) {
         (Family::Evm, Some(v)) => match v.as_u64() {
             Some(n) if n > 0 => Some(n),
-            _ => return Err(format!("`evm_chain_id` must be a positive integer, not {v}")),
+            _ => {
+                return Err(format!(
+                    "`evm_chain_id` must be a positive integer, not {v}"
+                ));
+            }
         },
         (Family::Evm, None) => return Err("an evm chain needs `evm_chain_id`".into()),
         (_, Some(_)) => return Err("`evm_chain_id` applies to evm chains only".into()),
@@ -298,18 +313,50 @@ mod tests {
     #[test]
     fn refuses_what_would_unbind_a_chain_naming_the_key() {
         let cases: &[(&str, Value, &str)] = &[
-            ("/chains/ETH/evm_chain_id", json!(0), "integrity.chains.ETH: `evm_chain_id`"),
-            ("/chains/ETH/evm_chain_id", json!(null), "needs `evm_chain_id`"),
+            (
+                "/chains/ETH/evm_chain_id",
+                json!(0),
+                "integrity.chains.ETH: `evm_chain_id`",
+            ),
+            (
+                "/chains/ETH/evm_chain_id",
+                json!(null),
+                "needs `evm_chain_id`",
+            ),
             ("/chains/ETH/family", json!("evmm"), "unknown family `evmm`"),
-            ("/chains/ETH/max_fee", json!(0.05), "`max_fee` must be a non-empty string"),
+            (
+                "/chains/ETH/max_fee",
+                json!(0.05),
+                "`max_fee` must be a non-empty string",
+            ),
             ("/chains/ETH/max_fee", json!("1e3"), "`max_fee` `1e3`"),
-            ("/chains/ETH/native_token", json!("ETH_USDT"), "must be a `native: true` token"),
+            (
+                "/chains/ETH/native_token",
+                json!("ETH_USDT"),
+                "must be a `native: true` token",
+            ),
             ("/chains/BTC/network", json!("regtest"), "`network` must be"),
             ("/chains/ETH/coin_typ", json!(60), "unknown key `coin_typ`"),
-            ("/tokens/ETH_USDT/contract", json!(null), "integrity.tokens.ETH_USDT: pins no contract"),
-            ("/tokens/ETH_USDT/chain", json!("BSC_BNB"), "chain `BSC_BNB` is not in integrity.chains"),
-            ("/tokens/ETH_USDT/decimals", json!("6"), "`decimals` must be"),
-            ("/tokens/ETH/contract", json!("0xdead"), "a native token pins"),
+            (
+                "/tokens/ETH_USDT/contract",
+                json!(null),
+                "integrity.tokens.ETH_USDT: pins no contract",
+            ),
+            (
+                "/tokens/ETH_USDT/chain",
+                json!("BSC_BNB"),
+                "chain `BSC_BNB` is not in integrity.chains",
+            ),
+            (
+                "/tokens/ETH_USDT/decimals",
+                json!("6"),
+                "`decimals` must be",
+            ),
+            (
+                "/tokens/ETH/contract",
+                json!("0xdead"),
+                "a native token pins",
+            ),
         ];
         for (ptr, v, want) in cases {
             let mut doc = good();

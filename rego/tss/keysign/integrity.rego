@@ -175,8 +175,10 @@ deny contains {
 } if {
 	integrity_enforced
 	derived_ok
-	not is_array(object.get(input.derived, "violations", null))
+	not violations_listed
 }
+
+violations_listed if is_array(input.derived.violations)
 
 derived_violations := as_list(object.get(input.derived, "violations", [])) if has_derived
 
