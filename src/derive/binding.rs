@@ -55,6 +55,7 @@ pub(crate) fn bind(
         .get("source")
         .and_then(|s| s.get("address"))
         .and_then(Value::as_str);
+    bind_tweaks(detail, &mut v);
     let (signer, own) = bind_signer(d, detail, chain, &chain_name, source, &mut v);
     for a in &d.authorities {
         match source {
@@ -145,6 +146,20 @@ fn bind_token(
         return;
     };
     let TokenAsset::Pinned(pinned) = &token.asset else {
+        // The native coin: a token call in the bytes would move value that
+        // the native coin's caps and allow-lists never see.
+        if let Some(t) = &d.token_transfer {
+            push(
+                v,
+                "keysign.token_contract_mismatch",
+                format!(
+                    "token `{}` is the native coin of chain `{chain_name}`, but the raw transaction calls `{}` of token contract {}",
+                    shorten(token_id),
+                    t.method,
+                    t.contract.as_deref().unwrap_or("(unnamed)")
+                ),
+            );
+        }
         return;
     };
     let token_id = shorten(token_id);
@@ -177,6 +192,36 @@ fn bind_token(
             Asset::UnknownToken => push(v, code, no_mint.clone()),
             _ => {}
         }
+    }
+}
+
+/// A tweak is added to the key the node signs with. Child keys of BIP-32
+/// public derivation are the parent plus a tweak, so a tweak would let the
+/// node sign for another account than the path's, which nothing here can
+/// bind: only empty tweaks are approved.
+fn bind_tweaks(detail: &Value, v: &mut Vec<Violation>) {
+    let code = "keysign.tweak_not_allowed";
+    match detail.get("tweak_list") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(tweaks)) => {
+            for (i, t) in tweaks.iter().enumerate() {
+                if t.as_str() != Some("") {
+                    push(
+                        v,
+                        code,
+                        format!(
+                            "tweak_list[{i}] is {}: a tweak changes the key that signs, so the signer cannot be bound to the source",
+                            shorten(&t.to_string())
+                        ),
+                    );
+                }
+            }
+        }
+        Some(other) => push(
+            v,
+            code,
+            format!("tweak_list is {}, not a list", shorten(&other.to_string())),
+        ),
     }
 }
 

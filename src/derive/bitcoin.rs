@@ -74,9 +74,6 @@
 //! See [`check_description`]. Addresses are compared by the scriptPubKey they
 //! denote ([`same_address`]), so bech32 case and encoding do not matter.
 
-// Registered in mod.rs before `derive()` dispatches to it; the allowance goes
-// when the Bitcoin family is wired in.
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 

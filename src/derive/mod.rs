@@ -4,14 +4,21 @@
 //! Node will sign (`request_detail.msg_hash_list`) and Cobo's description of
 //! it (`extra_info.transaction`, with `raw_tx_info.unsigned_raw_tx`). This
 //! module decodes the unsigned raw transaction, recomputes its signing
-//! hash(es), and states whether the hashes and the description agree with
-//! the bytes. The result is plain JSON placed at `input.derived`, so Rego
-//! policies can require, for example, `input.derived.msg_hashes_match` and
-//! `input.derived.description_agrees`.
+//! hash(es), bounds the fee, binds the bytes to the described chain, token,
+//! signing key and source, and states whether the hashes and the description
+//! agree with the bytes. The result is plain JSON placed at `input.derived`,
+//! so Rego policies can require, for example, `input.derived.msg_hashes_match`,
+//! `input.derived.description_agrees` and an empty `input.derived.violations`.
 //!
 //! # Layout
-//! - `mod.rs` (this file): [`DeriveConfig`], [`derive`], the output shape,
-//!   msg-hash matching and the family-independent agreement checks.
+//! - `mod.rs` (this file): [`derive`], the output shape, msg-hash matching
+//!   and the family-independent agreement checks.
+//! - `tables.rs`: [`DeriveConfig`], the chain and token tables of
+//!   `data.integrity`, validated at load.
+//! - `binding.rs`: chain id, pinned token, BIP-44 coin type, signer address
+//!   and source bindings, reported as `violations`.
+//! - `signer.rs`: BIP-32 public derivation from `root_pub_key` and the
+//!   EVM, TRON and Bitcoin addresses of a key.
 //! - `amount.rs`: whole-unit decimal strings to base units, exactly.
 //! - `evm.rs`: legacy (pre-155 and EIP-155), EIP-2930 and EIP-1559 through
 //!   alloy-consensus; ERC-20 `transfer`/`transferFrom`/`approve` calldata.
@@ -19,14 +26,16 @@
 //!   TriggerSmartContract (TRC-20 calls).
 //! - `solana.rs`: legacy and v0 messages; System transfer and SPL Token
 //!   `Transfer`/`TransferChecked`, with associated-token-account derivation.
+//! - `bitcoin.rs`: unsigned transactions, per-input sighashes (legacy,
+//!   BIP143, BIP341 key path) from the described prevouts, outputs and change.
 //!
 //! # Output (`input.derived`)
 //! Every key below is always present (null or empty when it does not apply):
 //! ```text
-//! family               "evm" | "tron" | "solana" | null (unknown chain)
+//! family               "evm" | "tron" | "solana" | "bitcoin" | null (unknown chain)
 //! kind                 "legacy" | "legacy_eip155" | "eip2930" | "eip1559" | "eip4844" | "eip7702"
 //!                      | "tron_transfer" | "tron_trigger_smart_contract" | "tron_contract_<n>"
-//!                      | "solana_legacy" | "solana_v0" | null (decode error)
+//!                      | "solana_legacy" | "solana_v0" | "btc" | null (decode error)
 //! signing_hashes       ["0x<lowercase hex>"]; for Solana the message bytes themselves
 //! msg_hashes_match     true only if msg_hash_list is non-empty and every entry is a signing hash
 //! unmatched_msg_hashes entries of msg_hash_list (normalised "0x" + lowercase) that are not
@@ -37,6 +46,11 @@
 //! recipients           [{address, amount, asset}] value actually moved ("native" or token id)
 //! description_agrees   true only if the decoded transfer matches extra.transaction.destination
 //! disagreements        human-readable reasons naming both values
+//! fee_max              most the bytes can spend on fees, base units (null if unbounded)
+//! fee_max_native       the same in whole native units, for the chain's max_fee
+//! authorities          accounts the bytes spend from or pay fees with
+//! signer               {addresses: [{path, address}], derivable}
+//! violations           [{code, msg}] failed bindings (binding.rs)
 //! error                null, or a short reason the raw transaction could not be decoded
 //! ```
 //! Families add keys of their own (`access_list_len`, `from`, `fee_payer`, ...).
@@ -334,7 +348,8 @@ fn base_object(family: Value) -> Map<String, Value> {
     out.insert("family".to_owned(), family);
     out.insert("signing_hashes".to_owned(), json!([]));
     out.insert("recipients".to_owned(), json!([]));
-    out.insert("signer".to_owned(), json!({"addresses": []}));
+    out.insert("authorities".to_owned(), json!([]));
+    out.insert("signer".to_owned(), json!({"addresses": [], "derivable": false}));
     out.insert("violations".to_owned(), json!([]));
     out
 }
