@@ -20,7 +20,7 @@ test_amount_beyond_2_pow_53_over_cap if {
 
 test_amount_malformed if {
 	_r5 := all_msgs with input as req({"destination": dest_to("0xaaaa", "1e3")}) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
-	_r5 == {"amount `1e3` is not a plain decimal string"}
+	_r5 == {"amount `\"1e3\"` is not a plain decimal string"}
 	_r6 := all_msgs with input as req({"destination": dest_to("0xaaaa", 1.5)}) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
 	"amount `1.5` is not a plain decimal string" in _r6
 	_r7 := all_msgs with input as req({"destination": {"destination_type": "Address", "account_output": {"address": "0xaaaa"}}}) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
