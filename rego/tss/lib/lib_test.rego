@@ -187,6 +187,8 @@ test_erc_missing_config_fails_closed if {
 	not erc.permits("key_gen") with data.embedded_risk_control_rules as {}
 	erc.reject_all_text("key_gen") == "<missing>" with data.embedded_risk_control_rules as {}
 	not erc.permits("key_gen") with data.embedded_risk_control_rules as {"key_gen": {"reject_all": "false"}}
+	erc.reject_all_text("key_gen") == `"false"` with data.embedded_risk_control_rules as {"key_gen": {"reject_all": "false"}}
+	erc.reject_all_text("key_gen") == "false" with data.embedded_risk_control_rules as {"key_gen": {"reject_all": false}}
 	erc.disabled with data.embedded_risk_control_rules as {"enable": false}
 	not erc.disabled with data.embedded_risk_control_rules as {"enable": "false"}
 }
