@@ -137,7 +137,10 @@ pub fn wire_from_text(path: &Path, text: &str) -> Result<(Vec<u8>, CallbackReque
     };
     let probe: Probe = serde_json::from_str(text).map_err(|e| format(e.to_string()))?;
     let wire = probe.request.map_or(text.trim(), RawValue::get);
-    Ok((wire.as_bytes().to_vec(), lenient_request(wire).map_err(format)?))
+    Ok((
+        wire.as_bytes().to_vec(),
+        lenient_request(wire).map_err(format)?,
+    ))
 }
 
 /// Reads a request the way serde_json always has (a repeated key: the last

@@ -353,8 +353,7 @@ fn show_path(innermost_first: &[Seg]) -> String {
 fn is_plain_name(k: &str) -> bool {
     !k.is_empty()
         && k.len() <= SHOWN_KEY_CHARS
-        && k
-            .bytes()
+        && k.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
@@ -595,7 +594,10 @@ mod tests {
         // ordinary key here.
         assert_eq!(ours["$serde_json::private::RawValue"], "{}");
         let mut ours_without = ours.clone();
-        ours_without.as_object_mut().unwrap().remove("$serde_json::private::RawValue");
+        ours_without
+            .as_object_mut()
+            .unwrap()
+            .remove("$serde_json::private::RawValue");
         assert_eq!(ours_without["n"], theirs["n"]);
         assert_eq!(ours_without["s"], "x\u{e9}\n");
         assert_eq!(ours_without["b"], json!([true, false, null]));
@@ -617,15 +619,17 @@ mod tests {
     #[test]
     fn the_shown_key_and_path_are_escaped_and_bounded() {
         let key = format!("`)\\u0001\\u00e9{}", "k".repeat(60));
-        let doc = format!(
-            r#"{{"x.y":{{"ok":{{"{key}":1,"{key}":2}}}}}}"#
-        );
+        let doc = format!(r#"{{"x.y":{{"ok":{{"{key}":1,"{key}":2}}}}}}"#);
         let msg = dup_err(&req(2, &doc, ""));
         assert!(
             msg.starts_with("duplicate key `\\u{60})\\u{1}\\u{e9}kkk"),
             "{msg}"
         );
-        assert_eq!(msg.matches('`').count(), 2, "only the message's own quotes: {msg}");
+        assert_eq!(
+            msg.matches('`').count(),
+            2,
+            "only the message's own quotes: {msg}"
+        );
         assert!(msg.ends_with(r#"in request_detail at ["x.y"].ok"#), "{msg}");
         let long_key = "k".repeat(10_000);
         let deep = format!(

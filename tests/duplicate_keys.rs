@@ -46,7 +46,11 @@ fn repeated_keys_get_a_signed_status_10_naming_document_and_path() {
 
     // Nested in the transaction: the policy would have judged 0.75, a
     // first-wins parser would use 750000.
-    let amount = extra.replacen(r#""amount":"0.75"}"#, r#""amount":"750000","amount":"0.75"}"#, 1);
+    let amount = extra.replacen(
+        r#""amount":"0.75"}"#,
+        r#""amount":"750000","amount":"0.75"}"#,
+        1,
+    );
     assert_ne!(amount, extra);
     assert_refused(
         &send_bytes(&server, &with_extra("dup-http-1", amount)),
@@ -55,7 +59,11 @@ fn repeated_keys_get_a_signed_status_10_naming_document_and_path() {
     );
 
     // The same key spelled with an escape is the same key.
-    let escaped = extra.replacen(r#""token_id":"ETH","#, r#""token_id":"ETH","\u0074oken_id":"SOL","#, 1);
+    let escaped = extra.replacen(
+        r#""token_id":"ETH","#,
+        r#""token_id":"ETH","\u0074oken_id":"SOL","#,
+        1,
+    );
     assert_ne!(escaped, extra);
     assert_refused(
         &send_bytes(&server, &with_extra("dup-http-2", escaped)),
