@@ -139,7 +139,7 @@ fn parse_embedded(field: &'static str, s: &str, max_depth: usize) -> Result<Valu
         return Ok(Value::Object(Map::new()));
     }
     check_depth(s.as_bytes(), max_depth)?;
-    match parse_unique(field, s.as_bytes()) {
+    match parse_unique_str(field, s) {
         Ok(v @ Value::Object(_)) => Ok(v),
         Ok(_) => Err(RequestError::EmbeddedNotObject(field)),
         Err(Unique::Duplicate(d)) => Err(d),
@@ -178,8 +178,20 @@ enum Seg {
 /// repeated key (compared by decoded text, so `"a"` and `"\u0061"` are the
 /// same key) is an error instead of keeping the last occurrence.
 fn parse_unique(document: &'static str, bytes: &[u8]) -> Result<Value, Unique> {
+    parse_unique_from(document, serde_json::Deserializer::from_slice(bytes))
+}
+
+/// [`parse_unique`] of text already known to be UTF-8 (an embedded
+/// document): serde_json then skips validating each string again.
+fn parse_unique_str(document: &'static str, text: &str) -> Result<Value, Unique> {
+    parse_unique_from(document, serde_json::Deserializer::from_str(text))
+}
+
+fn parse_unique_from<'de, R: serde_json::de::Read<'de>>(
+    document: &'static str,
+    mut de: serde_json::Deserializer<R>,
+) -> Result<Value, Unique> {
     let found = std::cell::RefCell::new(None::<Dup>);
-    let mut de = serde_json::Deserializer::from_slice(bytes);
     let parsed = UniqueValue(&found)
         .deserialize(&mut de)
         .and_then(|v| de.end().map(|()| v));
