@@ -8,12 +8,17 @@ package tss.keygen
 import data.tss.lib.ids
 
 deny contains {"code": "keygen.duplicate_node_id", "msg": msg} if {
+	not node_ids_fine
 	some msg in ids.repeat_msgs("request_detail.node_ids", input.detail.node_ids)
 }
 
 deny contains {"code": "keygen.node_ids_malformed", "msg": msg} if {
+	not node_ids_fine
 	some msg in ids.shape_msgs("request_detail.node_ids", detail, "node_ids")
 }
+
+# The common case, checked once (a rule, negated: see rego/README.md).
+node_ids_fine if ids.fine(input.detail.node_ids)
 
 # `else`, not a negation (see rego/README.md, "Fail closed").
 detail := input.detail if is_object(input.detail)

@@ -10,14 +10,23 @@ import data.tss.lib.ids
 node_lists := ["new_node_ids", "used_node_ids"]
 
 deny contains {"code": "keyreshare.duplicate_node_id", "msg": msg} if {
-	some key in node_lists
+	some key in lists_not_fine
 	some msg in ids.repeat_msgs(concat(".", ["request_detail", key]), detail[key])
 }
 
 deny contains {"code": "keyreshare.node_ids_malformed", "msg": msg} if {
-	some key in node_lists
+	some key in lists_not_fine
 	some msg in ids.shape_msgs(concat(".", ["request_detail", key]), detail, key)
 }
+
+# The common case (each list fine) is checked once per list; messages are
+# built only for a list that is not.
+lists_not_fine contains key if {
+	some key in node_lists
+	not list_fine(key)
+}
+
+list_fine(key) if ids.fine(detail[key])
 
 # `else`, not a negation (see rego/README.md, "Fail closed").
 detail := input.detail if is_object(input.detail)

@@ -11,13 +11,18 @@ package tss.keysign
 import data.tss.lib.ids
 
 deny contains {"code": "keysign.duplicate_node_id", "msg": msg} if {
+	not used_node_ids_fine
 	some msg in ids.repeat_msgs("request_detail.used_node_ids", input.detail.used_node_ids)
 }
 
 deny contains {"code": "keysign.node_ids_malformed", "msg": msg} if {
+	not used_node_ids_fine
 	used_node_ids_given
 	some msg in ids.shape_msgs("request_detail.used_node_ids", input.detail, "used_node_ids")
 }
+
+# The common case, checked once (a rule, negated: see rego/README.md).
+used_node_ids_fine if ids.fine(input.detail.used_node_ids)
 
 used_node_ids_given if {
 	is_object(input.detail)

@@ -27,3 +27,13 @@ test_shape_msgs if {
 	ids.shape_msgs("f", {"k": "a"}, "k") == {"f is `a`, not an array of node ids"}
 	ids.shape_msgs("f", {"k": ["a", 1, ""]}, "k") == {"f entry #1 is `1`, not a node id", "f entry #2 is `\"\"`, not a node id"}
 }
+
+test_fine if {
+	ids.fine(["a", "b"])
+	ids.fine([])
+	not ids.fine(["a", "a"])
+	not ids.fine(["a", 1])
+	not ids.fine(["a", ""])
+	not ids.fine("a")
+	not ids.fine(null)
+}
