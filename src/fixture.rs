@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::protocol::{Action, CallbackRequest};
 
@@ -13,6 +14,9 @@ use crate::protocol::{Action, CallbackRequest};
 pub struct Fixture {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
+    /// The request as serde reads it (the last of repeated keys wins): for
+    /// its `request_id` and `request_type`. What is sent and decided is
+    /// [`Fixture::wire`].
     pub request: CallbackRequest,
     pub expect: Expect,
     /// Name of the TSS Node key the request is treated as verified by.
@@ -21,6 +25,40 @@ pub struct Fixture {
     /// Receive time to evaluate at (unix ms), so time-based rules are repeatable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub received_at_ms: Option<i64>,
+    /// The request's JSON text exactly as written in the file, repeated keys
+    /// included: the bytes a TSS Node would send. Empty for a fixture built
+    /// in memory, where it is `request` serialised ([`Fixture::wire_bytes`]).
+    #[serde(skip)]
+    pub wire: Vec<u8>,
+}
+
+impl Fixture {
+    /// The bytes to send or decide: [`Fixture::wire`], or `request`
+    /// serialised when the fixture was not read from a file.
+    pub fn wire_bytes(&self) -> Vec<u8> {
+        if self.wire.is_empty() {
+            serde_json::to_vec(&self.request).unwrap_or_default()
+        } else {
+            self.wire.clone()
+        }
+    }
+}
+
+/// A fixture file as read: the request kept as raw text, so that a request
+/// with repeated keys (which must be refused with status 10) can be a
+/// fixture at all.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FixtureFile<'a> {
+    #[serde(default)]
+    description: String,
+    #[serde(borrow)]
+    request: &'a RawValue,
+    expect: Expect,
+    #[serde(default)]
+    verified_by: Option<String>,
+    #[serde(default)]
+    received_at_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,10 +85,19 @@ pub enum FixtureError {
 /// Loads a full fixture (with expectations), validating it.
 pub fn load_fixture(path: &Path) -> Result<Fixture, FixtureError> {
     let text = read(path)?;
-    let f: Fixture = serde_json::from_str(&text).map_err(|e| FixtureError::Format {
+    let format = |reason: String| FixtureError::Format {
         path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
+        reason,
+    };
+    let file: FixtureFile = serde_json::from_str(&text).map_err(|e| format(e.to_string()))?;
+    let f = Fixture {
+        request: lenient_request(file.request.get()).map_err(format)?,
+        wire: file.request.get().as_bytes().to_vec(),
+        description: file.description,
+        expect: file.expect,
+        verified_by: file.verified_by,
+        received_at_ms: file.received_at_ms,
+    };
     if f.expect.action == Action::Reject && f.expect.status == 0 && f.expect.reasons.is_empty() {
         return Err(FixtureError::RejectWithoutReason {
             path: path.to_owned(),
@@ -66,16 +113,42 @@ pub fn load_request(path: &Path) -> Result<CallbackRequest, FixtureError> {
     request_from_text(path, &text)
 }
 
+/// [`wire_from_text`] of a file (`-` reads stdin).
+pub fn load_wire(path: &Path) -> Result<(Vec<u8>, CallbackRequest), FixtureError> {
+    let text = read(path)?;
+    wire_from_text(path, &text)
+}
+
 pub fn request_from_text(path: &Path, text: &str) -> Result<CallbackRequest, FixtureError> {
-    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| FixtureError::Format {
+    wire_from_text(path, text).map(|(_, req)| req)
+}
+
+/// The request's exact JSON text (a fixture's `request`, else the whole
+/// text) and the request as serde reads it (the last of repeated keys wins).
+pub fn wire_from_text(path: &Path, text: &str) -> Result<(Vec<u8>, CallbackRequest), FixtureError> {
+    #[derive(Deserialize)]
+    struct Probe<'a> {
+        #[serde(borrow, default)]
+        request: Option<&'a RawValue>,
+    }
+    let format = |reason: String| FixtureError::Format {
         path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
-    let req = v.get("request").cloned().unwrap_or(v);
-    serde_json::from_value(req).map_err(|e| FixtureError::Format {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })
+        reason,
+    };
+    let probe: Probe = serde_json::from_str(text).map_err(|e| format(e.to_string()))?;
+    let wire = probe.request.map_or(text.trim(), RawValue::get);
+    Ok((
+        wire.as_bytes().to_vec(),
+        lenient_request(wire).map_err(format)?,
+    ))
+}
+
+/// Reads a request the way serde_json always has (a repeated key: the last
+/// wins), for the fields a fixture's reader needs even when the request
+/// itself must be refused.
+fn lenient_request(text: &str) -> Result<CallbackRequest, String> {
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    serde_json::from_value(v).map_err(|e| e.to_string())
 }
 
 fn read(path: &Path) -> Result<String, FixtureError> {

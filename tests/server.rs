@@ -46,7 +46,8 @@ fn every_fixture_gets_its_expected_answer() {
     for path in fixtures {
         let f = tss_gate::fixture::load_fixture(&path).unwrap();
         seen_types.insert(f.request.request_type);
-        let answer = send(&server, &f.request);
+        // The request's text as written: some fixtures repeat a key.
+        let answer = send_bytes(&server, &f.wire_bytes());
         let name = path.display();
         assert_eq!(
             answer.request_id, f.request.request_id,

@@ -67,7 +67,7 @@ fn eval(a: &EvalArgs) -> anyhow::Result<serde_json::Value> {
         std::fs::read_to_string(&a.request)
             .map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", a.request.display()))?
     };
-    let request = crate::fixture::request_from_text(&a.request, &text)?;
+    let (wire, request) = crate::fixture::wire_from_text(&a.request, &text)?;
     // A fixture's own evaluation context, when the file is one.
     let doc: serde_json::Value = serde_json::from_str(&text)?;
     let fixture_verified_by = doc
@@ -92,10 +92,10 @@ fn eval(a: &EvalArgs) -> anyhow::Result<serde_json::Value> {
     let set = PolicySet::load(&opts)?;
 
     if a.input_only {
-        let parsed = input::parse_callback_request(&request, input::DEFAULT_MAX_DEPTH)?;
+        let parsed = input::parse_request(&wire, input::DEFAULT_MAX_DEPTH)?;
         return Ok(pipeline::build_input(&set, &parsed, &token, at));
     }
-    let decided = runner::decide_request(&set, &request, &token, at, |i| set.evaluate(i));
+    let decided = runner::decide_request(&set, &wire, &token, at, |i| set.evaluate(i));
     let answer = runner::answer_of(&request, &decided);
     let (input, decision, failure) = match &decided {
         Ok(d) => (

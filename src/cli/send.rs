@@ -56,10 +56,11 @@ pub fn run(a: SendArgs) -> Exit {
 }
 
 fn send(a: &SendArgs) -> anyhow::Result<CallbackResponse> {
-    let request = crate::fixture::load_request(&a.request)?;
+    // The request's text as written, repeated keys and all: what a node
+    // that produced it would send.
+    let (doc, request) = crate::fixture::load_wire(&a.request)?;
     let node_key = crate::keys::load_signing_key(&a.key)?;
     let server_key = crate::keys::load_verifying_key("callback-server", &a.server_key)?;
-    let doc = serde_json::to_vec(&request)?;
     let token = crate::token::sign_package(&doc, &node_key, &a.iss, a.ttl)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

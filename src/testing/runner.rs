@@ -355,17 +355,18 @@ pub fn fixture_token(f: &Fixture) -> TokenFacts {
 }
 
 /// A request as the server decides it once its token has verified: parse
-/// the embedded documents, then [`pipeline::decide_with`]. A request the
-/// server would refuse as malformed gets the same status-10 failure.
+/// the request's bytes exactly as the server does ([`input::parse_request`]:
+/// shape, embedded documents, repeated keys), then
+/// [`pipeline::decide_with`]. A request the server would refuse as
+/// malformed gets the same status-10 failure.
 pub fn decide_request(
     set: &PolicySet,
-    req: &CallbackRequest,
+    wire: &[u8],
     token: &TokenFacts,
     received_at_ms: i64,
     evaluate: impl FnOnce(&Json) -> Result<Decision, PolicyError>,
 ) -> Result<Decided, Failure> {
-    let parsed =
-        input::parse_callback_request(req, input::DEFAULT_MAX_DEPTH).map_err(Failure::Request)?;
+    let parsed = input::parse_request(wire, input::DEFAULT_MAX_DEPTH).map_err(Failure::Request)?;
     Ok(pipeline::decide_with(
         set,
         &parsed,
@@ -411,11 +412,12 @@ fn run_fixture(
     case.line = expect_line(path);
     let token = fixture_token(&f);
     let at = f.received_at_ms.unwrap_or_else(pipeline::now_ms);
-    let decided = decide_request(set, &f.request, &token, at, |i| set.evaluate(i));
+    let wire = f.wire_bytes();
+    let decided = decide_request(set, &wire, &token, at, |i| set.evaluate(i));
     let answer = answer_of(&f.request, &decided);
     if let Some(engine) = coverage_engine {
         let entry = set.entrypoint.clone();
-        let again = decide_request(set, &f.request, &token, at, |i| {
+        let again = decide_request(set, &wire, &token, at, |i| {
             policy::evaluate_on_engine(engine, &entry, i)
         });
         let other = answer_of(&f.request, &again);

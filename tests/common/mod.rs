@@ -181,6 +181,18 @@ pub fn mint(req: &CallbackRequest, key: &RsaPrivateKey) -> String {
     tss_gate::token::sign_package(&doc, &signing(key), "tss-node", 120).expect("sign")
 }
 
+/// Mints a request token over exact request bytes (repeated keys and all).
+pub fn mint_bytes(doc: &[u8], key: &RsaPrivateKey) -> String {
+    tss_gate::token::sign_package(doc, &signing(key), "tss-node", 120).expect("sign")
+}
+
+/// Sends exact request bytes as node-a and returns the verified answer.
+pub fn send_bytes(server: &Server, doc: &[u8]) -> CallbackResponse {
+    let (status, body) = post_token(&server.check_url(), &mint_bytes(doc, &test_keys().node));
+    assert_eq!(status, 200, "every answer is HTTP 200: {body}");
+    verify_answer(&body)
+}
+
 /// Posts a raw form body and returns (HTTP status, body).
 pub fn post_form(url: &str, body: &str) -> (u16, String) {
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -45,3 +45,10 @@ test_disabled_allows_without_checks if {
 	keygen.allow with input as req(7, ["coboZ"]) with data.embedded_risk_control_rules as {"enable": false}
 	count(keygen.deny) == 0 with input as req(7, ["coboZ"]) with data.embedded_risk_control_rules as {"enable": false}
 }
+
+# The threshold is shown with its JSON type: a string "2" does not match the
+# allow-listed number 2, and the message must not make them look alike.
+test_string_threshold_is_shown_quoted if {
+	some d in keygen.deny with input as req("2", ["coboA", "coboB", "coboC"]) with data.embedded_risk_control_rules as erc
+	d.msg == "keygen threshold `\"2\"` with node ids `coboA, coboB, coboC` matches no key_gen allow_list entry"
+}

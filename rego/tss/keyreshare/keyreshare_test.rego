@@ -4,7 +4,7 @@ import data.tss.keyreshare
 
 erc := {"enable": true, "key_reshare": {"reject_all": false, "allow_list": [{"xpubkey": "xpubROOT", "new_threshold": 2, "new_node_ids": ["coboA", "coboC", "coboD"]}]}}
 
-req(xpub, nt, nodes) := {"request_id": "r", "request_type": "KEYRESHARE", "detail": {"root_pub_key": xpub, "new_threshold": nt, "new_node_ids": nodes, "old_threshold": 2}}
+req(xpub, nt, nodes) := {"request_id": "r", "request_type": "KEYRESHARE", "detail": {"root_pub_key": xpub, "new_threshold": nt, "new_node_ids": nodes, "used_node_ids": ["coboA", "coboB"], "old_threshold": 2}}
 
 test_allow_list_match if {
 	keyreshare.allow with input as req("xpubROOT", 2, ["coboD", "coboA", "coboC"]) with data.embedded_risk_control_rules as erc

@@ -1,7 +1,9 @@
 # KEYSIGN rules on how much moves: every amount must be a plain decimal
 # string, and the transaction's total must not exceed the token's cap in
 # data.keysign.max_amount_per_tx (decimal strings, compared exactly).
-# Tokens without a cap entry have no amount limit here.
+# Tokens without a cap entry have no amount limit here. Values from the
+# request are shown with fmt.show, so a string "1e3" reads `"1e3"` and
+# cannot be taken for the number.
 package tss.keysign
 
 import data.tss.lib.decimal
@@ -48,12 +50,19 @@ deny contains {
 	not cap_key
 }
 
+# No amount to hold against the cap. Only for a destination type somebody
+# allowed: any other (a message signature such as EVM_EIP_191_Signature,
+# which carries no amount by nature) is denied by destination.rego as
+# `keysign.destination_type_not_allowed`, and "amount missing" would
+# send the reader after the wrong problem. Either way the request is
+# denied (fail closed).
 deny contains {
 	"code": "keysign.amount_missing",
-	"msg": sprintf("token `%s` has a per-transaction cap but the transaction names no amount", [token]),
+	"msg": sprintf("the `%s` destination names no amount, so the per-transaction cap of token `%s` cannot be checked", [destination_type, token]),
 } if {
 	has_cap
 	count(amounts) == 0
+	destination_type_allowed
 }
 
 within_cap if total_key <= cap_key

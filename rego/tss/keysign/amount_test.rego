@@ -20,7 +20,7 @@ test_amount_beyond_2_pow_53_over_cap if {
 
 test_amount_malformed if {
 	_r5 := all_msgs with input as req({"destination": dest_to("0xaaaa", "1e3")}) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
-	_r5 == {"amount `1e3` is not a plain decimal string"}
+	_r5 == {"amount `\"1e3\"` is not a plain decimal string"}
 	_r6 := all_msgs with input as req({"destination": dest_to("0xaaaa", 1.5)}) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
 	"amount `1.5` is not a plain decimal string" in _r6
 	_r7 := all_msgs with input as req({"destination": {"destination_type": "Address", "account_output": {"address": "0xaaaa"}}}) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
@@ -61,10 +61,55 @@ test_cap_malformed_fails_closed if {
 	c == {"configured cap `50` for token `ETH` is not a decimal string"}
 }
 
+# amount.rego's codes, for tests that must not depend on other rules.
+amount_rule_msgs := {d.msg |
+	some d in data.tss.keysign.deny
+	d.code in {"keysign.amount_missing", "keysign.amount_malformed", "keysign.amount_over_cap", "keysign.cap_malformed"}
+}
+
+# A message signature carries no amount. When its destination type is not
+# allowed, that is the reason (destination.rego); no amount or cap reason
+# may send the reader elsewhere.
+test_message_signature_gets_no_amount_reason if {
+	r := req({"destination": {"destination_type": "EVM_EIP_191_Signature", "message": "0x00"}})
+	m := amount_rule_msgs with input as r with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
+	m == set()
+	r2 := req({"destination": {"destination_type": "EVM_EIP_712_Signature", "structured_data": "{}"}})
+	m2 := amount_rule_msgs with input as r2 with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
+	m2 == set()
+}
+
+# Once somebody allows such a type, a capped token still cannot go
+# unchecked (fail closed), and the reason says why.
 test_capped_token_without_amount if {
 	r := req({"destination": {"destination_type": "EVM_EIP_191_Signature", "message": "0x00"}})
-	_r11 := all_msgs with input as r with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
-	"token `ETH` has a per-transaction cap but the transaction names no amount" in _r11
+	allowing := object.union(td, {"allowed_destination_types": ["Address", "EVM_EIP_191_Signature"]})
+	m := amount_rule_msgs with input as r with data.keysign as allowing with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
+	m == {"the `EVM_EIP_191_Signature` destination names no amount, so the per-transaction cap of token `ETH` cannot be checked"}
+	r2 := req({"destination": {"destination_type": "Address"}})
+	m2 := amount_rule_msgs with input as r2 with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
+	m2 == {"the `Address` destination names no amount, so the per-transaction cap of token `ETH` cannot be checked"}
+}
+
+# Values are shown with their JSON type: the number 1000 and the string
+# "1e3" are not confused, nor the string "null" with a missing amount.
+test_amount_messages_show_json_types if {
+	m1 := amount_rule_msgs with input as req({"destination": dest_to("0xaaaa", 1000)}) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
+	m1 == {"amount `1000` is not a plain decimal string"}
+	m2 := amount_rule_msgs with input as req({"destination": dest_to("0xaaaa", "null")}) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
+	m2 == {"amount `\"null\"` is not a plain decimal string"}
+	m3 := amount_rule_msgs with input as req({"destination": dest_to("0xaaaa", "-5")}) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
+	m3 == {"amount `\"-5\"` is not a plain decimal string"}
+	m4 := amount_rule_msgs with input as req({})
+		with data.keysign as object.union(td, {"max_amount_per_tx": {"ETH": "50 ETH"}})
+		with data.integrity as no_integrity
+		with data.embedded_risk_control_rules as erc_cfg
+	m4 == {"configured cap `50 ETH` for token `ETH` is not a decimal string"}
+	m5 := amount_rule_msgs with input as req({})
+		with data.keysign as object.union(td, {"max_amount_per_tx": {"ETH": "-50"}})
+		with data.integrity as no_integrity
+		with data.embedded_risk_control_rules as erc_cfg
+	m5 == {"configured cap `\"-50\"` for token `ETH` is not a decimal string"}
 }
 
 test_cannot_total_too_many_outputs if {

@@ -108,8 +108,67 @@ test_show_and_list if {
 	fmt.list(["b", "a", 3]) == "3, a, b"
 }
 
+# A reader must never mistake one JSON type for another.
+test_show_makes_the_type_plain if {
+	fmt.show(2) == "2"
+	fmt.show("2") == `"2"`
+	fmt.show(1.5) == "1.5"
+	fmt.show("1.5") == `"1.5"`
+	fmt.show("1e5") == `"1e5"`
+	fmt.show(null) == "null"
+	fmt.show("null") == `"null"`
+	fmt.show(false) == "false"
+	fmt.show("false") == `"false"`
+	fmt.show("true") == `"true"`
+	fmt.show([1]) == "[1]"
+	fmt.show("[1]") == `"[1]"`
+	fmt.show({"a": "1"}) == `{"a":"1"}`
+	fmt.show(`"quoted"`) == `"\"quoted\""`
+}
+
+test_show_keeps_names_bare if {
+	fmt.show("ETH") == "ETH"
+	fmt.show("ETH_USDT") == "ETH_USDT"
+	fmt.show("0xd8dA6BF26964aF9D7eEd9e03E53415D37aA96045") == "0xd8dA6BF26964aF9D7eEd9e03E53415D37aA96045"
+	fmt.show("5b2c1f7e-8d4a-4e39-9c6b-2f1a7d3e9b40") == "5b2c1f7e-8d4a-4e39-9c6b-2f1a7d3e9b40"
+	fmt.show("m/44/60/0/0/0") == "m/44/60/0/0/0"
+	fmt.show("Ops hot wallet") == "Ops hot wallet"
+	fmt.show("1,000") == "1,000"
+	fmt.show("not-hex") == "not-hex"
+}
+
+# Text that could fake a message's quoting, the `<missing>` marker, or hide
+# in whitespace is quoted (and JSON-escaped).
+test_show_quotes_what_could_mislead if {
+	fmt.show("") == `""`
+	fmt.show(" ETH") == `" ETH"`
+	fmt.show("ETH ") == `"ETH "`
+	fmt.show("a  b") == `"a  b"`
+	fmt.show("ETH\n") == `"ETH\n"`
+	fmt.show("<missing>") == `"<missing>"`
+	fmt.show("x` is allowed; token `ETH") == "\"x` is allowed; token `ETH\""
+	fmt.show("ETH\u200b") == "\"ETH\u200b\""
+	fmt.show("é") == `"é"`
+	fmt.show(`a\b`) == `"a\\b"`
+	fmt.field({"token_id": "<missing>"}, "token_id") != fmt.field({}, "token_id")
+}
+
+# Both engines print the same JSON text (Go's encoder escapes these, serde's
+# does not).
+test_show_undoes_go_html_escapes if {
+	fmt.show("a<b>&c") == `"a<b>&c"`
+	fmt.show(["<"]) == `["<"]`
+}
+
+test_text_is_free_text if {
+	fmt.text("cannot decode `x`: bad hex") == "cannot decode `x`: bad hex"
+	fmt.text(2) == "2"
+	fmt.text({"a": 1}) == `{"a":1}`
+}
+
 test_field if {
 	fmt.field({"a": 1}, "a") == "1"
+	fmt.field({"a": "1"}, "a") == `"1"`
 	fmt.field({"a": 1}, "b") == "<missing>"
 	fmt.field("not an object", "a") == "<missing>"
 }
@@ -128,6 +187,8 @@ test_erc_missing_config_fails_closed if {
 	not erc.permits("key_gen") with data.embedded_risk_control_rules as {}
 	erc.reject_all_text("key_gen") == "<missing>" with data.embedded_risk_control_rules as {}
 	not erc.permits("key_gen") with data.embedded_risk_control_rules as {"key_gen": {"reject_all": "false"}}
+	erc.reject_all_text("key_gen") == `"false"` with data.embedded_risk_control_rules as {"key_gen": {"reject_all": "false"}}
+	erc.reject_all_text("key_gen") == "false" with data.embedded_risk_control_rules as {"key_gen": {"reject_all": false}}
 	erc.disabled with data.embedded_risk_control_rules as {"enable": false}
 	not erc.disabled with data.embedded_risk_control_rules as {"enable": "false"}
 }
