@@ -4,6 +4,8 @@
 # data.keysign.allowed_destinations.
 package tss.keysign
 
+import data.tss.lib.fmt
+
 deny contains {
 	"code": "keysign.destination_type_not_allowed",
 	"msg": sprintf("destination type `%s` is not in the allowed destination types", [destination_type]),
@@ -38,7 +40,7 @@ valid_address(a) if {
 
 deny contains {
 	"code": "keysign.destination_not_allowed",
-	"msg": sprintf("destination address `%s` on chain `%s` is not in the allowed destination list", [a, chain_text]),
+	"msg": sprintf("destination address `%s` on chain `%s` is not in the allowed destination list", [fmt.show(a), chain_text]),
 } if {
 	some o in outputs
 	a := o.address

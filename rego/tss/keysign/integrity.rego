@@ -110,7 +110,7 @@ derived_error := object.get(input.derived, "error", "facts carry no `error` fiel
 
 deny contains {
 	"code": "keysign.raw_tx_undecodable",
-	"msg": sprintf("`unsigned_raw_tx` on chain `%s` cannot be decoded: %s", [chain_text, fmt.show(derived_error)]),
+	"msg": sprintf("`unsigned_raw_tx` on chain `%s` cannot be decoded: %s", [chain_text, fmt.text(derived_error)]),
 } if {
 	integrity_enforced
 	derived_error != null
@@ -133,7 +133,7 @@ deny contains {
 
 deny contains {
 	"code": "keysign.raw_tx_disagrees",
-	"msg": sprintf("raw transaction disagrees with the description: %s", [fmt.show(d)]),
+	"msg": sprintf("raw transaction disagrees with the description: %s", [fmt.text(d)]),
 } if {
 	integrity_enforced
 	derived_ok

@@ -44,7 +44,10 @@ shallow_merge(base, patch) := object.union({k: v | some k, v in base; not k in o
 req(tx_patch) := {
 	"request_id": "r-1",
 	"request_type": "KEYSIGN",
-	"detail": {"msg_hash_list": ["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]},
+	"detail": {
+		"msg_hash_list": ["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"],
+		"used_node_ids": ["node-a", "node-b"],
+	},
 	"extra": {
 		"wallet": {"wallet_id": "w-1"},
 		"transaction": shallow_merge(base_tx, tx_patch),

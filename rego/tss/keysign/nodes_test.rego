@@ -34,8 +34,7 @@ test_malformed_used_node_ids_deny if {
 	s["keysign.duplicate_node_id"] == set()
 }
 
-# Documented gap (see nodes.rego): an absent list is not this rule's denial.
-test_absent_used_node_ids_is_not_denied_here if {
-	r := node_denies with input as req({}) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
-	r == {"keysign.duplicate_node_id": set(), "keysign.node_ids_malformed": set()}
+test_absent_used_node_ids_denies if {
+	r := node_denies with input as json.remove(req({}), ["detail/used_node_ids"]) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
+	r["keysign.node_ids_malformed"] == {"request_detail.used_node_ids is `<missing>`, not an array of node ids"}
 }
