@@ -460,7 +460,7 @@ fn bind_btc_inputs(
     if d.facts.get("input_values_committed") != Some(&Value::Bool(true)) {
         push(
             v,
-            "keysign.fee_unbounded",
+            "keysign.fee_unprovable",
             "legacy (P2PKH) inputs do not commit to their amounts, so the fee cannot be proven; spend them with a segwit or taproot input".into(),
         );
     }

@@ -349,7 +349,10 @@ fn base_object(family: Value) -> Map<String, Value> {
     out.insert("signing_hashes".to_owned(), json!([]));
     out.insert("recipients".to_owned(), json!([]));
     out.insert("authorities".to_owned(), json!([]));
-    out.insert("signer".to_owned(), json!({"addresses": [], "derivable": false}));
+    out.insert(
+        "signer".to_owned(),
+        json!({"addresses": [], "derivable": false}),
+    );
     out.insert("violations".to_owned(), json!([]));
     out
 }
