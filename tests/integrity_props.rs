@@ -435,3 +435,90 @@ proptest! {
         }
     }
 }
+
+/// JSON text of `v` with the object at `target` (a path of keys and array
+/// indexes) carrying a second `"<key>": <dup>` before its own pairs: the
+/// shape a node parser that keeps the first occurrence would read
+/// differently from one that keeps the last.
+fn with_duplicate(v: &Value, target: &[String], key: &str, dup: &Value, here: &mut Vec<String>) -> String {
+    match v {
+        Value::Object(m) => {
+            let mut parts = Vec::new();
+            if here.as_slice() == target {
+                parts.push(format!("{}:{}", json!(key), dup));
+            }
+            for (k, x) in m {
+                here.push(k.clone());
+                parts.push(format!("{}:{}", json!(k), with_duplicate(x, target, key, dup, here)));
+                here.pop();
+            }
+            format!("{{{}}}", parts.join(","))
+        }
+        Value::Array(a) => {
+            let mut parts = Vec::new();
+            for (i, x) in a.iter().enumerate() {
+                here.push(i.to_string());
+                parts.push(with_duplicate(x, target, key, dup, here));
+                here.pop();
+            }
+            format!("[{}]", parts.join(","))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Every (object path, key) of a document.
+fn object_keys(v: &Value, here: &mut Vec<String>, out: &mut Vec<(Vec<String>, String)>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                out.push((here.clone(), k.clone()));
+                here.push(k.clone());
+                object_keys(x, here, out);
+                here.pop();
+            }
+        }
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                here.push(i.to_string());
+                object_keys(x, here, out);
+                here.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1500))]
+
+    /// A repeated key anywhere in request_detail or extra_info of an
+    /// approving request is refused before any policy sees it.
+    #[test]
+    fn duplicate_keys_never_approve(
+        pick in any::<prop::sample::Index>(),
+        which in any::<prop::sample::Index>(),
+        in_detail in any::<bool>(),
+        dup in prop_oneof![Just(json!("attacker")), Just(json!(0)), Just(json!(null)), Just(json!({}))],
+    ) {
+        let all = approving();
+        let (name, req) = &all[pick.index(all.len())];
+        let (d, e) = parts(req);
+        let doc = if in_detail { &d } else { &e };
+        let mut keys = Vec::new();
+        object_keys(doc, &mut Vec::new(), &mut keys);
+        let (path, key) = &keys[which.index(keys.len())];
+        let text = with_duplicate(doc, path, key, &dup, &mut Vec::new());
+        let mut r = req.clone();
+        if in_detail {
+            r.request_detail = text;
+        } else {
+            r.extra_info = text;
+        }
+        let err = parse_callback_request(&r, 64).expect_err("a repeated key must not parse");
+        prop_assert!(err.to_string().contains("duplicate key"), "{name}: {err}");
+        let bytes = serde_json::to_vec(&r).unwrap();
+        let err = tss_gate::input::parse_request(&bytes, 64).expect_err("nor through the wire path");
+        prop_assert!(err.to_string().contains("duplicate key"), "{name}: {err}");
+    }
+}
