@@ -440,7 +440,13 @@ proptest! {
 /// indexes) carrying a second `"<key>": <dup>` before its own pairs: the
 /// shape a node parser that keeps the first occurrence would read
 /// differently from one that keeps the last.
-fn with_duplicate(v: &Value, target: &[String], key: &str, dup: &Value, here: &mut Vec<String>) -> String {
+fn with_duplicate(
+    v: &Value,
+    target: &[String],
+    key: &str,
+    dup: &Value,
+    here: &mut Vec<String>,
+) -> String {
     match v {
         Value::Object(m) => {
             let mut parts = Vec::new();
@@ -449,7 +455,11 @@ fn with_duplicate(v: &Value, target: &[String], key: &str, dup: &Value, here: &m
             }
             for (k, x) in m {
                 here.push(k.clone());
-                parts.push(format!("{}:{}", json!(k), with_duplicate(x, target, key, dup, here)));
+                parts.push(format!(
+                    "{}:{}",
+                    json!(k),
+                    with_duplicate(x, target, key, dup, here)
+                ));
                 here.pop();
             }
             format!("{{{}}}", parts.join(","))
