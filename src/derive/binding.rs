@@ -56,6 +56,7 @@ pub(crate) fn bind(
         .and_then(|s| s.get("address"))
         .and_then(Value::as_str);
     bind_tweaks(detail, &mut v);
+    bind_signature_type(d, detail, chain, &chain_name, &mut v);
     let (signer, own) = bind_signer(d, detail, chain, &chain_name, source, &mut v);
     for a in &d.authorities {
         match source {
@@ -192,6 +193,58 @@ fn bind_token(
             Asset::UnknownToken => push(v, code, no_mint.clone()),
             _ => {}
         }
+    }
+}
+
+/// `signature_type` (1 ECDSA, 2 EdDSA, 3 Schnorr) decides which key share
+/// and algorithm the node uses: it must be the one the chain verifies, or the
+/// node would sign the hash with another key or scheme than described.
+fn bind_signature_type(
+    d: &Decoded,
+    detail: &Value,
+    chain: &ChainInfo,
+    chain_name: &str,
+    v: &mut Vec<Violation>,
+) {
+    let expected: u64 = match chain.family {
+        Family::Evm | Family::Tron => 1,
+        Family::Solana => 2,
+        Family::Bitcoin => {
+            let types: Vec<&str> = d
+                .facts
+                .get("inputs")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i.get("script_type").and_then(Value::as_str))
+                .collect();
+            match (
+                types.iter().all(|t| *t == "p2tr"),
+                types.iter().any(|t| *t == "p2tr"),
+            ) {
+                (true, true) => 3,
+                (false, false) => 1,
+                _ => {
+                    push(
+                        v,
+                        "keysign.signature_type_mismatch",
+                        "the raw tx mixes taproot (Schnorr) and ECDSA inputs, which one signature_type cannot sign".into(),
+                    );
+                    return;
+                }
+            }
+        }
+    };
+    match detail.get("signature_type") {
+        Some(t) if t.as_u64() == Some(expected) => {}
+        other => push(
+            v,
+            "keysign.signature_type_mismatch",
+            format!(
+                "signature_type is {}, but chain `{chain_name}` verifies signature type {expected} (1 ECDSA, 2 EdDSA, 3 Schnorr)",
+                other.map_or_else(|| "missing".to_owned(), |t| shorten(&t.to_string()))
+            ),
+        ),
     }
 }
 
