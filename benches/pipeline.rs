@@ -1,6 +1,6 @@
 //! Criterion benches of each pipeline stage, in the order a request meets
 //! them: token verify, package decode, input build, policy evaluation (each
-//! fixture), transaction derivation (each valid EVM vector), decision
+//! fixture), transaction derivation (each approving KEYSIGN fixture), decision
 //! signing, and the whole pipeline without HTTP, with and without signing.
 //!
 //! After the criterion groups, it prints the ratio derivation cost / pipeline
@@ -15,7 +15,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion};
-use serde_json::Value;
 use tss_gate::input::{self, TokenFacts};
 use tss_gate::keys::{self, SigningKey};
 use tss_gate::pipeline::{self, Gate};
@@ -31,9 +30,6 @@ struct Setup {
     policy: PolicySet,
     /// (fixture name, request) for every fixture.
     fixtures: Vec<(String, CallbackRequest)>,
-    /// (case name, request, policy with the vectors' chain config) for the
-    /// valid EVM vectors.
-    evm: Vec<(String, CallbackRequest, PolicySet)>,
 }
 
 fn setup() -> Setup {
@@ -68,42 +64,12 @@ fn setup() -> Setup {
             (name, tss_gate::fixture::load_request(&p).expect("fixture"))
         })
         .collect();
-    let vectors: Value = serde_json::from_str(
-        &std::fs::read_to_string(Path::new(REPO).join("tests/vectors/evm.json")).expect("vectors"),
-    )
-    .expect("vectors json");
-    let mut evm_policy = policy.clone();
-    evm_policy.derive = derive_config(&vectors["config"]);
-    let evm = vectors["cases"]
-        .as_array()
-        .expect("cases")
-        .iter()
-        .filter(|c| c["name"].as_str().is_some_and(|n| n.ends_with("_ok")))
-        .map(|c| {
-            let req = CallbackRequest {
-                request_id: format!("bench-{}", c["name"].as_str().unwrap_or("")),
-                request_type: 2,
-                request_detail: c["detail"].to_string(),
-                extra_info: c["extra"].to_string(),
-            };
-            (
-                c["name"].as_str().unwrap_or("").to_owned(),
-                req,
-                evm_policy.clone(),
-            )
-        })
-        .collect();
     Setup {
         node: keys::signing_key_from(&node, Path::new("bench")).expect("node signer"),
         gate,
         policy,
         fixtures,
-        evm,
     }
-}
-
-fn derive_config(v: &Value) -> tss_gate::derive::DeriveConfig {
-    tss_gate::derive::DeriveConfig::from_integrity(Some(v)).expect("vector tables")
 }
 
 fn mint(s: &Setup, req: &CallbackRequest) -> String {
@@ -206,22 +172,30 @@ fn stages(c: &mut Criterion, s: &Setup) {
     g.finish();
 
     let mut g = quick(c, "derive");
-    for (name, req, policy) in &s.evm {
-        let parsed = input::parse_callback_request(req, 64).expect("vector parses");
+    for (name, req) in approving_keysign(s) {
+        let parsed = input::parse_callback_request(req, 64).expect("fixture parses");
         g.bench_with_input(BenchmarkId::from_parameter(name), &parsed, |b, p| {
-            b.iter(|| tss_gate::derive::derive(&p.detail, &p.extra, &policy.derive))
+            b.iter(|| tss_gate::derive::derive(&p.detail, &p.extra, &s.policy.derive))
         });
     }
     g.finish();
 
     let mut g = quick(c, "pipeline_without_signing");
-    for (name, req, policy) in &s.evm {
+    for (name, req) in approving_keysign(s) {
         let token = mint(s, req);
         g.bench_with_input(BenchmarkId::from_parameter(name), &token, |b, t| {
-            b.iter(|| without_signing(&s.gate, policy, t))
+            b.iter(|| without_signing(&s.gate, &s.policy, t))
         });
     }
     g.finish();
+}
+
+/// The approving KEYSIGN fixtures: one real, bound request per chain and
+/// asset, whose derivation runs every decoder and binding to the end.
+fn approving_keysign(s: &Setup) -> impl Iterator<Item = &(String, CallbackRequest)> {
+    s.fixtures
+        .iter()
+        .filter(|(name, req)| req.request_type == 2 && name.ends_with("_approve"))
 }
 
 /// Verify, decode, derive, build the input, evaluate, map to an answer.
@@ -245,10 +219,7 @@ fn derive_ratio(s: &Setup, measuring: bool) {
     let n = if measuring { 2_000 } else { 1 };
     println!("\nderive / pipeline_without_signing (budget < 5%):");
     let mut worst: f64 = 0.0;
-    for (name, req) in &s.fixtures {
-        if req.request_type != 2 || !name.ends_with("_approve") {
-            continue;
-        }
+    for (name, req) in approving_keysign(s) {
         let parsed = input::parse_callback_request(req, 64).expect("fixture parses");
         let token = mint(s, req);
         let d = mean(n, || {
