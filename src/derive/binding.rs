@@ -218,10 +218,7 @@ fn bind_signature_type(
                 .flatten()
                 .filter_map(|i| i.get("script_type").and_then(Value::as_str))
                 .collect();
-            match (
-                types.iter().all(|t| *t == "p2tr"),
-                types.iter().any(|t| *t == "p2tr"),
-            ) {
+            match (types.iter().all(|t| *t == "p2tr"), types.contains(&"p2tr")) {
                 (true, true) => 3,
                 (false, false) => 1,
                 _ => {
