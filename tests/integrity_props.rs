@@ -1,6 +1,8 @@
-//! Issue 7: random, truncated and bit-flipped raw transactions never crash the
-//! pipeline and never approve. Runs the shipped policy library through the
-//! same `pipeline::decide` the server uses.
+//! Random, truncated and bit-flipped raw transactions never crash the
+//! pipeline and never approve; and no mutation of an approving request that
+//! changes what is signed, or what it is bound to (chain, token, fee, kind,
+//! path, key, source, repeated keys), approves. Runs the shipped policy
+//! library through the same `pipeline::decide` the server uses.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -43,16 +45,9 @@ fn base() -> &'static (CallbackRequest, Vec<u8>) {
 
 fn decide_with_raw(raw_hex: &str) -> tss_gate::protocol::CallbackResponse {
     let (req, _) = base();
-    let mut extra: Value = serde_json::from_str(&req.extra_info).unwrap();
+    let (detail, mut extra) = parts(req);
     extra["transaction"]["raw_tx_info"]["unsigned_raw_tx"] = Value::String(raw_hex.to_owned());
-    let mut r = req.clone();
-    r.extra_info = extra.to_string();
-    let parsed = parse_callback_request(&r, 64).unwrap();
-    let facts = TokenFacts {
-        key_name: "node-a".into(),
-        ..Default::default()
-    };
-    pipeline::decide(policy(), &parsed, &facts, 1_764_000_000_000).response
+    decide_parts(req, &detail, &extra)
 }
 
 #[test]
