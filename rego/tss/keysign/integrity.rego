@@ -84,7 +84,7 @@ has_raw_tx if {
 
 deny contains {
 	"code": "keysign.raw_tx_missing",
-	"msg": sprintf("chain `%s` requires `unsigned_raw_tx` to verify what is signed, but the transaction has none (only data.integrity.unverified_chains exempts a chain)", [chain_text]),
+	"msg": sprintf("chain `%s` requires `unsigned_raw_tx` to verify what is signed, but this `%s` transaction has none (only data.integrity.unverified_chains exempts a chain)", [chain_text, destination_type]),
 } if {
 	integrity_enforced
 	not has_raw_tx

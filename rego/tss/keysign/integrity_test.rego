@@ -74,7 +74,7 @@ test_agreeing_raw_tx_passes if {
 
 test_raw_tx_missing_on_every_chain if {
 	integrity_codes(req({})) == {"keysign.raw_tx_missing"}
-	"chain `ETH` requires `unsigned_raw_tx` to verify what is signed, but the transaction has none (only data.integrity.unverified_chains exempts a chain)" in integrity_msgs(req({}))
+	"chain `ETH` requires `unsigned_raw_tx` to verify what is signed, but this `Address` transaction has none (only data.integrity.unverified_chains exempts a chain)" in integrity_msgs(req({}))
 	integrity_codes(req({"chain_id": "BTC", "token_id": "BTC"})) == {"keysign.raw_tx_missing"}
 	integrity_codes(req({"raw_tx_info": {"unsigned_raw_tx": ""}})) == {"keysign.raw_tx_missing"}
 	integrity_codes(req({"raw_tx_info": {"unsigned_raw_tx": null}})) == {"keysign.raw_tx_missing"}
@@ -85,6 +85,7 @@ test_raw_tx_missing_on_every_chain if {
 test_message_signatures_need_an_exemption if {
 	r := req({"destination": {"destination_type": "EVM_EIP_191_Signature", "message": "hi"}})
 	integrity_codes(r) == {"keysign.raw_tx_missing"}
+	"chain `ETH` requires `unsigned_raw_tx` to verify what is signed, but this `EVM_EIP_191_Signature` transaction has none (only data.integrity.unverified_chains exempts a chain)" in integrity_msgs(r)
 	c := {d.code | some d in data.tss.keysign.deny; d.code in integrity_code_set} with input as r
 		with data.keysign as td
 		with data.integrity as object.union(integrity_cfg, {"unverified_chains": ["ETH"]})
