@@ -31,8 +31,9 @@
 //! - An empty path list is an error: a policy checking "every signer is
 //!   allowed" over an empty list would pass vacuously.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, Mutex};
 
 use alloy_primitives::{Address as EvmAddress, keccak256};
 use bitcoin::bip32::{ChildNumber, Xpub};
@@ -276,8 +277,57 @@ fn is_bare_hex_pubkey(s: &str) -> bool {
 }
 
 /// Non-hardened public derivation of `path` from `root`.
+///
+/// Each level costs an EC point multiplication (~20 µs), and a request
+/// repeats the same few wallet paths, so derived keys are memoised by
+/// (root key, path): the parent of the path too, so a new address index of
+/// a known account costs one level. The memo is a pure function of its key
+/// (no request can put a wrong entry in it) and is bounded.
 pub(crate) fn derive(root: &Xpub, path: &Path) -> Result<PublicKey, String> {
-    derive_xpub(root, path.children()).map(|x| x.public_key)
+    let children = path.children();
+    let root_bytes = root.encode();
+    if let Some(x) = memo_get(&root_bytes, children) {
+        return Ok(x.public_key);
+    }
+    let x = match children.split_last() {
+        Some((last, parent_path)) => {
+            let parent = match memo_get(&root_bytes, parent_path) {
+                Some(p) => p,
+                None => {
+                    let p = derive_xpub(root, parent_path)?;
+                    memo_put(&root_bytes, parent_path, p);
+                    p
+                }
+            };
+            derive_xpub(&parent, std::slice::from_ref(last))?
+        }
+        None => *root,
+    };
+    memo_put(&root_bytes, children, x);
+    Ok(x.public_key)
+}
+
+/// Derived keys held at most; past it the memo starts over (a few hundred
+/// KiB, and real traffic uses far fewer wallet paths).
+const MEMO_MAX: usize = 4096;
+
+type MemoKey = ([u8; 78], Vec<ChildNumber>);
+
+static MEMO: LazyLock<Mutex<HashMap<MemoKey, Xpub>>> = LazyLock::new(Mutex::default);
+
+fn memo_get(root: &[u8; 78], children: &[ChildNumber]) -> Option<Xpub> {
+    // A poisoned memo only loses its speed-up, never its correctness.
+    let memo = MEMO.lock().ok()?;
+    memo.get(&(*root, children.to_vec())).copied()
+}
+
+fn memo_put(root: &[u8; 78], children: &[ChildNumber], x: Xpub) {
+    if let Ok(mut memo) = MEMO.lock() {
+        if memo.len() >= MEMO_MAX {
+            memo.clear();
+        }
+        memo.insert((*root, children.to_vec()), x);
+    }
 }
 
 /// CKDpub along `children`. BIP32's "invalid child, try the next index"
@@ -458,6 +508,30 @@ mod tests {
         let direct = derive(&root, &parse_path("m/0/5").unwrap()).unwrap();
         let via = derive_xpub(&Xpub::from_str(m0).unwrap(), &[normal(5)]).unwrap();
         assert_eq!(direct, via.public_key);
+    }
+
+    /// The memo gives what uncached derivation gives, whatever order paths
+    /// (parents, siblings, repeats) arrive in.
+    #[test]
+    fn memoised_derivation_equals_direct_derivation() {
+        let root = parse_root(V1_MASTER).unwrap();
+        let paths = [
+            "m/44/60/0/0/3",
+            "m/44/60/0/0",
+            "m/44/60/0/0/3",
+            "m/44/60/0/0/4",
+            "m/44/60/0/1/4",
+            "m/44/60/0",
+            "m/44/195/0/0/0",
+            "m/44/60/0/0/3",
+            "m/84/0/0/0/3",
+            "m/44/60",
+        ];
+        for p in paths {
+            let path = parse_path(p).unwrap();
+            let direct = root.derive_pub(&SECP, &path.children()).unwrap().public_key;
+            assert_eq!(derive(&root, &path).unwrap(), direct, "{p}");
+        }
     }
 
     #[derive(serde::Deserialize)]
