@@ -31,8 +31,6 @@ pub enum PolicyError {
     Parse(String),
     #[error("data file `{path}`: {reason}")]
     Data { path: PathBuf, reason: String },
-    #[error("policy data `data.{0}`")]
-    DataTable(String),
     #[error("cannot compile entrypoint `{entrypoint}`: {reason}")]
     Compile { entrypoint: String, reason: String },
     #[error("entrypoint `{entrypoint}` fails the decision contract on a sample input: {reason}")]
@@ -337,7 +335,16 @@ impl PolicySet {
                     entrypoint: opts.entrypoint.clone(),
                     reason: format!("{e:#}"),
                 })?;
-        let derive = derive_config(&engine.get_data())?;
+        let derive = derive_config(&engine.get_data()).map_err(|reason| {
+            let (path, line) = locate_table_row(&files, &reason);
+            PolicyError::Data {
+                path,
+                reason: match line {
+                    Some(n) => format!("line {n}: {reason}"),
+                    None => reason,
+                },
+            }
+        })?;
         let set = PolicySet {
             compiled,
             engine,
@@ -429,10 +436,51 @@ pub fn evaluate_on_engine(
 /// no chain is known, so every raw transaction yields a decode error:
 /// policies then see `derived.error`, never a silent pass. A malformed
 /// table refuses the whole set, naming the key.
-pub fn derive_config(data: &Value) -> Result<crate::derive::DeriveConfig, PolicyError> {
+pub fn derive_config(data: &Value) -> Result<crate::derive::DeriveConfig, String> {
     let json: Json = serde_json::to_value(data).unwrap_or(Json::Null);
     crate::derive::DeriveConfig::from_integrity(json.get("integrity"))
-        .map_err(PolicyError::DataTable)
+}
+
+/// The data file and line of the table row a load error names
+/// (`integrity.chains.ETH: ...`), so the refusal points at what to fix.
+/// Falls back to the first data file that mentions `integrity`.
+fn locate_table_row(files: &[PathBuf], reason: &str) -> (PathBuf, Option<usize>) {
+    let mut parts = reason.split([':', '.']);
+    let (_, table, row) = (parts.next(), parts.next(), parts.next());
+    let data_files = files.iter().filter(|p| {
+        matches!(
+            p.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        )
+    });
+    let mut fallback = None;
+    for path in data_files {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        if !text.contains("integrity") {
+            continue;
+        }
+        fallback.get_or_insert_with(|| path.clone());
+        let (Some(table), Some(row)) = (table, row) else {
+            continue;
+        };
+        let mut in_table = false;
+        for (i, line) in text.lines().enumerate() {
+            let t = line.trim_start();
+            if t.starts_with(&format!("{table}:")) || t.starts_with(&format!("\"{table}\":")) {
+                in_table = true;
+            } else if in_table
+                && (t.starts_with(&format!("{row}:")) || t.starts_with(&format!("\"{row}\":")))
+            {
+                return (path.clone(), Some(i + 1));
+            }
+        }
+    }
+    (
+        fallback.unwrap_or_else(|| PathBuf::from("data.integrity")),
+        None,
+    )
 }
 
 /// Label-safe shape of a rule code: it becomes a Prometheus label value.

@@ -725,3 +725,48 @@ fn usage_errors_exit_1() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("/nonexistent.json"));
 }
+
+/// A chain or token row that would unbind what is signed (a typo in the
+/// family, an EVM chain without its numeric id, an unpinned token) refuses
+/// the whole set in `check` and `serve`, naming the data file, the line of
+/// the row, the key and the reason.
+#[test]
+fn check_and_serve_refuse_an_integrity_table_that_would_unbind_a_chain() {
+    let ws = Workspace::new();
+    let cases = [
+        (
+            "    ETH:          {family: evm, evm_chain_id: 1,",
+            "    ETH:          {family: evm, evm_chain_id: 0,",
+            "integrity.chains.ETH: `evm_chain_id` must be a positive integer",
+        ),
+        (
+            "    TRON:         {family: tron,",
+            "    TRON:         {family: tronn,",
+            "integrity.chains.TRON: unknown family `tronn`",
+        ),
+        (
+            "    ETH_USDT:     {chain: ETH, decimals: 6, contract: \"0xdac17f958d2ee523a2206206994597c13d831ec7\"}",
+            "    ETH_USDT:     {chain: ETH, decimals: 6}",
+            "integrity.tokens.ETH_USDT: pins no contract or mint",
+        ),
+    ];
+    for (from, to, reason) in cases {
+        let (_t, dir) = rego_copy();
+        let data = dir.join("data.yaml");
+        let text = std::fs::read_to_string(&data).unwrap();
+        assert!(text.contains(from), "shipped data.yaml lacks `{from}`");
+        let text = text.replacen(from, to, 1);
+        let line = text.lines().position(|l| l.starts_with(to)).unwrap() + 1;
+        std::fs::write(&data, text).unwrap();
+        let cfg = ws.config_with_policy(&dir, "");
+        let o = run(&["check", "--config", cfg.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{reason}: {}", stdout(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains(&format!("{}", data.display()))
+                && err.contains(&format!("line {line}: {reason}")),
+            "{reason} at line {line}: {err}"
+        );
+        assert!(serve_refuses(&cfg).contains(reason));
+    }
+}
