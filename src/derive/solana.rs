@@ -231,7 +231,12 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     let key = |i: Option<&u8>| i.and_then(|i| m.keys.get(usize::from(*i)));
     let token_program = key_of(TOKEN_PROGRAM);
     let token_2022 = key_of(TOKEN_2022_PROGRAM);
-    let benign: Vec<[u8; 32]> = [ATA_PROGRAM, MEMO_PROGRAMS[0], MEMO_PROGRAMS[1]]
+    let ata_program = key_of(ATA_PROGRAM);
+    // Accounts created by the Associated Token Account program: each costs
+    // the payer rent that the new account's owner can reclaim, so one is
+    // allowed only for the token account a transfer here pays.
+    let mut ata_created: Vec<[u8; 32]> = Vec::new();
+    let benign: Vec<[u8; 32]> = [MEMO_PROGRAMS[0], MEMO_PROGRAMS[1]]
         .iter()
         .filter_map(|s| key_of(s))
         .collect();
@@ -331,6 +336,20 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
                 }
                 _ => {}
             }
+        } else if Some(*program) == ata_program {
+            // Create (no data / 0) and CreateIdempotent (1): funding account,
+            // associated token account, owner, mint, system, token program.
+            match (ix.data.first(), ix.data.len(), acc(0), acc(1)) {
+                (None | Some(0 | 1), 0..=1, Some(funder), Some(ata)) => {
+                    push_unique(&mut d.authorities, b58(funder));
+                    ata_created.push(*ata);
+                }
+                _ => {
+                    other.get_or_insert_with(|| {
+                        "an associated token account instruction other than create".into()
+                    });
+                }
+            }
         } else if !benign.contains(program) {
             other.get_or_insert_with(|| format!("an instruction for program {}", b58(program)));
         }
@@ -343,6 +362,18 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
         cu_price,
         non_budget_instructions,
     ));
+    if let Some(extra) = ata_created.iter().find(|a| {
+        !transfers
+            .iter()
+            .any(|t| t.spl.as_ref().is_some_and(|s| s.token_account == **a))
+    }) {
+        other.get_or_insert_with(|| {
+            format!(
+                "the creation of token account {} that no transfer here pays",
+                b58(extra)
+            )
+        });
+    }
     d.recipients = transfers.clone();
     d.action = match other {
         Some(what) => Action::Other(what),

@@ -291,6 +291,16 @@ def spl_transfer_unchecked(units, *, dest_owner=SOL_DEST, owner=SOL_SOURCE, mint
         AccountMeta(owner, True, False)])
 
 
+def ata_create(owner, *, payer=SOL_SOURCE, mint=USDC_MINT, idempotent=True):
+    """Associated Token Account CreateIdempotent (1) / Create (no data): funding account, associated
+    token account, owner, mint, system program, token program (spl-associated-token-account)."""
+    system = Pubkey.from_string("11111111111111111111111111111111")
+    return Instruction(ATA_PROGRAM, bytes([1]) if idempotent else b"", [
+        AccountMeta(payer, True, True), AccountMeta(ata(owner, mint), False, True),
+        AccountMeta(owner, False, False), AccountMeta(mint, False, False),
+        AccountMeta(system, False, False), AccountMeta(TOKEN_PROGRAM, False, False)])
+
+
 def sol_signed_count(msg: bytes) -> int:
     """Solana fee: 5000 lamports per required signature (first header byte of a legacy message)."""
     return msg[1] if msg[0] & 0x80 else msg[0]
@@ -527,6 +537,23 @@ def sol_integrity(eth):
              token="SOL_USDC", dest=str(SOL_MALLORY), amount="2.5")
     sol_emit("spl_transfer_checked_amount_raised_reject", "SPL TransferChecked: the description states another "
              "amount than the message moves", "REJECT", ["amount"], spl, base=eth, token="SOL_USDC", amount="3")
+    sol_emit("spl_transfer_checked_with_ata_create_ok_approve", "SPL TransferChecked of USDC after creating "
+             "the destination's associated token account (CreateIdempotent, paid by the source)", "APPROVE", [],
+             sol_message([ata_create(SOL_DEST), spl_transfer_checked(2_500_000)]), base=eth, token="SOL_USDC",
+             amount="2.5")
+    sol_emit("spl_ata_create_for_another_owner_reject", "SPL TransferChecked of USDC, plus the creation of a "
+             "token account for another owner: its rent leaves the source for an account the attacker can close",
+             "REJECT", ["no transfer here pays"],
+             sol_message([ata_create(SOL_DEST), ata_create(SOL_MALLORY), spl_transfer_checked(2_500_000)]),
+             base=eth, token="SOL_USDC", amount="2.5")
+    sol_emit("sol_ata_create_beside_native_transfer_reject", "SOL transfer plus the creation of a USDC token "
+             "account for another owner (rent drained to an account the attacker can close)", "REJECT",
+             ["no transfer here pays"], sol_message([ata_create(SOL_MALLORY, idempotent=False),
+                                                      sol_transfer(1_500_000_000)]), base=eth)
+    sol_emit("spl_ata_create_paid_by_other_reject", "SPL TransferChecked of USDC after an associated token "
+             "account creation funded by another key than the source", "REJECT", ["source address"],
+             sol_message([ata_create(SOL_DEST, payer=SOL_OTHER), spl_transfer_checked(2_500_000)]), base=eth,
+             token="SOL_USDC", amount="2.5")
     tacc = sol_message([spl_transfer_checked(7_000_000)])
     sol_emit("spl_transfer_to_token_account_ok_approve", "SPL TransferChecked of the pinned USDC mint, "
              "described by the destination token account itself", "APPROVE", [], tacc, base=eth,
@@ -892,6 +919,63 @@ def self_check():
     print(f"self-check: {len(ids)} fixtures, request ids unique")
 
 
+def description_variants():
+    """Fixtures that are an approving fixture with one request field changed (the signed bytes stay
+    the approving fixture's): tweaks, signature types, a token call described as the native coin.
+    Runs after the approving fixtures exist; the BTC ones read gen_btc_vectors.py's output."""
+    def variant(src, dst, desc, reasons, detail=None, extra=None):
+        fx = load(os.path.join(FIXTURES, src))
+        r = fx["request"]
+        d, e = json.loads(r["request_detail"]), json.loads(r["extra_info"])
+        if detail:
+            detail(d)
+        if extra:
+            extra(e)
+        r["request_detail"] = json.dumps(d, separators=(",", ":"))
+        r["extra_info"] = json.dumps(e, separators=(",", ":"))
+        r["request_id"] = "integrity-" + dst[len("integrity_"):-len(".json")]
+        fx["description"] = desc
+        fx["expect"] = {"action": "REJECT", "status": 0, "reasons": reasons}
+        save(os.path.join(FIXTURES, dst), fx)
+        WRITTEN.append(dst)
+
+    def setter(key, value):
+        return lambda d: d.__setitem__(key, value)
+
+    tweak = "7b" * 32
+    variant("keysign_eth_approve.json", "integrity_key_tweak_eth_reject.json",
+            "ETH transfer otherwise bound, with a non-empty tweak: the node would sign with another key than "
+            "the path's", ["a tweak changes the key that signs"], detail=setter("tweak_list", [tweak]))
+    variant("integrity_tron_trx_transfer_ok_approve.json", "integrity_key_tweak_tron_reject.json",
+            "TRON transfer otherwise bound, with a non-empty tweak", ["a tweak changes the key that signs"],
+            detail=setter("tweak_list", ["01"]))
+    variant("integrity_btc_p2wpkh_with_change_approve.json", "integrity_key_tweak_btc_reject.json",
+            "BTC spend otherwise bound, with a non-empty tweak for its input",
+            ["a tweak changes the key that signs"], detail=setter("tweak_list", [tweak]))
+
+    def native(e):
+        e["transaction"]["token_id"] = "ETH"
+        e["transaction"]["asset_id"] = "ETH"
+    variant("integrity_eip1559_eth_usdt_approve.json", "integrity_token_native_described_erc20_call_reject.json",
+            "ERC-20 USDT transfer described as the native coin ETH: the token call escapes the ETH caps",
+            ["is the native coin of chain `ETH`"], extra=native)
+    variant("keysign_eth_approve.json", "integrity_key_eddsa_on_eth_reject.json",
+            "ETH transfer otherwise bound, signed as EdDSA (signature_type 2): another key share and scheme "
+            "than ETH verifies", ["verifies signature type 1"], detail=setter("signature_type", 2))
+    variant("integrity_tron_trx_transfer_ok_approve.json", "integrity_key_schnorr_on_tron_reject.json",
+            "TRON transfer otherwise bound, signed as Schnorr (signature_type 3)", ["verifies signature type 1"],
+            detail=setter("signature_type", 3))
+    variant("integrity_sol_transfer_ok_approve.json", "integrity_key_ecdsa_on_sol_reject.json",
+            "Solana transfer otherwise bound, signed as ECDSA (signature_type 1)", ["verifies signature type 2"],
+            detail=setter("signature_type", 1))
+    variant("integrity_btc_p2wpkh_with_change_approve.json", "integrity_key_schnorr_on_btc_p2wpkh_reject.json",
+            "BTC P2WPKH spend otherwise bound, signed as Schnorr (signature_type 3)",
+            ["verifies signature type 1"], detail=setter("signature_type", 3))
+    variant("keysign_eth_approve.json", "integrity_key_signature_type_missing_reject.json",
+            "ETH transfer otherwise bound, without a signature_type", ["signature_type is missing"],
+            detail=lambda d: d.pop("signature_type"))
+
+
 def main():
     refresh_existing()
     eth = load(os.path.join(FIXTURES, "keysign_eth_approve.json"))
@@ -908,6 +992,7 @@ def main():
     fee_attacks(eth, usdt)
     kind_attacks(eth)
     key_attacks(eth, usdt)
+    description_variants()
     print(f"wrote {len(WRITTEN)} integrity fixtures")
     self_check()
     print(f"EVM source ({EVM_PATH}): {EVM_SOURCE}")
