@@ -44,6 +44,10 @@ pub struct Config {
     pub retry_cache: RetryCacheSection,
     #[serde(default)]
     pub logging: LoggingSection,
+    /// Where state that must survive a restart lives (spending-limit ledger,
+    /// durable retry records).
+    #[serde(default)]
+    pub state: StateSection,
     /// Opt-in: write each verified request as a fixture file here.
     #[serde(default)]
     pub record_dir: Option<PathBuf>,
@@ -215,6 +219,48 @@ impl Default for RetryCacheSection {
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
+pub struct StateSection {
+    /// `sqlite` (embedded, one process per file).
+    #[serde(default = "default_state_backend")]
+    pub backend: String,
+    #[serde(default)]
+    pub sqlite: SqliteSection,
+}
+
+impl Default for StateSection {
+    fn default() -> Self {
+        Self {
+            backend: default_state_backend(),
+            sqlite: SqliteSection::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteSection {
+    /// The database file, created (0600, with its directory) on first start.
+    #[serde(default = "default_sqlite_path")]
+    pub path: PathBuf,
+}
+
+impl Default for SqliteSection {
+    fn default() -> Self {
+        Self {
+            path: default_sqlite_path(),
+        }
+    }
+}
+
+fn default_state_backend() -> String {
+    "sqlite".into()
+}
+fn default_sqlite_path() -> PathBuf {
+    PathBuf::from("state/tss-gate.sqlite")
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct LoggingSection {
     /// `pretty` or `json`.
     #[serde(default = "default_log_format")]
@@ -357,6 +403,7 @@ impl Config {
         if let Some(p) = self.record_dir.as_mut() {
             fix(p);
         }
+        fix(&mut self.state.sqlite.path);
     }
 
     fn apply(&mut self, o: &Overrides) {
@@ -407,6 +454,12 @@ impl Config {
                     format!("`{m}` is not an ADDR:PORT socket address"),
                 )
             })?;
+        }
+        if self.state.backend != "sqlite" {
+            return Err(self.invalid(
+                "state.backend",
+                format!("`{}` is not a known backend (sqlite)", self.state.backend),
+            ));
         }
         if cs.service_name.trim().is_empty() {
             return Err(self.invalid("callback_server.service_name", "must not be empty"));

@@ -340,6 +340,22 @@ fn sync_dir(path: &Path) {
     }
 }
 
+/// Appends one line written by another process (`tss-gate ledger void`)
+/// to the live file: a single `O_APPEND` write, then fsync, so it lands
+/// whole between the server's own lines.
+pub fn append_external(path: &Path, line: &Value) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut bytes = serde_json::to_vec(line)?;
+    bytes.push(b'\n');
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(&bytes)?;
+    f.sync_all()
+}
+
 /// `path.N` for rotation generation `n`.
 fn rotated(path: &Path, n: usize) -> PathBuf {
     let mut s = path.as_os_str().to_owned();

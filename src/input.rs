@@ -433,6 +433,9 @@ pub fn build_input(
         "token": Value::Object(tok),
         "received_at_ms": received_at_ms,
         "received_at": received_at,
+        // The server's decision time: the receive time unless a spending
+        // limit matched, then the time its usage was read (same clock).
+        "decided_at_ms": received_at_ms,
     });
     if let (Some(d), Some(obj)) = (derived, doc.as_object_mut()) {
         obj.insert("derived".into(), d);

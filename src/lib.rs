@@ -18,6 +18,9 @@
 //! - [`record`]: writing verified requests as fixtures (`record_dir`).
 //! - [`testing`]: the `test` runner and reporters, coverage, `eval --explain`.
 //! - [`decision_log`]: the durable audit trail, one versioned JSON line per decision.
+//! - [`state`]: building a server's state (keys, policy, decision log, store) from config.
+//! - [`store`]: the durable spending-limit ledger and retry records (SQLite).
+//! - [`velocity`]: spending limits: the limit table, matching, `input.velocity` facts.
 //! - [`cli`]: one module per subcommand; `main.rs` only dispatches.
 #![forbid(unsafe_code)]
 
@@ -37,6 +40,9 @@ pub mod record;
 pub mod reload;
 pub mod retry;
 pub mod server;
+pub mod state;
+pub mod store;
 pub mod testing;
 pub mod token;
+pub mod velocity;
 pub mod workers;

@@ -25,6 +25,8 @@ pub const BUILD_INFO: &str = "tss_gate_build_info";
 pub const RETRY_CACHE_HITS_TOTAL: &str = "tss_gate_retry_cache_hits_total";
 pub const DECISION_LOG_WRITES_TOTAL: &str = "tss_gate_decision_log_writes_total";
 pub const PINGS_TOTAL: &str = "tss_gate_http_ping_total";
+pub const VELOCITY_DENIALS_TOTAL: &str = "tss_gate_velocity_denials_total";
+pub const VELOCITY_UTILIZATION: &str = "tss_gate_velocity_utilization_ratio";
 
 /// Label value used when a request failed before its type was known.
 pub const TYPE_NONE: &str = "NONE";
@@ -55,6 +57,12 @@ pub struct Metrics {
     pub retry_cache_hits: IntCounter,
     pub decision_log_writes: IntCounterVec,
     pub pings: IntCounter,
+    /// Requests a spending limit stopped, by limit id (ids come from the
+    /// operator's data and are validated label-safe).
+    pub velocity_denials: IntCounterVec,
+    /// Highest (used + this) / max among the groups of a limit at its
+    /// latest decision.
+    pub velocity_utilization: prometheus::GaugeVec,
     seen_rules: Mutex<HashSet<String>>,
 }
 
@@ -147,7 +155,23 @@ impl Metrics {
             PINGS_TOTAL,
             "GET /ping health checks served.",
         ));
+        let velocity_denials = must(IntCounterVec::new(
+            Opts::new(
+                VELOCITY_DENIALS_TOTAL,
+                "Requests denied because a spending limit would be exceeded, by limit id.",
+            ),
+            &["limit"],
+        ));
+        let velocity_utilization = must(prometheus::GaugeVec::new(
+            Opts::new(
+                VELOCITY_UTILIZATION,
+                "Highest share of a spending limit used (this request included) at its latest decision, by limit id.",
+            ),
+            &["limit"],
+        ));
         for c in [
+            Box::new(velocity_denials.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(velocity_utilization.clone()),
             Box::new(decisions.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
             Box::new(eval_duration.clone()),
@@ -192,6 +216,8 @@ impl Metrics {
             retry_cache_hits,
             decision_log_writes,
             pings,
+            velocity_denials,
+            velocity_utilization,
             seen_rules: Mutex::new(HashSet::new()),
         }
     }
@@ -223,6 +249,44 @@ impl Metrics {
                 }
             };
             self.rejections.with_label_values(&[label]).inc();
+        }
+    }
+
+    /// Spending-limit metrics of one decided request: the utilisation of
+    /// every limit it fell under, and a denial for each limit it exceeded
+    /// when it was not approved.
+    pub fn record_velocity(&self, facts: &serde_json::Value, approved: bool) {
+        let Some(obj) = facts.as_object() else {
+            return;
+        };
+        // Past MAX_RULE_LABELS ids a label set could grow from data; ids
+        // are validated and operator-written, so this only bounds a typo storm.
+        for (id, u) in crate::velocity::utilization(facts)
+            .into_iter()
+            .take(MAX_RULE_LABELS)
+        {
+            self.velocity_utilization.with_label_values(&[&id]).set(u);
+            self.velocity_denials.with_label_values(&[&id]).inc_by(0);
+        }
+        if approved {
+            return;
+        }
+        for (id, groups) in obj.iter().take(MAX_RULE_LABELS) {
+            let hit = groups
+                .as_array()
+                .is_some_and(|g| g.iter().any(crate::velocity::exceeded));
+            if hit {
+                self.velocity_denials.with_label_values(&[id]).inc();
+            }
+        }
+    }
+
+    /// Creates the series of every configured limit, so a panel shows 0
+    /// before the first request a limit matches.
+    pub fn velocity_limits_loaded(&self, limits: &crate::velocity::Limits) {
+        for l in limits.limits.iter().take(MAX_RULE_LABELS) {
+            self.velocity_denials.with_label_values(&[&l.id]).inc_by(0);
+            let _ = self.velocity_utilization.with_label_values(&[&l.id]);
         }
     }
 
@@ -285,5 +349,6 @@ pub const FAILURE_REASONS: &[&str] = &[
     "deadline",
     "decision_log",
     "replay_mismatch",
+    "store",
     "signing",
 ];

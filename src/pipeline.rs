@@ -47,6 +47,8 @@ pub enum Failure {
     DecisionLog,
     #[error("request_id `{0}` was seen before with a different payload")]
     ReplayMismatch(String),
+    #[error("spending-limit state unavailable, retry later")]
+    Store,
 }
 
 impl Failure {
@@ -58,6 +60,7 @@ impl Failure {
             Failure::Policy(..)
             | Failure::Overloaded
             | Failure::Deadline
+            | Failure::Store
             | Failure::DecisionLog => Status::InternalError,
         }
     }
@@ -72,6 +75,7 @@ impl Failure {
             Failure::BodyTooLarge(_) => "body_too_large",
             Failure::Deadline => "deadline",
             Failure::DecisionLog => "decision_log",
+            Failure::Store => "store",
             Failure::ReplayMismatch(_) => "replay_mismatch",
         }
     }
@@ -163,11 +167,28 @@ pub fn decide_with(
     received_at_ms: i64,
     evaluate: impl FnOnce(&Value) -> Result<Decision, PolicyError>,
 ) -> Decided {
-    let input = build_input(policy, request, token, received_at_ms);
+    let mut input = build_input(policy, request, token, received_at_ms);
+    // Without a ledger (eval, benches): limits that match show zero usage,
+    // so a policy sees the facts it will see when served.
+    let matched = policy.velocity.matches(&input);
+    if !matched.is_empty() {
+        let usages = vec![crate::velocity::Usage::default(); matched.len()];
+        set_velocity(policy, &mut input, &matched, &usages, received_at_ms);
+    }
+    decide_input(policy, &request.request_id, input, evaluate)
+}
+
+/// Evaluates a built input and maps the decision to an answer.
+pub fn decide_input(
+    policy: &PolicySet,
+    request_id: &str,
+    input: Value,
+    evaluate: impl FnOnce(&Value) -> Result<Decision, PolicyError>,
+) -> Decided {
     let started = Instant::now();
     let result = evaluate(&input);
     let eval_time = started.elapsed();
-    let id = &request.request_id;
+    let id = request_id;
     match result {
         Ok(decision) => Decided {
             response: answer_for(id, &decision),
@@ -191,6 +212,126 @@ pub fn decide_with(
             }
         }
     }
+}
+
+/// Puts the spending-limit facts and the decision time into `input`.
+fn set_velocity(
+    policy: &PolicySet,
+    input: &mut Value,
+    matched: &[crate::velocity::Matched],
+    usages: &[crate::velocity::Usage],
+    now_ms: i64,
+) {
+    let facts = crate::velocity::facts(&policy.velocity, matched, usages, now_ms);
+    if let Some(obj) = input.as_object_mut() {
+        obj.insert("velocity".into(), facts);
+        obj.insert("decided_at_ms".into(), Value::from(now_ms));
+    }
+}
+
+/// The outcome of deciding a request that a spending limit matched.
+pub enum StoreDecided {
+    /// Decided now; the answer may leave once the pending rows are durable.
+    Fresh(Box<Decided>, crate::store::Pending),
+    /// Decided before (durable retry record): the same answer again.
+    Replayed(crate::retry::Cached),
+    /// The id was decided before for another payload.
+    Mismatch,
+}
+
+/// Decides `request` against the ledger in `store` when a spending limit
+/// matches it: read usage, evaluate, record, as one atomic step for its
+/// groups. None when no limit matches (decide it the plain way).
+pub fn decide_stored(
+    store: &dyn crate::store::Store,
+    policy: &PolicySet,
+    adm: &Admitted,
+    received_at_ms: i64,
+    fixed_now: Option<i64>,
+) -> Option<Result<StoreDecided, Failure>> {
+    use crate::store::{GroupRef, Outcome, Prior, Verdict};
+    let request = &adm.request;
+    let input = build_input(policy, request, &adm.token, received_at_ms);
+    let matched = policy.velocity.matches(&input);
+    if matched.is_empty() {
+        return None;
+    }
+    let id = &request.request_id;
+    if id.is_empty() || id.len() > crate::retry::MAX_ID_LEN {
+        // The ledger and its retry record are keyed by request_id.
+        return Some(Err(Failure::Request(RequestError::BadShape(format!(
+            "a request under a spending limit needs a request_id of 1 to {} bytes",
+            crate::retry::MAX_ID_LEN
+        )))));
+    }
+    let limits = policy.velocity.clone();
+    // Groups that could not be determined are never looked up: their fact
+    // says `error` and the request is denied.
+    let looked: Vec<usize> = (0..matched.len())
+        .filter(|&i| matched[i].error.is_none())
+        .collect();
+    let groups: Vec<GroupRef> = looked
+        .iter()
+        .map(|&i| GroupRef {
+            limit: limits.limits[matched[i].limit].id.clone(),
+            key: matched[i].key.clone(),
+            window_ms: limits.limits[matched[i].limit].window_ms,
+        })
+        .collect();
+    let digest = crate::retry::digest(&adm.raw);
+    let mut decided = None;
+    let outcome = store.decide(id, &digest, &groups, fixed_now, &mut |now, found| {
+        let mut usages = vec![crate::velocity::Usage::default(); matched.len()];
+        for (&i, u) in looked.iter().zip(found) {
+            usages[i] = *u;
+        }
+        let mut doc = input.clone();
+        set_velocity(policy, &mut doc, &matched, &usages, now);
+        let d = decide_input(policy, id, doc, |i| policy.evaluate(i));
+        let approved = d.response.is_approval();
+        let answer = if d.response.status == crate::protocol::Status::Ok {
+            serde_json::to_string(&crate::retry::Cached {
+                response: d.response.clone(),
+                decision: d.decision.clone(),
+                revision: d.revision.clone(),
+            })
+            .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let (rows, displays) = if approved {
+            let rows = crate::velocity::rows(&limits, &matched);
+            let displays = matched
+                .iter()
+                .filter(|m| m.error.is_none())
+                .map(|m| m.display.clone())
+                .collect();
+            (rows, displays)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        decided = Some(d);
+        Verdict {
+            answer,
+            rows,
+            displays,
+        }
+    });
+    Some(match outcome {
+        Err(e) => {
+            tracing::error!("spending-limit store: {e}");
+            Err(Failure::Store)
+        }
+        Ok(Outcome::Prior(Prior::Different)) => Ok(StoreDecided::Mismatch),
+        Ok(Outcome::Prior(Prior::Same(answer))) => match serde_json::from_str(&answer) {
+            Ok(c) => Ok(StoreDecided::Replayed(c)),
+            Err(_) => Err(Failure::Store),
+        },
+        Ok(Outcome::Decided(pending)) => match decided {
+            Some(d) => Ok(StoreDecided::Fresh(Box::new(d), pending)),
+            None => Err(Failure::Store),
+        },
+    })
 }
 
 /// The input document for `request`, including facts derived from the raw

@@ -80,7 +80,7 @@ pub struct PolicyOptions {
 }
 
 /// The outcome of the decision entrypoint, validated against the contract.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Decision {
     pub allow: bool,
     pub reasons: Vec<String>,
@@ -111,6 +111,8 @@ pub struct PolicySet {
     /// Chain facts for transaction decoding, read from `data.integrity` at
     /// load so that no request re-reads policy data.
     pub derive: crate::derive::DeriveConfig,
+    /// Spending limits, read from `data.velocity` at load.
+    pub velocity: std::sync::Arc<crate::velocity::Limits>,
 }
 
 impl std::fmt::Debug for PolicySet {
@@ -345,10 +347,21 @@ impl PolicySet {
                 },
             }
         })?;
+        let velocity = velocity_limits(&engine.get_data()).map_err(|reason| {
+            let (path, line) = locate_limit(&files, &reason);
+            PolicyError::Data {
+                path,
+                reason: match line {
+                    Some(n) => format!("line {n}: {reason}"),
+                    None => reason,
+                },
+            }
+        })?;
         let set = PolicySet {
             compiled,
             engine,
             derive,
+            velocity: std::sync::Arc::new(velocity),
             entrypoint: opts.entrypoint.clone(),
             revision,
             files,
@@ -439,6 +452,48 @@ pub fn evaluate_on_engine(
 pub fn derive_config(data: &Value) -> Result<crate::derive::DeriveConfig, String> {
     let json: Json = serde_json::to_value(data).unwrap_or(Json::Null);
     crate::derive::DeriveConfig::from_integrity(json.get("integrity"))
+}
+
+/// Reads and validates `data.velocity.limits`.
+pub fn velocity_limits(data: &Value) -> Result<crate::velocity::Limits, String> {
+    let json: Json = serde_json::to_value(data).unwrap_or(Json::Null);
+    crate::velocity::Limits::from_data(json.get("velocity"))
+}
+
+/// The data file and line of the limit a load error names
+/// (`velocity.limits.<id>: ...`): the line that declares that id, else the
+/// `velocity:` line.
+fn locate_limit(files: &[PathBuf], reason: &str) -> (PathBuf, Option<usize>) {
+    let id = reason
+        .strip_prefix("velocity.limits.")
+        .and_then(|r| r.split(':').next())
+        .filter(|id| !id.is_empty());
+    let mut fallback = (PathBuf::from("data.velocity"), None);
+    for path in files.iter().filter(|p| {
+        matches!(
+            p.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        )
+    }) {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        for (i, line) in text.lines().enumerate() {
+            let t = line.trim_start().trim_start_matches("- ").trim_start();
+            if let Some(id) = id {
+                let bare = t.strip_prefix("id:").or_else(|| t.strip_prefix("\"id\":"));
+                if bare.is_some_and(|v| v.trim().trim_matches([',', '"', '\'']).trim() == id) {
+                    return (path.clone(), Some(i + 1));
+                }
+            }
+            if fallback.1.is_none()
+                && (t.starts_with("velocity:") || t.starts_with("\"velocity\":"))
+            {
+                fallback = (path.clone(), Some(i + 1));
+            }
+        }
+    }
+    fallback
 }
 
 /// The data file and line of the table row a load error names

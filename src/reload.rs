@@ -235,7 +235,7 @@ impl Reloader {
     fn reload_keys(&self) -> Result<Config, ReloadError> {
         let cfg = Config::load(&self.config_path, &self.overrides)?;
         let gate =
-            crate::cli::serve::load_gate(&cfg).map_err(|e| ReloadError::Keys(format!("{e:#}")))?;
+            crate::state::load_gate(&cfg).map_err(|e| ReloadError::Keys(format!("{e:#}")))?;
         let names: Vec<String> = gate.verifier.key_names().map(str::to_owned).collect();
         self.state.gate.store(Arc::new(gate));
         info!(tss_node_keys = ?names, "keys reloaded");

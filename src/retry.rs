@@ -27,8 +27,9 @@ use crate::pipeline::{self, Admitted, Decided, Failure, Gate, Processed};
 use crate::policy::{Decision, PolicySet};
 use crate::protocol::{CallbackResponse, Status};
 
-/// A decided answer as it is replayed to a retry.
-#[derive(Debug, Clone, PartialEq)]
+/// A decided answer as it is replayed to a retry (and, serialised, as the
+/// store's durable retry record keeps it).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Cached {
     pub response: CallbackResponse,
     /// The policy's decision behind the answer (reasons and rule codes).
@@ -391,25 +392,29 @@ impl RetryCache {
 }
 
 /// The pipeline with the retry cache between admit and decide: what the
-/// server runs per request. Same result shape as [`pipeline::process`].
+/// server runs per request. Same result shape as [`pipeline::process`], plus
+/// the store's pending commit when a spending limit matched: the answer may
+/// leave only once it resolves.
 pub fn process(
     cache: &RetryCache,
     metrics: &Metrics,
     gate: &Gate,
     policy: &PolicySet,
+    store: Option<&dyn crate::store::Store>,
     token: &str,
     received_at_ms: i64,
-) -> Processed {
+) -> (Processed, Option<crate::store::Pending>) {
     let adm = match pipeline::admit(gate, token) {
         Ok(a) => a,
         Err((failure, id)) => {
-            return Processed {
+            let p = Processed {
                 response: failure.answer(&id),
                 request_type: None,
                 failure: Some(failure),
                 admitted: None,
                 decided: None,
             };
+            return (p, None);
         }
     };
     let id = adm.request.request_id.clone();
@@ -418,24 +423,47 @@ pub fn process(
     match cache.lookup(&id, &digest, now) {
         Lookup::Hit(c) => {
             metrics.retry_cache_hits.inc();
-            return replayed(adm, c);
+            return (replayed(adm, c), None);
         }
-        Lookup::Mismatch => return mismatch(adm),
+        Lookup::Mismatch => return (mismatch(adm), None),
         Lookup::Miss => {}
     }
-    let decided = pipeline::decide(policy, &adm.request, &adm.token, received_at_ms);
+    let stored = store.and_then(|s| pipeline::decide_stored(s, policy, &adm, received_at_ms, None));
+    let decided = match stored {
+        None => pipeline::decide(policy, &adm.request, &adm.token, received_at_ms),
+        // Not kept in this cache: the store's own record answers retries,
+        // and an answer whose commit then fails must not be replayed.
+        Some(Ok(pipeline::StoreDecided::Fresh(d, p))) => {
+            return (Processed::decided(adm, *d), Some(p));
+        }
+        Some(Ok(pipeline::StoreDecided::Replayed(c))) => {
+            metrics.retry_cache_hits.inc();
+            return (replayed(adm, c), None);
+        }
+        Some(Ok(pipeline::StoreDecided::Mismatch)) => return (mismatch(adm), None),
+        Some(Err(f)) => {
+            let p = Processed {
+                response: f.answer(&id),
+                request_type: Some(adm.request.request_type),
+                failure: Some(f),
+                admitted: Some(adm),
+                decided: None,
+            };
+            return (p, None);
+        }
+    };
     let cached = Cached {
         response: decided.response.clone(),
         decision: decided.decision.clone(),
         revision: decided.revision.clone(),
     };
     match cache.store(&id, &digest, cached, now) {
-        Lookup::Miss => Processed::decided(adm, decided),
+        Lookup::Miss => (Processed::decided(adm, decided), None),
         Lookup::Hit(c) => {
             metrics.retry_cache_hits.inc();
-            replayed(adm, c)
+            (replayed(adm, c), None)
         }
-        Lookup::Mismatch => mismatch(adm),
+        Lookup::Mismatch => (mismatch(adm), None),
     }
 }
 

@@ -89,6 +89,9 @@ pub struct AppState {
     pub decision_log: Option<Arc<DecisionLog>>,
     /// Answers already given, so a retried request gets the same one.
     pub retry: crate::retry::RetryCache,
+    /// The spending-limit ledger and durable retry records; None serves
+    /// without spending limits (facts show zero usage).
+    pub store: Option<Arc<dyn crate::store::Store>>,
 }
 
 impl AppState {
@@ -103,6 +106,7 @@ impl AppState {
             .map(|n| n.get())
             .unwrap_or(2);
         metrics.policy_loaded(&policy.revision);
+        metrics.velocity_limits_loaded(&policy.velocity);
         // INVARIANT: the pool's queue holds at least `max_queue` jobs, so an
         // admitted request always finds room; `Full` is a second line of defence.
         let pool = CpuPool::new("tss-cpu", cores, limits.max_queue, true)?;
@@ -120,6 +124,7 @@ impl AppState {
             recorder: None,
             decision_log: None,
             retry: crate::retry::RetryCache::default(),
+            store: None,
         })
     }
 }
@@ -290,11 +295,22 @@ enum Stage {
     /// Decided; the line was queued and must be durable before the answer
     /// is signed (an APPROVE never leaves before its audit line).
     Logging(Box<Logging>),
+    /// Decided under a spending limit: the store's rows must be durable
+    /// first; the decision-log line is written once the answer is final.
+    Stored(Box<Stored>),
 }
 
 struct Logging {
     done: Done,
     pending: Result<decision_log::Pending, decision_log::DecisionLogError>,
+}
+
+struct Stored {
+    done: Done,
+    processed: pipeline::Processed,
+    revision: String,
+    started: Instant,
+    pending: crate::store::Pending,
 }
 
 fn decide_stage(
@@ -307,11 +323,12 @@ fn decide_stage(
     let gate = state.gate.load();
     let policy = state.policy.load();
     // admit → retry-cache lookup → decide → cache store (see crate::retry).
-    let p = crate::retry::process(
+    let (p, stored) = crate::retry::process(
         &state.retry,
         &state.metrics,
         &gate,
         &policy,
+        state.store.as_deref(),
         token,
         received_ms,
     );
@@ -354,6 +371,34 @@ fn decide_stage(
             warn!("could not record the request as a fixture: {e}");
         }
     }
+    if let Some(facts) = p
+        .decided
+        .as_ref()
+        .filter(|d| !d.replayed)
+        .and_then(|d| d.input.get("velocity"))
+    {
+        state
+            .metrics
+            .record_velocity(facts, p.response.is_approval());
+    }
+    if let Some(pending) = stored {
+        let done = Done {
+            response: p.response.clone(),
+            signed: None,
+            request_type,
+            failure: p.failure.clone(),
+            codes,
+            eval_time,
+            logged: state.decision_log.is_some(),
+        };
+        return Stage::Stored(Box::new(Stored {
+            done,
+            revision: revision.to_owned(),
+            processed: p,
+            started,
+            pending,
+        }));
+    }
     let pending = state
         .decision_log
         .as_ref()
@@ -382,6 +427,10 @@ async fn finish_stage(state: &Arc<AppState>, stage: Stage) -> Done {
     let Logging { mut done, pending } = match stage {
         Stage::Done(d) => return d,
         Stage::Logging(l) => *l,
+        Stage::Stored(s) => match commit_stored(state, *s).await {
+            Ok(l) => l,
+            Err(d) => return *d,
+        },
     };
     let written = match pending {
         Ok(p) => p.done().await,
@@ -422,6 +471,48 @@ async fn finish_stage(state: &Arc<AppState>, stage: Stage) -> Done {
         None => None,
     };
     done
+}
+
+/// Waits for a spending-limit decision's rows to be durable. If they cannot
+/// be, the answer becomes status 30 (never an APPROVE without its row).
+/// Then queues the decision-log line of the final answer.
+async fn commit_stored(state: &Arc<AppState>, s: Stored) -> Result<Logging, Box<Done>> {
+    let Stored {
+        mut done,
+        mut processed,
+        revision,
+        started,
+        pending,
+    } = s;
+    if let Err(e) = pending.await {
+        error!("spending-limit ledger commit failed: answering status 30: {e}");
+        let f = Failure::Store;
+        done.response = f.answer(&done.response.request_id);
+        done.failure = Some(f.clone());
+        processed.response = done.response.clone();
+        processed.failure = Some(f);
+    }
+    match &state.decision_log {
+        Some(log) => Ok(Logging {
+            pending: queue_decision(log, &processed, &revision, started),
+            done,
+        }),
+        None => {
+            // Nothing else to wait for: sign on the worker pool.
+            let st = state.clone();
+            let response = done.response.clone();
+            let sign = move || pipeline::sign(&st.gate.load(), &response).ok();
+            let rx = match state.pool.try_submit(sign.clone()) {
+                Ok(rx) => Some(rx),
+                Err(_) => state.side.try_submit(sign).ok(),
+            };
+            done.signed = match rx {
+                Some(rx) => rx.await.ok().flatten(),
+                None => None,
+            };
+            Err(Box::new(done))
+        }
+    }
 }
 
 /// Queues the decision's line; the returned handle resolves once durable.

@@ -1,5 +1,5 @@
 //! `tss-gate check`: load the config, keys and policies exactly as `serve`
-//! does (through [`super::serve::load_all`]) without listening, and report
+//! does (through [`crate::state::load_all`]) without listening, and report
 //! what is wrong. Exit 0 when `serve` would start, 1 when it would refuse.
 
 use std::path::PathBuf;
@@ -31,7 +31,7 @@ pub fn run(a: CheckArgs) -> Exit {
             return Exit::One;
         }
     };
-    match super::serve::load_all(&cfg) {
+    match crate::state::load_all(&cfg) {
         Ok(loaded) => {
             let keys: Vec<&str> = loaded.gate.verifier.key_names().collect();
             println!("config `{}`: ok", a.config.display());

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod check;
 pub mod eval;
 pub mod keys;
+pub mod ledger;
 pub mod send;
 pub mod serve;
 pub mod test;
@@ -40,6 +41,9 @@ pub enum Command {
     /// Load-test a callback server as many TSS Nodes; or measure the signing
     /// ceiling (`--ceiling`) or policy evaluation (`--policy`).
     Bench(bench::BenchArgs),
+    /// Inspect the spending-limit ledger, or release a hold.
+    #[command(subcommand)]
+    Ledger(ledger::LedgerCommand),
 }
 
 /// Process exit codes, typed so every command uses them the same way.
@@ -72,6 +76,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Eval(a) => eval::run(a),
         Command::Check(a) => check::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Ledger(c) => ledger::run(c),
     }
 }
 

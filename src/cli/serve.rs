@@ -11,8 +11,6 @@ use tracing::{error, info, warn};
 use super::Exit;
 use crate::config::{Config, Overrides};
 use crate::metrics::Metrics;
-use crate::pipeline::Gate;
-use crate::policy::PolicySet;
 use crate::server::{AppState, Limits};
 
 #[derive(Debug, Args)]
@@ -61,7 +59,7 @@ pub fn run(a: ServeArgs) -> Exit {
         error!("{e}");
         return Exit::One;
     }
-    let loaded = match load_all(&cfg) {
+    let loaded = match crate::state::load_all(&cfg) {
         Ok(l) => l,
         Err(e) => {
             error!("{e:#}");
@@ -109,49 +107,6 @@ fn init_logging(cfg: &Config, json_flag: bool) {
     } else {
         builder.try_init()
     };
-}
-
-/// Keys, gate and policy, loaded and checked before anything listens.
-pub struct Loaded {
-    pub gate: Gate,
-    pub policy: PolicySet,
-}
-
-/// Loads everything `serve` needs; the same checks `check` runs.
-/// Keys and policies are both tried so that one run reports every problem.
-pub fn load_all(cfg: &Config) -> anyhow::Result<Loaded> {
-    let gate = load_gate(cfg);
-    crate::policy::install_time_limit(std::time::Duration::from_millis(cfg.policy.eval_timeout_ms));
-    // The same gate a reload passes through, so a set that could never be
-    // reloaded cannot be started with either.
-    let policy =
-        crate::reload::load_checked(&cfg.policy_options(), cfg.policy.require_passing_tests)
-            .map_err(anyhow::Error::from);
-    match (gate, policy) {
-        (Ok(gate), Ok(policy)) => Ok(Loaded { gate, policy }),
-        (Err(e), Ok(_)) => Err(e),
-        (Ok(_), Err(e)) => Err(e),
-        (Err(k), Err(p)) => Err(anyhow::anyhow!("{k:#}\n{p:#}")),
-    }
-}
-
-/// Loads the keys into a [`Gate`]; used at start and on key reload.
-pub fn load_gate(cfg: &Config) -> anyhow::Result<Gate> {
-    let signer = crate::keys::load_signing_key(&cfg.callback_server.service_private_key_path)?;
-    let mut verifying = Vec::new();
-    for k in cfg.node_keys() {
-        verifying.push(crate::keys::load_verifying_key(&k.name, &k.path)?);
-    }
-    Ok(Gate {
-        verifier: crate::token::Verifier::new(
-            verifying,
-            cfg.callback_server.clock_skew_leeway_seconds,
-        ),
-        signer,
-        service_name: cfg.callback_server.service_name.clone(),
-        token_ttl_secs: cfg.token_ttl().as_secs(),
-        max_json_depth: cfg.limits.max_json_depth,
-    })
 }
 
 /// Dev config only: generate the callback-server pair and a stand-in TSS
@@ -232,7 +187,11 @@ fn split_pair_path(p: &Path) -> anyhow::Result<(PathBuf, String)> {
     Ok((dir, name.to_owned()))
 }
 
-async fn serve(cfg: Config, overrides: Overrides, loaded: Loaded) -> anyhow::Result<()> {
+async fn serve(
+    cfg: Config,
+    overrides: Overrides,
+    loaded: crate::state::Loaded,
+) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let mut state = AppState::new(
         loaded.gate,
@@ -246,7 +205,9 @@ async fn serve(cfg: Config, overrides: Overrides, loaded: Loaded) -> anyhow::Res
         state.recorder = Some(crate::record::Recorder::new(dir)?);
         warn!(dir = %dir.display(), "recording every verified request as a fixture");
     }
-    state.decision_log = open_decision_log(&cfg)?;
+    state.decision_log = crate::state::open_decision_log(&cfg)?;
+    let store = crate::state::open_store(&cfg)?;
+    state.store = Some(store);
     state.retry = crate::retry::RetryCache::from_config(&cfg.retry_cache);
     if backtraces_slow_evaluation(
         std::env::var_os("RUST_BACKTRACE").as_deref(),
@@ -333,27 +294,6 @@ async fn serve(cfg: Config, overrides: Overrides, loaded: Loaded) -> anyhow::Res
     }
     info!("stopped");
     Ok(())
-}
-
-/// Opens the decision log when `decision_log.path` is set; refusing to start
-/// without it, since an audit trail that silently is not there is worse.
-fn open_decision_log(
-    cfg: &Config,
-) -> anyhow::Result<Option<Arc<crate::decision_log::DecisionLog>>> {
-    use crate::decision_log::{DecisionLog, InputMode, Options};
-    let d = &cfg.decision_log;
-    let Some(path) = &d.path else {
-        return Ok(None);
-    };
-    let log = DecisionLog::open(Options {
-        path: path.clone(),
-        input: InputMode::parse(&d.input)?,
-        fail_closed: d.fail_closed,
-        max_bytes: d.max_bytes,
-        retain: d.retain,
-    })?;
-    info!(path = %path.display(), input = %d.input, fail_closed = d.fail_closed, "decision log open");
-    Ok(Some(Arc::new(log)))
 }
 
 /// Registers SIGINT and SIGTERM now and resolves on the first of them.

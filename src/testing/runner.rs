@@ -59,7 +59,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, RunError> {
             return Err(RunError::NoPath(p.clone()));
         }
     }
-    // Exactly what `serve` does before it listens (see cli::serve::load_all).
+    // Exactly what `serve` does before it listens (see state::load_all).
     policy::install_time_limit(opts.policy.eval_timeout);
     let set = PolicySet::load(&opts.policy)?;
     let mut engine = test_engine(opts)?;

@@ -1,0 +1,191 @@
+//! `tss-gate ledger show|void`: what the spending-limit ledger holds, and
+//! releasing the hold of an approval that never executed. Works on the
+//! store of the config, also while the server runs (SQLite WAL lets a
+//! second connection read and write beside it).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::Exit;
+use crate::config::{Config, Overrides};
+use crate::store::sqlite;
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Usage per limit and group inside each limit's window.
+    Show(ShowArgs),
+    /// Release every hold of REQUEST_ID (an approval that never executed).
+    Void(VoidArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    #[arg(long, default_value = crate::config::DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// List the rows (holds) too, newest last.
+    #[arg(long)]
+    pub entries: bool,
+    /// Only this request's rows.
+    #[arg(long)]
+    pub request: Option<String>,
+    /// One JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VoidArgs {
+    pub request_id: String,
+    /// Why: kept with the rows and written to the decision log.
+    #[arg(long)]
+    pub reason: String,
+    #[arg(long, default_value = crate::config::DEFAULT_CONFIG)]
+    pub config: PathBuf,
+}
+
+pub fn run(c: LedgerCommand) -> Exit {
+    let result = match c {
+        LedgerCommand::Show(a) => show(a),
+        LedgerCommand::Void(a) => void(a),
+    };
+    match result {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            Exit::One
+        }
+    }
+}
+
+fn open(config: &std::path::Path) -> anyhow::Result<(Config, rusqlite::Connection)> {
+    let cfg = Config::load(config, &Overrides::default())?;
+    let path = &cfg.state.sqlite.path;
+    if !path.exists() {
+        anyhow::bail!(
+            "no state store at `{}` (it is created when the server first starts)",
+            path.display()
+        );
+    }
+    let mut conn = sqlite::connect(path, false)?;
+    sqlite::migrate(&mut conn, path)?;
+    Ok((cfg, conn))
+}
+
+fn show(a: ShowArgs) -> anyhow::Result<Exit> {
+    let (cfg, conn) = open(&a.config)?;
+    // The windows and maxima are the policy's; without a loadable policy
+    // the usage is still shown, over 24 h.
+    let limits = crate::policy::PolicySet::load(&cfg.policy_options())
+        .map(|p| (*p.velocity).clone())
+        .unwrap_or_default();
+    let find = |id: &str| limits.limits.iter().find(|l| l.id == id);
+    let now = crate::pipeline::now_ms();
+    let report = sqlite::report(&conn, now, &|id| find(id).map(|l| l.window_ms))?;
+    let rows = if a.entries || a.request.is_some() {
+        sqlite::entries(&conn, a.request.as_deref(), now - sqlite::RETENTION_MS)?
+    } else {
+        Vec::new()
+    };
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        let groups: Vec<_> = report
+            .iter()
+            .map(|g| {
+                let l = find(&g.limit);
+                json!({
+                    "limit": g.limit,
+                    "group": g.group,
+                    "window": l.map(|l| l.window.clone()),
+                    "used_amount": g.usage.amount.to_string(),
+                    "used_count": g.usage.count,
+                    "max_amount": l.and_then(|l| l.max_amount).map(|m| m.to_string()),
+                    "max_count": l.and_then(|l| l.max_count),
+                    "held": g.held,
+                })
+            })
+            .collect();
+        let entries: Vec<_> = rows
+            .iter()
+            .map(|e| {
+                json!({
+                    "request_id": e.request_id, "limit": e.limit, "group": e.group,
+                    "at_ms": e.at_ms, "amount": e.amount.to_string(), "token": e.token,
+                    "state": if e.voided.is_some() { "voided" } else { "held" },
+                    "void_reason": e.voided.as_ref().map(|v| v.1.clone()),
+                })
+            })
+            .collect();
+        writeln!(out, "{}", json!({"groups": groups, "entries": entries}))?;
+        return Ok(Exit::Ok);
+    }
+    if report.is_empty() {
+        writeln!(out, "ledger is empty ({})", cfg.state.sqlite.path.display())?;
+    }
+    for g in &report {
+        let l = find(&g.limit);
+        let window = l
+            .map(|l| l.window.as_str())
+            .unwrap_or("24h (limit no longer configured)");
+        let amount = match l.and_then(|l| l.max_amount) {
+            Some(max) => format!("{} of {}", g.usage.amount, max),
+            None => g.usage.amount.to_string(),
+        };
+        let count = match l.and_then(|l| l.max_count) {
+            Some(max) => format!("{} of {}", g.usage.count, max),
+            None => g.usage.count.to_string(),
+        };
+        writeln!(
+            out,
+            "{}  {}  last {}: amount {}, requests {}",
+            g.limit, g.group, window, amount, count
+        )?;
+    }
+    for e in &rows {
+        let at = crate::decision_log::timestamp(e.at_ms);
+        let state = match &e.voided {
+            Some((t, r)) => format!("voided {} ({r})", crate::decision_log::timestamp(*t)),
+            None => "held".to_owned(),
+        };
+        writeln!(
+            out,
+            "  {at}  {}  {}  {}  {} {}  {state}",
+            e.request_id, e.limit, e.group, e.amount, e.token
+        )?;
+    }
+    Ok(Exit::Ok)
+}
+
+fn void(a: VoidArgs) -> anyhow::Result<Exit> {
+    if a.reason.trim().is_empty() {
+        anyhow::bail!("--reason must say why the hold is released");
+    }
+    let (cfg, conn) = open(&a.config)?;
+    let now = crate::pipeline::now_ms();
+    let released = sqlite::entries(&conn, Some(&a.request_id), now - sqlite::RETENTION_MS)?;
+    let n = sqlite::void(&conn, &a.request_id, now, &a.reason)?;
+    if n == 0 {
+        eprintln!(
+            "error: request `{}` holds nothing in the ledger (unknown, or already voided)",
+            a.request_id
+        );
+        return Ok(Exit::One);
+    }
+    let line = json!({
+        "v": crate::decision_log::EVENT_VERSION,
+        "time": crate::decision_log::timestamp(now),
+        "event": "ledger_void",
+        "request_id": a.request_id,
+        "reasons": [a.reason],
+        "released": released.iter().filter(|e| e.voided.is_none()).map(|e| json!({
+            "limit": e.limit, "group": e.group, "amount": e.amount.to_string(), "token": e.token,
+        })).collect::<Vec<_>>(),
+    });
+    if let Some(path) = &cfg.decision_log.path {
+        crate::decision_log::append_external(path, &line)?;
+    }
+    println!("released {n} hold(s) of request `{}`", a.request_id);
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,86 @@
+//! Building a server's state from its config: keys into a [`Gate`], the
+//! checked policy set, the decision log and the state store. `serve` and
+//! hot reload both build through here, so the library never calls into the
+//! CLI.
+
+use std::sync::Arc;
+
+use tracing::info;
+
+use crate::config::Config;
+use crate::pipeline::Gate;
+use crate::policy::PolicySet;
+
+/// Keys, gate and policy, loaded and checked before anything listens.
+pub struct Loaded {
+    pub gate: Gate,
+    pub policy: PolicySet,
+}
+
+/// Loads everything `serve` needs; the same checks `check` runs.
+/// Keys and policies are both tried so that one run reports every problem.
+pub fn load_all(cfg: &Config) -> anyhow::Result<Loaded> {
+    let gate = load_gate(cfg);
+    crate::policy::install_time_limit(std::time::Duration::from_millis(cfg.policy.eval_timeout_ms));
+    // The same gate a reload passes through, so a set that could never be
+    // reloaded cannot be started with either.
+    let policy =
+        crate::reload::load_checked(&cfg.policy_options(), cfg.policy.require_passing_tests)
+            .map_err(anyhow::Error::from);
+    match (gate, policy) {
+        (Ok(gate), Ok(policy)) => Ok(Loaded { gate, policy }),
+        (Err(e), Ok(_)) => Err(e),
+        (Ok(_), Err(e)) => Err(e),
+        (Err(k), Err(p)) => Err(anyhow::anyhow!("{k:#}\n{p:#}")),
+    }
+}
+
+/// Loads the keys into a [`Gate`]; used at start and on key reload.
+pub fn load_gate(cfg: &Config) -> anyhow::Result<Gate> {
+    let signer = crate::keys::load_signing_key(&cfg.callback_server.service_private_key_path)?;
+    let mut verifying = Vec::new();
+    for k in cfg.node_keys() {
+        verifying.push(crate::keys::load_verifying_key(&k.name, &k.path)?);
+    }
+    Ok(Gate {
+        verifier: crate::token::Verifier::new(
+            verifying,
+            cfg.callback_server.clock_skew_leeway_seconds,
+        ),
+        signer,
+        service_name: cfg.callback_server.service_name.clone(),
+        token_ttl_secs: cfg.token_ttl().as_secs(),
+        max_json_depth: cfg.limits.max_json_depth,
+    })
+}
+
+/// Opens the decision log when `decision_log.path` is set; refusing to start
+/// without it, since an audit trail that silently is not there is worse.
+pub fn open_decision_log(
+    cfg: &Config,
+) -> anyhow::Result<Option<Arc<crate::decision_log::DecisionLog>>> {
+    use crate::decision_log::{DecisionLog, InputMode, Options};
+    let d = &cfg.decision_log;
+    let Some(path) = &d.path else {
+        return Ok(None);
+    };
+    let log = DecisionLog::open(Options {
+        path: path.clone(),
+        input: InputMode::parse(&d.input)?,
+        fail_closed: d.fail_closed,
+        max_bytes: d.max_bytes,
+        retain: d.retain,
+    })?;
+    info!(path = %path.display(), input = %d.input, fail_closed = d.fail_closed, "decision log open");
+    Ok(Some(Arc::new(log)))
+}
+
+/// Opens the configured state store (created on first start). A store that
+/// cannot be opened, is damaged or has a newer schema refuses the start:
+/// deciding spending limits without it would approve blind.
+pub fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn crate::store::Store>> {
+    let path = &cfg.state.sqlite.path;
+    let store = crate::store::SqliteStore::open(path)?;
+    info!(path = %path.display(), "state store open (sqlite)");
+    Ok(Arc::new(store))
+}

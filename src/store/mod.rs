@@ -1,0 +1,127 @@
+//! State that must survive a restart: the spending-limit ledger and the
+//! durable retry records (request id → payload digest → answer). Owns the
+//! [`Store`] interface the pipeline talks to and its embedded SQLite
+//! implementation; a server with several instances puts another backend
+//! behind the same interface.
+//!
+//! The one operation that matters is [`Store::decide`]: read the usage of the
+//! request's groups, let the caller decide, and record the outcome, as one
+//! atomic step for those groups. Nothing else may interleave between the
+//! read and the record, or 64 concurrent requests could each see room for
+//! themselves.
+
+pub mod sqlite;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use crate::velocity::{Amount, Row, Usage};
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum StoreError {
+    #[error("state store `{path}`: {reason}")]
+    Open { path: String, reason: String },
+    #[error("state store: {0}")]
+    Io(String),
+}
+
+/// One group a request falls under, as the store needs it.
+#[derive(Debug, Clone)]
+pub struct GroupRef {
+    pub limit: String,
+    pub key: String,
+    pub window_ms: i64,
+}
+
+/// What the store knows of an earlier request with the same id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prior {
+    /// Same payload: this answer (as stored by the caller) is the answer.
+    Same(String),
+    /// Another payload under the same id.
+    Different,
+}
+
+/// What the caller decided, to be recorded.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// The answer, serialised by the caller, replayed to every retry.
+    pub answer: String,
+    /// Ledger rows; empty unless the request was approved.
+    pub rows: Vec<Row>,
+    /// Display name of each row's group (`wallet=…,token=…`), for `ledger show`.
+    pub displays: Vec<String>,
+}
+
+pub enum Outcome {
+    /// Seen before: nothing was evaluated or recorded.
+    Prior(Prior),
+    /// Decided and held in memory; the answer may leave once `Pending`
+    /// resolves to Ok (the rows are then durable).
+    Decided(Pending),
+}
+
+/// Resolves once a decision's rows are durable. Await it on the async side,
+/// or [`Pending::wait`] off it.
+pub struct Pending(pub(crate) tokio::sync::oneshot::Receiver<Result<(), StoreError>>);
+
+impl Pending {
+    /// Blocks the calling (non-async) thread until durable.
+    pub fn wait(self) -> Result<(), StoreError> {
+        self.0
+            .blocking_recv()
+            .unwrap_or_else(|_| Err(StoreError::Io("the store's writer stopped".into())))
+    }
+}
+
+impl Future for Pending {
+    type Output = Result<(), StoreError>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or_else(|_| Err(StoreError::Io("the store's writer stopped".into()))))
+    }
+}
+
+/// A ledger row as `ledger show` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    pub request_id: String,
+    pub limit: String,
+    pub group: String,
+    pub at_ms: i64,
+    pub amount: Amount,
+    pub token: String,
+    pub voided: Option<(i64, String)>,
+}
+
+/// Usage of one (limit, group) as `ledger show` prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupUsage {
+    pub limit: String,
+    pub group: String,
+    pub usage: Usage,
+    pub held: u64,
+}
+
+pub trait Store: Send + Sync {
+    /// The atomic read → decide → record step for `groups` (see the module
+    /// doc). `decide` gets the decision time and each group's usage before
+    /// this request, and returns what to record. A request id seen before
+    /// is answered from its record without calling `decide`. `now_ms`
+    /// fixes the clock (fixtures); None uses the system clock.
+    fn decide(
+        &self,
+        request_id: &str,
+        digest: &[u8; 32],
+        groups: &[GroupRef],
+        now_ms: Option<i64>,
+        decide: &mut dyn FnMut(i64, &[Usage]) -> Verdict,
+    ) -> Result<Outcome, StoreError>;
+
+    /// Appends rows as if approved at `at_ms` (fixture history, benches).
+    fn seed(&self, request_id: &str, at_ms: i64, rows: &[(Row, String)]) -> Result<(), StoreError>;
+}
