@@ -25,6 +25,10 @@ pub struct Fixture {
     /// Receive time to evaluate at (unix ms), so time-based rules are repeatable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub received_at_ms: Option<i64>,
+    /// Spending-limit ledger rows that exist before this request: the
+    /// fixture is decided against a scratch ledger holding exactly these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HistoryEntry>,
     /// The request's JSON text exactly as written in the file, repeated keys
     /// included: the bytes a TSS Node would send. Empty for a fixture built
     /// in memory, where it is `request` serialised ([`Fixture::wire_bytes`]).
@@ -59,6 +63,31 @@ struct FixtureFile<'a> {
     verified_by: Option<String>,
     #[serde(default)]
     received_at_ms: Option<i64>,
+    #[serde(default)]
+    history: Vec<HistoryEntry>,
+}
+
+/// One prior approval's ledger row, as a fixture writes it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryEntry {
+    /// The limit id (`data.velocity.limits[].id`).
+    pub limit: String,
+    /// The group's values, keyed by the limit's `group_by` names.
+    #[serde(default)]
+    pub group: serde_json::Map<String, serde_json::Value>,
+    /// Amount in the token's units (decimal string); absent for counts only.
+    #[serde(default)]
+    pub amount: Option<String>,
+    /// How long before the fixture's receive time (`90m`, `23h`, `6d`).
+    pub ago: String,
+    /// The same row this many times (a split-transfer drain in one line).
+    #[serde(default = "one")]
+    pub repeat: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -97,6 +126,7 @@ pub fn load_fixture(path: &Path) -> Result<Fixture, FixtureError> {
         expect: file.expect,
         verified_by: file.verified_by,
         received_at_ms: file.received_at_ms,
+        history: file.history,
     };
     if f.expect.action == Action::Reject && f.expect.status == 0 && f.expect.reasons.is_empty() {
         return Err(FixtureError::RejectWithoutReason {

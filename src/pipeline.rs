@@ -167,15 +167,26 @@ pub fn decide_with(
     received_at_ms: i64,
     evaluate: impl FnOnce(&Value) -> Result<Decision, PolicyError>,
 ) -> Decided {
+    let input = input_without_ledger(policy, request, token, received_at_ms);
+    decide_input(policy, &request.request_id, input, evaluate)
+}
+
+/// The input document as decided without a ledger (eval, benches, the
+/// fixture runner when no limit matches): limits that match show zero
+/// usage, so a policy sees the facts it will see when served.
+pub fn input_without_ledger(
+    policy: &PolicySet,
+    request: &ParsedRequest,
+    token: &TokenFacts,
+    received_at_ms: i64,
+) -> Value {
     let mut input = build_input(policy, request, token, received_at_ms);
-    // Without a ledger (eval, benches): limits that match show zero usage,
-    // so a policy sees the facts it will see when served.
     let matched = policy.velocity.matches(&input);
     if !matched.is_empty() {
         let usages = vec![crate::velocity::Usage::default(); matched.len()];
         set_velocity(policy, &mut input, &matched, &usages, received_at_ms);
     }
-    decide_input(policy, &request.request_id, input, evaluate)
+    input
 }
 
 /// Evaluates a built input and maps the decision to an answer.
@@ -248,6 +259,7 @@ pub fn decide_stored(
     adm: &Admitted,
     received_at_ms: i64,
     fixed_now: Option<i64>,
+    evaluate: &mut dyn FnMut(&Value) -> Result<Decision, PolicyError>,
 ) -> Option<Result<StoreDecided, Failure>> {
     use crate::store::{GroupRef, Outcome, Prior, Verdict};
     let request = &adm.request;
@@ -279,44 +291,59 @@ pub fn decide_stored(
         })
         .collect();
     let digest = crate::retry::digest(&adm.raw);
-    let mut decided = None;
-    let outcome = store.decide(id, &digest, &groups, fixed_now, &mut |now, found| {
+    // What an approval adds: one row per group that could be determined.
+    let rows = crate::velocity::rows(&limits, &matched);
+    let hold: Vec<(crate::velocity::Row, String)> = rows
+        .into_iter()
+        .zip(matched.iter().filter(|m| m.error.is_none()))
+        .map(|(r, m)| (r, m.display.clone()))
+        .collect();
+    let usages_of = |found: &[crate::velocity::Usage]| {
         let mut usages = vec![crate::velocity::Usage::default(); matched.len()];
         for (&i, u) in looked.iter().zip(found) {
             usages[i] = *u;
         }
-        let mut doc = input.clone();
-        set_velocity(policy, &mut doc, &matched, &usages, now);
-        let d = decide_input(policy, id, doc, |i| policy.evaluate(i));
-        let approved = d.response.is_approval();
-        let answer = if d.response.status == crate::protocol::Status::Ok {
-            serde_json::to_string(&crate::retry::Cached {
-                response: d.response.clone(),
-                decision: d.decision.clone(),
-                revision: d.revision.clone(),
-            })
-            .unwrap_or_default()
-        } else {
-            String::new()
-        };
-        let (rows, displays) = if approved {
-            let rows = crate::velocity::rows(&limits, &matched);
-            let displays = matched
-                .iter()
-                .filter(|m| m.error.is_none())
-                .map(|m| m.display.clone())
-                .collect();
-            (rows, displays)
-        } else {
-            (Vec::new(), Vec::new())
-        };
-        decided = Some(d);
-        Verdict {
-            answer,
-            rows,
-            displays,
-        }
-    });
+        usages
+    };
+    // Whether the request stays within every limit it matched, judged with
+    // the same facts the policy will see (computed exactly).
+    let fits = |found: &[crate::velocity::Usage]| {
+        let facts = crate::velocity::facts(&limits, &matched, &usages_of(found), 0);
+        facts
+            .as_object()
+            .into_iter()
+            .flat_map(|o| o.values())
+            .filter_map(Value::as_array)
+            .flatten()
+            .all(|f| !crate::velocity::exceeded(f))
+    };
+    let mut decided = None;
+    let outcome = store.decide(
+        id,
+        &digest,
+        &groups,
+        &hold,
+        fixed_now,
+        &fits,
+        &mut |now, found| {
+            let mut doc = input.clone();
+            set_velocity(policy, &mut doc, &matched, &usages_of(found), now);
+            let d = decide_input(policy, id, doc, &mut *evaluate);
+            let approved = d.response.is_approval();
+            let answer = if d.response.status == crate::protocol::Status::Ok {
+                serde_json::to_string(&crate::retry::Cached {
+                    response: d.response.clone(),
+                    decision: d.decision.clone(),
+                    revision: d.revision.clone(),
+                })
+                .unwrap_or_default()
+            } else {
+                String::new()
+            };
+            decided = Some(d);
+            Verdict { answer, approved }
+        },
+    );
     Some(match outcome {
         Err(e) => {
             tracing::error!("spending-limit store: {e}");

@@ -146,6 +146,7 @@ pub fn fixture_for(
         },
         verified_by: Some(admitted.token.key_name.clone()),
         received_at_ms: Some(received_at_ms),
+        history: Vec::new(),
         wire: Vec::new(),
     })
 }

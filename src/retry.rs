@@ -428,7 +428,11 @@ pub fn process(
         Lookup::Mismatch => return (mismatch(adm), None),
         Lookup::Miss => {}
     }
-    let stored = store.and_then(|s| pipeline::decide_stored(s, policy, &adm, received_at_ms, None));
+    let stored = store.and_then(|s| {
+        pipeline::decide_stored(s, policy, &adm, received_at_ms, None, &mut |i| {
+            policy.evaluate(i)
+        })
+    });
     let decided = match stored {
         None => pipeline::decide(policy, &adm.request, &adm.token, received_at_ms),
         // Not kept in this cache: the store's own record answers retries,

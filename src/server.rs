@@ -311,6 +311,9 @@ struct Stored {
     revision: String,
     started: Instant,
     pending: crate::store::Pending,
+    /// The decision-log line, queued at once so its fsync runs beside the
+    /// store's.
+    log: Option<Result<decision_log::Pending, decision_log::DecisionLogError>>,
 }
 
 fn decide_stage(
@@ -391,12 +394,17 @@ fn decide_stage(
             eval_time,
             logged: state.decision_log.is_some(),
         };
+        let log = state
+            .decision_log
+            .as_ref()
+            .map(|log| queue_decision(log, &p, revision, started));
         return Stage::Stored(Box::new(Stored {
             done,
             revision: revision.to_owned(),
             processed: p,
             started,
             pending,
+            log,
         }));
     }
     let pending = state
@@ -424,36 +432,38 @@ fn decide_stage(
 /// Waits (without holding a worker) for the decision's log line, applies
 /// `fail_closed`, then signs on the worker pool.
 async fn finish_stage(state: &Arc<AppState>, stage: Stage) -> Done {
-    let Logging { mut done, pending } = match stage {
+    let (mut done, written) = match stage {
         Stage::Done(d) => return d,
-        Stage::Logging(l) => *l,
-        Stage::Stored(s) => match commit_stored(state, *s).await {
-            Ok(l) => l,
-            Err(d) => return *d,
-        },
+        Stage::Logging(l) => {
+            let Logging { done, pending } = *l;
+            let written = match pending {
+                Ok(p) => p.done().await,
+                Err(e) => Err(e),
+            };
+            (done, Some(written))
+        }
+        Stage::Stored(s) => commit_stored(state, *s).await,
     };
-    let written = match pending {
-        Ok(p) => p.done().await,
-        Err(e) => Err(e),
-    };
-    let ok = written.is_ok();
-    state
-        .metrics
-        .decision_log_writes
-        .with_label_values(&[if ok { "success" } else { "failure" }])
-        .inc();
-    if !ok && done.response.status.code() == 0 {
-        let fail_closed = state
-            .decision_log
-            .as_ref()
-            .is_none_or(|l| l.options().fail_closed);
-        if fail_closed {
-            error!("decision log write failed: answering status 30 (fail_closed)");
-            let f = Failure::DecisionLog;
-            done.response = f.answer(&done.response.request_id);
-            done.failure = Some(f);
-        } else {
-            error!("decision log write failed: answering anyway (fail_closed: false)");
+    if let Some(written) = written {
+        let ok = written.is_ok();
+        state
+            .metrics
+            .decision_log_writes
+            .with_label_values(&[if ok { "success" } else { "failure" }])
+            .inc();
+        if !ok && done.response.status.code() == 0 {
+            let fail_closed = state
+                .decision_log
+                .as_ref()
+                .is_none_or(|l| l.options().fail_closed);
+            if fail_closed {
+                error!("decision log write failed: answering status 30 (fail_closed)");
+                let f = Failure::DecisionLog;
+                done.response = f.answer(&done.response.request_id);
+                done.failure = Some(f);
+            } else {
+                error!("decision log write failed: answering anyway (fail_closed: false)");
+            }
         }
     }
     let st = state.clone();
@@ -473,46 +483,44 @@ async fn finish_stage(state: &Arc<AppState>, stage: Stage) -> Done {
     done
 }
 
-/// Waits for a spending-limit decision's rows to be durable. If they cannot
-/// be, the answer becomes status 30 (never an APPROVE without its row).
-/// Then queues the decision-log line of the final answer.
-async fn commit_stored(state: &Arc<AppState>, s: Stored) -> Result<Logging, Box<Done>> {
+/// Waits for a spending-limit decision's ledger rows and its decision-log
+/// line together (two fsyncs in parallel, not one after the other). If the
+/// rows cannot be committed the answer becomes status 30 (never an APPROVE
+/// without its row), and a second log line records that final answer.
+async fn commit_stored(
+    state: &Arc<AppState>,
+    s: Stored,
+) -> (Done, Option<Result<(), decision_log::DecisionLogError>>) {
     let Stored {
         mut done,
         mut processed,
         revision,
         started,
         pending,
+        log,
     } = s;
-    if let Err(e) = pending.await {
+    let logged = async move {
+        match log {
+            Some(Ok(p)) => Some(p.done().await),
+            Some(Err(e)) => Some(Err(e)),
+            None => None,
+        }
+    };
+    let (committed, written) = tokio::join!(pending, logged);
+    if let Err(e) = committed {
         error!("spending-limit ledger commit failed: answering status 30: {e}");
         let f = Failure::Store;
         done.response = f.answer(&done.response.request_id);
         done.failure = Some(f.clone());
         processed.response = done.response.clone();
         processed.failure = Some(f);
-    }
-    match &state.decision_log {
-        Some(log) => Ok(Logging {
-            pending: queue_decision(log, &processed, &revision, started),
-            done,
-        }),
-        None => {
-            // Nothing else to wait for: sign on the worker pool.
-            let st = state.clone();
-            let response = done.response.clone();
-            let sign = move || pipeline::sign(&st.gate.load(), &response).ok();
-            let rx = match state.pool.try_submit(sign.clone()) {
-                Ok(rx) => Some(rx),
-                Err(_) => state.side.try_submit(sign).ok(),
-            };
-            done.signed = match rx {
-                Some(rx) => rx.await.ok().flatten(),
-                None => None,
-            };
-            Err(Box::new(done))
+        if let Some(log) = &state.decision_log {
+            // The line already written says what the policy decided; this
+            // one says what was answered.
+            let _ = log.append_nowait(encode_decision(log, &processed, &revision, started));
         }
     }
+    (done, written)
 }
 
 /// Queues the decision's line; the returned handle resolves once durable.
@@ -522,6 +530,16 @@ fn queue_decision(
     revision: &str,
     started: Instant,
 ) -> Result<decision_log::Pending, decision_log::DecisionLogError> {
+    log.append(encode_decision(log, p, revision, started))
+}
+
+/// The decision-log line of `p`.
+fn encode_decision(
+    log: &DecisionLog,
+    p: &pipeline::Processed,
+    revision: &str,
+    started: Instant,
+) -> Vec<u8> {
     let decision = p.decided.as_ref().and_then(|d| d.decision.as_ref());
     let reasons = match decision {
         Some(d) if p.failure.is_none() => d.reasons.clone(),
@@ -550,7 +568,7 @@ fn queue_decision(
         (None, Some(d)) => Some(&d.input),
         _ => None,
     };
-    log.append(log.encode(event, input))
+    log.encode(event, input)
 }
 
 fn observe(state: &AppState, started: Instant, d: &Done) {

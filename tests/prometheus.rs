@@ -198,6 +198,19 @@ fn dashboard_and_alert_queries_return_data_in_a_real_prometheus() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // Each alert's threshold, both sides, on synthetic series.
+    let out = Command::new(tool("promtool"))
+        .args(["test", "rules"])
+        .arg(repo().join("dashboards/alerts_test.yml"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run promtool: {e}. {MISSING}"));
+    assert!(
+        out.status.success(),
+        "promtool test rules failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     let ws = Workspace::new();
     let dl = ws.path().join("decisions.log");
     let server = Server::start(&ws.config(&format!("decision_log:\n  path: {}\n", dl.display())));
@@ -355,6 +368,7 @@ fn dashboard_and_alert_queries_return_data_in_a_real_prometheus() {
         "TssGateLatencyNearTimeout",
         "TssGateDecisionLogFailing",
         "TssGateOverloaded",
+        "TssGateSpendingLimitNearCap",
     ]
     .map(String::from)
     .into();

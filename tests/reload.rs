@@ -371,6 +371,9 @@ fn a_retry_gets_the_identical_decision_after_the_policy_flipped() {
 #[test]
 fn with_the_retry_cache_off_a_retry_is_decided_afresh() {
     let ws = Workspace::new();
+    // policy_copy has no spending limits: a request a limit matches is
+    // always answered from its durable record (tests/velocity.rs), whatever
+    // `retry_cache` says.
     let dir = policy_copy(&ws);
     let cfg = write_config(
         &ws,

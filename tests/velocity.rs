@@ -15,34 +15,8 @@ const USDT_FIXTURE: &str = "tests/fixtures/integrity_eip1559_eth_usdt_approve.js
 /// The fixture's amount: each approval adds exactly this.
 const USDT_AMOUNT: &str = "9999.99";
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let p = e.path();
-        if p.is_dir() {
-            copy_dir(&p, &to.join(e.file_name()));
-        } else {
-            std::fs::copy(&p, to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
-/// The shipped policy with `velocity.limits` replaced by `limits` (YAML).
-fn policy_with_limits(ws: &Workspace, limits: &str) -> PathBuf {
-    let dir = ws.path().join("rego");
-    copy_dir(&repo().join("rego"), &dir);
-    let data_path = dir.join("data.yaml");
-    let mut data: serde_yaml_ng::Value =
-        serde_yaml_ng::from_str(&std::fs::read_to_string(&data_path).unwrap()).unwrap();
-    let limits: serde_yaml_ng::Value = serde_yaml_ng::from_str(limits).unwrap();
-    let mut velocity = serde_yaml_ng::Mapping::new();
-    velocity.insert("limits".into(), limits);
-    data.as_mapping_mut()
-        .unwrap()
-        .insert("velocity".into(), serde_yaml_ng::Value::Mapping(velocity));
-    std::fs::write(&data_path, serde_yaml_ng::to_string(&data).unwrap()).unwrap();
-    dir
+fn policy_with(ws: &Workspace, limits: &str) -> PathBuf {
+    policy_with_limits(ws, Some(limits))
 }
 
 fn usdt_limit(max: &str) -> String {
@@ -100,7 +74,7 @@ fn ledger_json(config: &Path) -> serde_json::Value {
 fn sixty_four_concurrent_requests_approve_exactly_as_many_as_fit() {
     let ws = Workspace::new();
     // Ten fit; 64 arrive at once.
-    let policy = policy_with_limits(&ws, &usdt_limit(&times(10)));
+    let policy = policy_with(&ws, &usdt_limit(&times(10)));
     let cfg = ws.config_with_policy(&policy, "");
     let server = Arc::new(Server::start(&cfg));
     let handles: Vec<_> = (0..64)
@@ -132,7 +106,7 @@ fn sixty_four_concurrent_requests_approve_exactly_as_many_as_fit() {
 #[test]
 fn sigkill_keeps_every_answered_approval_and_retries_get_the_same_answer() {
     let ws = Workspace::new();
-    let policy = policy_with_limits(&ws, &usdt_limit(&times(10)));
+    let policy = policy_with(&ws, &usdt_limit(&times(10)));
     let cfg = ws.config_with_policy(&policy, "");
     let mut server = Server::start(&cfg);
     for i in 0..7 {
@@ -181,7 +155,7 @@ fn sigkill_keeps_every_answered_approval_and_retries_get_the_same_answer() {
 fn a_drain_of_a_thousand_sub_cap_transfers_stops_exactly_at_the_cap() {
     let ws = Workspace::new();
     let cap = 500;
-    let policy = policy_with_limits(&ws, &usdt_limit(&times(cap)));
+    let policy = policy_with(&ws, &usdt_limit(&times(cap)));
     let cfg = ws.config_with_policy(&policy, "decision_log:\n  path: decisions.log\n");
     let server = Arc::new(Server::start(&cfg));
     let threads = 8;

@@ -95,7 +95,15 @@ fn eval(a: &EvalArgs) -> anyhow::Result<serde_json::Value> {
         let parsed = input::parse_request(&wire, input::DEFAULT_MAX_DEPTH)?;
         return Ok(pipeline::build_input(&set, &parsed, &token, at));
     }
-    let decided = runner::decide_request(&set, &wire, &token, at, |i| set.evaluate(i));
+    let history: Vec<crate::fixture::HistoryEntry> = doc
+        .get("history")
+        .map(|h| serde_json::from_value(h.clone()))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("`history`: {e}"))?
+        .unwrap_or_default();
+    let decided =
+        runner::decide_fixture(&set, &history, &wire, &token, at, &mut |i| set.evaluate(i))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", a.request.display()))?;
     let answer = runner::answer_of(&request, &decided);
     let (input, decision, failure) = match &decided {
         Ok(d) => (

@@ -19,6 +19,14 @@ pub enum LedgerCommand {
     Show(ShowArgs),
     /// Release every hold of REQUEST_ID (an approval that never executed).
     Void(VoidArgs),
+    /// SQLite's query plan of every query a decision runs (each must use an index).
+    Plan(PlanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[arg(long, default_value = crate::config::DEFAULT_CONFIG)]
+    pub config: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -50,6 +58,7 @@ pub fn run(c: LedgerCommand) -> Exit {
     let result = match c {
         LedgerCommand::Show(a) => show(a),
         LedgerCommand::Void(a) => void(a),
+        LedgerCommand::Plan(a) => plan(a),
     };
     match result {
         Ok(e) => e,
@@ -187,5 +196,27 @@ fn void(a: VoidArgs) -> anyhow::Result<Exit> {
         crate::decision_log::append_external(path, &line)?;
     }
     println!("released {n} hold(s) of request `{}`", a.request_id);
+    Ok(Exit::Ok)
+}
+
+fn plan(a: PlanArgs) -> anyhow::Result<Exit> {
+    let (_, conn) = open(&a.config)?;
+    let rows: i64 = conn.query_row("SELECT count(*) FROM ledger", [], |r| r.get(0))?;
+    println!("ledger rows: {rows}");
+    for (name, q) in [
+        ("head of a group", sqlite::Q_HEAD),
+        ("first row inside the window", sqlite::Q_FIRST),
+        ("voided rows inside the window", sqlite::Q_VOIDED),
+        ("retry record", sqlite::Q_RECORD),
+    ] {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {q}"))?;
+        let n = stmt.parameter_count();
+        let params: Vec<&dyn rusqlite::ToSql> =
+            (0..n).map(|_| &0 as &dyn rusqlite::ToSql).collect();
+        let plan: Vec<String> = stmt
+            .query_map(params.as_slice(), |r| r.get::<_, String>(3))?
+            .collect::<Result<_, _>>()?;
+        println!("{name}:\n  {q}\n  plan: {}", plan.join(" | "));
+    }
     Ok(Exit::Ok)
 }

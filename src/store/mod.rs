@@ -48,12 +48,11 @@ pub enum Prior {
 /// What the caller decided, to be recorded.
 #[derive(Debug, Clone)]
 pub struct Verdict {
-    /// The answer, serialised by the caller, replayed to every retry.
+    /// The answer, serialised by the caller, replayed to every retry
+    /// (empty: nothing to replay, e.g. an evaluation error).
     pub answer: String,
-    /// Ledger rows; empty unless the request was approved.
-    pub rows: Vec<Row>,
-    /// Display name of each row's group (`wallet=…,token=…`), for `ledger show`.
-    pub displays: Vec<String>,
+    /// Approved: the held rows are kept (and committed).
+    pub approved: bool,
 }
 
 pub enum Outcome {
@@ -109,16 +108,23 @@ pub struct GroupUsage {
 
 pub trait Store: Send + Sync {
     /// The atomic read → decide → record step for `groups` (see the module
-    /// doc). `decide` gets the decision time and each group's usage before
-    /// this request, and returns what to record. A request id seen before
-    /// is answered from its record without calling `decide`. `now_ms`
-    /// fixes the clock (fixtures); None uses the system clock.
+    /// doc). Under the groups' locks: the usage of each group before this
+    /// request is read and, when `fits` says the request's rows fit, they
+    /// are held so every concurrent request counts them. Then `decide` gets
+    /// the decision time and the usages (evaluated outside the group locks)
+    /// and says what to record; `hold` rows are kept if it approves and
+    /// released otherwise. A request id seen before is answered from its
+    /// record without calling anything. `now_ms` fixes the clock
+    /// (fixtures); None uses the system clock.
+    #[allow(clippy::too_many_arguments)]
     fn decide(
         &self,
         request_id: &str,
         digest: &[u8; 32],
         groups: &[GroupRef],
+        hold: &[(Row, String)],
         now_ms: Option<i64>,
+        fits: &dyn Fn(&[Usage]) -> bool,
         decide: &mut dyn FnMut(i64, &[Usage]) -> Verdict,
     ) -> Result<Outcome, StoreError>;
 

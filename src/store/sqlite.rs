@@ -9,17 +9,29 @@
 //! integers of 10^-18 units in TEXT, summed in Rust, never by SQLite's
 //! floating `total()`.
 //!
-//! Durability without an fsync per request: rows decided under the group
-//! locks are held in memory (`pending`) and counted by every later reader,
-//! while one writer thread commits them in batches; an answer leaves only
-//! after its batch committed. A failed commit drops its rows and its
-//! answer becomes status 30; later rows that counted it over-count, which
-//! fails closed.
+//! Exact under concurrency without serialising evaluation: under the
+//! request's group locks the store reads the usage and, when the request
+//! fits, holds its rows in memory (`pending`); the locks are released
+//! before the policy is evaluated. Every later reader counts held rows, so
+//! no two requests can take the same room. An approval keeps its hold, a
+//! rejection releases it (a request rejected for another reason may have
+//! made a concurrent one look over the limit for a moment: that errs
+//! towards rejecting, never towards approving).
+//!
+//! Durability without an fsync per request: one writer thread commits the
+//! held rows in batches, numbering each batch in the `meta` table inside its
+//! transaction; an answer leaves only after its batch committed. A reader
+//! takes its SQLite snapshot and its copy of the held rows at one instant
+//! (under the pending lock), and counts a held row only if its batch is not
+//! in the snapshot, so no row is counted twice or missed. Running totals
+//! (`cum_*`) are assigned by the writer at commit, so a released hold never
+//! leaves a trace in them. A failed commit drops its rows and its answer
+//! becomes status 30.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -66,6 +78,11 @@ CREATE TABLE decisions (
     answer     TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX decisions_age ON decisions (at_ms);
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO meta (key, value) VALUES ('batch', 0);
 ";
 
 /// The queries a decision runs, named for `ledger plan` and tests.
@@ -92,29 +109,21 @@ const EMPTY: Head = Head {
     count: 0,
 };
 
+/// A row held in memory until its batch commits.
 #[derive(Debug, Clone)]
 struct Held {
-    seq: i64,
+    id: u64,
     at_ms: i64,
     amount: Amount,
-    cum: Amount,
-    count: i64,
+    /// The batch the writer put it in ([`UNBATCHED`] until then).
+    batch: u64,
 }
 
-impl Held {
-    fn head(&self) -> Head {
-        Head {
-            seq: self.seq,
-            at_ms: self.at_ms,
-            cum: self.cum,
-            count: self.count,
-        }
-    }
-}
+const UNBATCHED: u64 = u64::MAX;
 
 #[derive(Default)]
 struct PendingState {
-    /// Rows decided but not yet committed, per `limit\0group_key`.
+    /// Rows held but not yet committed, per `limit\0group_key`.
     rows: HashMap<String, Vec<Held>>,
     /// Answers decided but not yet committed: id → (digest hex, answer).
     records: HashMap<String, (String, String)>,
@@ -125,13 +134,16 @@ struct Shared {
     pending: Mutex<PendingState>,
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     clock: AtomicI64,
+    next_id: AtomicU64,
 }
 
-struct InsertRow {
+struct JobRow {
+    id: u64,
     slot: String,
     limit: String,
     key: String,
-    held: Held,
+    at_ms: i64,
+    amount: Amount,
     request_id: String,
     display: String,
     token: String,
@@ -139,7 +151,7 @@ struct InsertRow {
 }
 
 struct Job {
-    rows: Vec<InsertRow>,
+    rows: Vec<JobRow>,
     record: Option<(String, String, i64, String)>,
     reply: Option<tokio::sync::oneshot::Sender<Result<(), StoreError>>>,
 }
@@ -276,6 +288,7 @@ impl SqliteStore {
             pending: Mutex::new(PendingState::default()),
             locks: Mutex::new(HashMap::new()),
             clock: AtomicI64::new(0),
+            next_id: AtomicU64::new(1),
         });
         let (tx, rx) = mpsc::channel::<Job>();
         let sh = shared.clone();
@@ -347,7 +360,7 @@ pub fn report(
     for (limit, key, name) in groups {
         let window = window_of(&limit).unwrap_or(86_400_000);
         let since = now_ms - window;
-        let usage = sql_usage(conn, &limit, &key, since, &[])?;
+        let usage = sql_usage(conn, &limit, &key, since)?;
         let held: i64 = conn
             .query_row(
                 "SELECT count(*) FROM ledger WHERE limit_id = ?1 AND group_key = ?2 AND at_ms > ?3 AND voided_at IS NULL",
@@ -434,26 +447,10 @@ fn sql_head(conn: &Connection, limit: &str, key: &str) -> Result<Option<Head>, S
     .map_err(io)
 }
 
-/// Usage in (since, now] from committed rows, plus `held` (rows not yet
-/// committed, all newer than any committed row of the group).
-fn sql_usage(
-    conn: &Connection,
-    limit: &str,
-    key: &str,
-    since: i64,
-    held: &[Held],
-) -> Result<Usage, StoreError> {
-    let head = match held.last() {
-        Some(h) => Head {
-            seq: h.seq,
-            at_ms: h.at_ms,
-            cum: h.cum,
-            count: h.count,
-        },
-        None => match sql_head(conn, limit, key)? {
-            Some(h) => h,
-            None => return Ok(Usage::default()),
-        },
+/// Usage in (since, ∞) from committed rows only.
+fn sql_usage(conn: &Connection, limit: &str, key: &str, since: i64) -> Result<Usage, StoreError> {
+    let Some(head) = sql_head(conn, limit, key)? else {
+        return Ok(Usage::default());
     };
     let first = {
         let mut stmt = conn.prepare_cached(Q_FIRST).map_err(io)?;
@@ -465,14 +462,10 @@ fn sql_usage(
         .optional()
         .map_err(io)?
     };
-    let first = first.or_else(|| {
-        held.iter()
-            .find(|h| h.at_ms > since)
-            .map(|h| (h.amount, h.cum, h.count))
-    });
     let Some((amount, cum, count)) = first else {
         return Ok(Usage::default());
     };
+    // The running total just before the first row inside the window.
     let before = cum.saturating_sub(amount);
     let mut used = head.cum.saturating_sub(before);
     let mut n = head.count - (count - 1);
@@ -496,62 +489,120 @@ fn slot(limit: &str, key: &str) -> String {
     format!("{limit}\0{key}")
 }
 
+enum Read {
+    Prior(Prior),
+    Usage {
+        now: i64,
+        usages: Vec<Usage>,
+        held: Option<Vec<(String, u64)>>,
+    },
+}
+
 impl Store for SqliteStore {
     fn decide(
         &self,
         request_id: &str,
         digest: &[u8; 32],
         groups: &[GroupRef],
+        hold: &[(Row, String)],
         now_ms: Option<i64>,
+        fits: &dyn Fn(&[Usage]) -> bool,
         decide: &mut dyn FnMut(i64, &[Usage]) -> Verdict,
     ) -> Result<Outcome, StoreError> {
         let digest_hex = hex::encode(digest);
-        // Lock order: sorted, the request id among them, so two copies of
-        // one request and two requests of one group are serialised, and no
-        // two threads ever wait on each other in a cycle.
-        let mut names: Vec<String> = groups.iter().map(|g| slot(&g.limit, &g.key)).collect();
-        names.push(format!("\u{1}{request_id}"));
-        names.sort();
-        names.dedup();
-        let mutexes: Vec<Arc<Mutex<()>>> = {
-            let mut map = lock(&self.shared.locks);
-            names
+        // The request id's lock is held throughout, so a copy of the same
+        // request waits and then finds this one's record; the group locks
+        // only while usage is read and the rows are held.
+        let id_lock = [format!("\u{1}{request_id}")];
+        self.with_locks(&id_lock, || {
+            let mut names: Vec<String> = groups.iter().map(|g| slot(&g.limit, &g.key)).collect();
+            names.extend(hold.iter().map(|(r, _)| slot(&r.limit, &r.group_key)));
+            names.sort();
+            names.dedup();
+            let read = self.with_locks(&names, || -> Result<Read, StoreError> {
+                if let Some(p) = self.prior(request_id, &digest_hex)? {
+                    return Ok(Read::Prior(p));
+                }
+                let now = self.now(now_ms);
+                let usages = self.usages(groups, now)?;
+                let held = fits(&usages).then(|| self.hold(hold, now));
+                Ok(Read::Usage { now, usages, held })
+            })?;
+            let (now, usages, held) = match read {
+                Read::Prior(p) => return Ok(Outcome::Prior(p)),
+                Read::Usage { now, usages, held } => (now, usages, held),
+            };
+            let verdict = decide(now, &usages);
+            let ids = match (verdict.approved, held) {
+                (true, Some(ids)) => ids,
+                // Approved over the limit by the policy's own rules: an
+                // approval is recorded whatever it was judged on.
+                (true, None) => self.with_locks(&names, || self.hold(hold, now)),
+                (false, Some(ids)) => {
+                    self.release(&ids);
+                    Vec::new()
+                }
+                (false, None) => Vec::new(),
+            };
+            let rows: Vec<JobRow> = ids
                 .iter()
-                .map(|n| map.entry(n.clone()).or_default().clone())
-                .collect()
-        };
-        let result = {
-            let _guards: Vec<MutexGuard<()>> = mutexes.iter().map(|m| lock(m)).collect();
-            self.decide_locked(request_id, &digest_hex, groups, now_ms, decide)
-        };
-        drop(mutexes);
-        let mut map = lock(&self.shared.locks);
-        for n in &names {
-            if map.get(n).is_some_and(|m| Arc::strong_count(m) == 1) {
-                map.remove(n);
+                .zip(hold)
+                .map(|((s, id), (r, display))| JobRow {
+                    id: *id,
+                    slot: s.clone(),
+                    limit: r.limit.clone(),
+                    key: r.group_key.clone(),
+                    at_ms: now,
+                    amount: r.amount,
+                    request_id: request_id.to_owned(),
+                    display: display.clone(),
+                    token: r.token.clone(),
+                    digest: digest_hex.clone(),
+                })
+                .collect();
+            let record = (!verdict.answer.is_empty()).then(|| {
+                (
+                    request_id.to_owned(),
+                    digest_hex.clone(),
+                    now,
+                    verdict.answer.clone(),
+                )
+            });
+            if let Some((id, d, _, a)) = &record {
+                lock(&self.shared.pending)
+                    .records
+                    .insert(id.clone(), (d.clone(), a.clone()));
             }
-        }
-        result
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            let job = Job {
+                rows,
+                record,
+                reply: Some(reply),
+            };
+            if let Err(e) = self.send(job) {
+                // Never queued: forget what was held, or it would count forever.
+                self.release(&ids);
+                lock(&self.shared.pending).records.remove(request_id);
+                return Err(e);
+            }
+            Ok(Outcome::Decided(Pending(rx)))
+        })
     }
 
     fn seed(&self, request_id: &str, at_ms: i64, rows: &[(Row, String)]) -> Result<(), StoreError> {
-        let digest = [0u8; 32];
-        let groups: Vec<GroupRef> = rows
-            .iter()
-            .map(|(r, _)| GroupRef {
-                limit: r.limit.clone(),
-                key: r.group_key.clone(),
-                window_ms: 1,
-            })
-            .collect();
         let verdict = Verdict {
             answer: String::new(),
-            rows: rows.iter().map(|(r, _)| r.clone()).collect(),
-            displays: rows.iter().map(|(_, d)| d.clone()).collect(),
+            approved: true,
         };
-        match self.decide(request_id, &digest, &groups, Some(at_ms), &mut |_, _| {
-            verdict.clone()
-        })? {
+        match self.decide(
+            request_id,
+            &[0u8; 32],
+            &[],
+            rows,
+            Some(at_ms),
+            &|_| true,
+            &mut |_, _| verdict.clone(),
+        )? {
             Outcome::Decided(p) => p.wait(),
             Outcome::Prior(_) => Err(io(format!(
                 "history request id `{request_id}` is used twice"
@@ -561,164 +612,134 @@ impl Store for SqliteStore {
 }
 
 impl SqliteStore {
-    fn decide_locked(
-        &self,
-        request_id: &str,
-        digest_hex: &str,
-        groups: &[GroupRef],
-        now_ms: Option<i64>,
-        decide: &mut dyn FnMut(i64, &[Usage]) -> Verdict,
-    ) -> Result<Outcome, StoreError> {
-        let held_record = lock(&self.shared.pending).records.get(request_id).cloned();
-        let conn = lock(&self.shared.reader);
-        let prior = match held_record {
-            Some(r) => Some(r),
-            None => conn
-                .prepare_cached(Q_RECORD)
-                .and_then(|mut s| {
-                    s.query_row([request_id], |r| {
-                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-                    })
-                    .optional()
-                })
-                .map_err(io)?,
+    /// Runs `f` holding the named locks, taken in the (sorted) order given,
+    /// so no two threads ever wait on each other in a cycle.
+    fn with_locks<T>(&self, names: &[String], f: impl FnOnce() -> T) -> T {
+        let mutexes: Vec<Arc<Mutex<()>>> = {
+            let mut map = lock(&self.shared.locks);
+            names
+                .iter()
+                .map(|n| map.entry(n.clone()).or_default().clone())
+                .collect()
         };
-        if let Some((d, answer)) = prior {
-            return Ok(Outcome::Prior(if d == digest_hex {
+        let out = {
+            let _guards: Vec<MutexGuard<()>> = mutexes.iter().map(|m| lock(m)).collect();
+            f()
+        };
+        drop(mutexes);
+        let mut map = lock(&self.shared.locks);
+        for n in names {
+            if map.get(n).is_some_and(|m| Arc::strong_count(m) == 1) {
+                map.remove(n);
+            }
+        }
+        out
+    }
+
+    /// The record of an earlier request with this id: held, then committed.
+    fn prior(&self, request_id: &str, digest_hex: &str) -> Result<Option<Prior>, StoreError> {
+        let held = lock(&self.shared.pending).records.get(request_id).cloned();
+        let found = match held {
+            Some(r) => Some(r),
+            None => {
+                let conn = lock(&self.shared.reader);
+                let mut stmt = conn.prepare_cached(Q_RECORD).map_err(io)?;
+                stmt.query_row([request_id], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .optional()
+                .map_err(io)?
+            }
+        };
+        Ok(found.map(|(d, answer)| {
+            if d == digest_hex {
                 Prior::Same(answer)
             } else {
                 Prior::Different
-            }));
-        }
-        let now = self.now(now_ms);
-        let mut usages = Vec::with_capacity(groups.len());
-        let mut heads: HashMap<String, Head> = HashMap::new();
-        for g in groups {
-            let s = slot(&g.limit, &g.key);
-            // Snapshot what is held before reading what is committed: the
-            // writer commits, then forgets, so a row is always in one of
-            // the two when read in this order.
-            let held = lock(&self.shared.pending)
-                .rows
-                .get(&s)
-                .cloned()
-                .unwrap_or_default();
-            usages.push(sql_usage(
-                &conn,
-                &g.limit,
-                &g.key,
-                now - g.window_ms,
-                &held,
-            )?);
-            if let std::collections::hash_map::Entry::Vacant(e) = heads.entry(s) {
-                let head = match held.last() {
-                    Some(h) => h.head(),
-                    None => sql_head(&conn, &g.limit, &g.key)?.unwrap_or(EMPTY),
-                };
-                e.insert(head);
             }
+        }))
+    }
+
+    /// Each group's usage inside its window at `now`: committed rows plus
+    /// held rows whose batch the snapshot does not contain.
+    fn usages(&self, groups: &[GroupRef], now: i64) -> Result<Vec<Usage>, StoreError> {
+        if groups.is_empty() {
+            return Ok(Vec::new());
         }
-        drop(conn);
-        let verdict = decide(now, &usages);
-        let mut inserts = Vec::with_capacity(verdict.rows.len());
-        for (i, r) in verdict.rows.iter().enumerate() {
-            let s = slot(&r.limit, &r.group_key);
-            let head = match heads.get(&s) {
-                Some(h) => *h,
-                None => {
-                    let held = lock(&self.shared.pending)
-                        .rows
-                        .get(&s)
-                        .and_then(|v| v.last().cloned());
-                    match held {
-                        Some(h) => Head {
-                            seq: h.seq,
-                            at_ms: h.at_ms,
-                            cum: h.cum,
-                            count: h.count,
-                        },
-                        None => sql_head(&lock(&self.shared.reader), &r.limit, &r.group_key)?
-                            .unwrap_or(EMPTY),
-                    }
-                }
-            };
-            let held = Held {
-                seq: head.seq + 1,
-                at_ms: now.max(head.at_ms),
-                amount: r.amount,
-                // Past 2^256 the total sticks at the maximum: every later
-                // request of the group is then over any cap.
-                cum: head
-                    .cum
-                    .checked_add(r.amount)
-                    .unwrap_or(Amount(alloy_primitives::U256::MAX)),
-                count: head.count + 1,
-            };
-            heads.insert(
-                s.clone(),
-                Head {
-                    seq: held.seq,
-                    at_ms: held.at_ms,
-                    cum: held.cum,
-                    count: held.count,
-                },
-            );
-            inserts.push(InsertRow {
-                slot: s,
-                limit: r.limit.clone(),
-                key: r.group_key.clone(),
-                held,
-                request_id: request_id.to_owned(),
-                display: verdict.displays.get(i).cloned().unwrap_or_default(),
-                token: r.token.clone(),
-                digest: digest_hex.to_owned(),
-            });
-        }
-        let record = (!verdict.answer.is_empty()).then(|| {
-            (
-                request_id.to_owned(),
-                digest_hex.to_owned(),
-                now,
-                verdict.answer.clone(),
-            )
-        });
-        {
-            let mut p = lock(&self.shared.pending);
-            for ins in &inserts {
-                p.rows
-                    .entry(ins.slot.clone())
-                    .or_default()
-                    .push(ins.held.clone());
-            }
-            if let Some((id, d, _, a)) = &record {
-                p.records.insert(id.clone(), (d.clone(), a.clone()));
-            }
-        }
-        let undo: Vec<(String, i64)> = inserts
-            .iter()
-            .map(|i| (i.slot.clone(), i.held.seq))
-            .collect();
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        let job = Job {
-            rows: inserts,
-            record,
-            reply: Some(reply),
+        let conn = lock(&self.shared.reader);
+        let (tx, batch, held) = {
+            // One instant for both views: while the pending lock is held no
+            // row changes batch or leaves, and the snapshot starts with the
+            // first read of the transaction.
+            let p = lock(&self.shared.pending);
+            let tx = conn.unchecked_transaction().map_err(io)?;
+            let batch: i64 = tx
+                .query_row("SELECT value FROM meta WHERE key = 'batch'", [], |r| {
+                    r.get(0)
+                })
+                .map_err(io)?;
+            let held: Vec<Vec<Held>> = groups
+                .iter()
+                .map(|g| {
+                    p.rows
+                        .get(&slot(&g.limit, &g.key))
+                        .cloned()
+                        .unwrap_or_default()
+                })
+                .collect();
+            (tx, batch as u64, held)
         };
-        if let Err(e) = self.send(job) {
-            // Never queued: forget what was held, or it would count forever.
-            let mut p = lock(&self.shared.pending);
-            p.records.remove(request_id);
-            for (s, seq) in undo {
-                if let Some(v) = p.rows.get_mut(&s) {
-                    v.retain(|h| h.seq != seq);
-                    if v.is_empty() {
-                        p.rows.remove(&s);
-                    }
+        let mut out = Vec::with_capacity(groups.len());
+        for (g, held) in groups.iter().zip(held) {
+            let since = now.saturating_sub(g.window_ms);
+            let mut u = sql_usage(&tx, &g.limit, &g.key, since)?;
+            for h in held {
+                if (h.batch == UNBATCHED || h.batch > batch) && h.at_ms > since {
+                    // Past 2^256 the sum sticks at the maximum: over any cap.
+                    u.amount = u
+                        .amount
+                        .checked_add(h.amount)
+                        .unwrap_or(Amount(alloy_primitives::U256::MAX));
+                    u.count += 1;
                 }
             }
-            return Err(e);
+            out.push(u);
         }
-        Ok(Outcome::Decided(Pending(rx)))
+        drop(tx);
+        Ok(out)
+    }
+
+    /// Holds `rows` at `now`; returns (slot, id) per row, in order.
+    fn hold(&self, rows: &[(Row, String)], now: i64) -> Vec<(String, u64)> {
+        let mut p = lock(&self.shared.pending);
+        rows.iter()
+            .map(|(r, _)| {
+                let s = slot(&r.limit, &r.group_key);
+                let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+                p.rows.entry(s.clone()).or_default().push(Held {
+                    id,
+                    at_ms: now,
+                    amount: r.amount,
+                    batch: UNBATCHED,
+                });
+                (s, id)
+            })
+            .collect()
+    }
+
+    fn release(&self, ids: &[(String, u64)]) {
+        forget(&mut lock(&self.shared.pending), ids);
+    }
+}
+
+fn forget(p: &mut PendingState, ids: &[(String, u64)]) {
+    for (s, id) in ids {
+        if let Some(v) = p.rows.get_mut(s) {
+            v.retain(|h| h.id != *id);
+            if v.is_empty() {
+                p.rows.remove(s);
+            }
+        }
     }
 }
 
@@ -734,8 +755,19 @@ impl Drop for SqliteStore {
 /// How many decisions one commit carries at most.
 const BATCH: usize = 512;
 
+/// Heads the writer remembers; beyond this many groups it starts afresh
+/// (a head is one indexed lookup away).
+const MAX_HEADS: usize = 100_000;
+
 fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, shared: Arc<Shared>) {
     let mut last_prune = Instant::now() - Duration::from_secs(3600);
+    let mut heads: HashMap<String, Head> = HashMap::new();
+    let mut batch: u64 = conn
+        .query_row("SELECT value FROM meta WHERE key = 'batch'", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map(|b| b as u64)
+        .unwrap_or(0);
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < BATCH {
@@ -744,21 +776,34 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, shared: Arc<Shared
                 Err(_) => break,
             }
         }
-        let result = commit(&mut conn, &jobs);
+        batch += 1;
+        {
+            let mut p = lock(&shared.pending);
+            for r in jobs.iter().flat_map(|j| &j.rows) {
+                if let Some(h) = p
+                    .rows
+                    .get_mut(&r.slot)
+                    .and_then(|v| v.iter_mut().find(|h| h.id == r.id))
+                {
+                    h.batch = batch;
+                }
+            }
+        }
+        let result = commit(&mut conn, &jobs, batch, &mut heads);
         if let Err(e) = &result {
             tracing::error!("state store commit failed: {e}");
+            // The batch number was not written; reuse it.
+            batch -= 1;
+        }
+        if heads.len() > MAX_HEADS {
+            heads.clear();
         }
         {
             let mut p = lock(&shared.pending);
             for j in &jobs {
-                for r in &j.rows {
-                    if let Some(v) = p.rows.get_mut(&r.slot) {
-                        v.retain(|h| h.seq != r.held.seq);
-                        if v.is_empty() {
-                            p.rows.remove(&r.slot);
-                        }
-                    }
-                }
+                let ids: Vec<(String, u64)> =
+                    j.rows.iter().map(|r| (r.slot.clone(), r.id)).collect();
+                forget(&mut p, &ids);
                 if let Some((id, ..)) = &j.record {
                     p.records.remove(id);
                 }
@@ -771,7 +816,10 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, shared: Arc<Shared
         }
         if last_prune.elapsed() > Duration::from_secs(60) {
             last_prune = Instant::now();
-            let cutoff = crate::pipeline::now_ms() - RETENTION_MS;
+            // Relative to the store's own clock (the latest decision time),
+            // not the wall clock: a scratch ledger of fixtures lives at the
+            // fixtures' time, and its history must not be pruned away.
+            let cutoff = shared.clock.load(Ordering::SeqCst) - RETENTION_MS;
             if let Err(e) = conn
                 .execute("DELETE FROM ledger WHERE at_ms < ?1", [cutoff])
                 .and_then(|_| conn.execute("DELETE FROM decisions WHERE at_ms < ?1", [cutoff]))
@@ -782,10 +830,17 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, shared: Arc<Shared
     }
 }
 
-fn commit(conn: &mut Connection, jobs: &[Job]) -> Result<(), StoreError> {
+fn commit(
+    conn: &mut Connection,
+    jobs: &[Job],
+    batch: u64,
+    heads: &mut HashMap<String, Head>,
+) -> Result<(), StoreError> {
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(io)?;
+    // Heads move only once the commit succeeded.
+    let mut moved: HashMap<String, Head> = HashMap::new();
     {
         let mut row = tx
             .prepare_cached(
@@ -800,25 +855,333 @@ fn commit(conn: &mut Connection, jobs: &[Job]) -> Result<(), StoreError> {
             .map_err(io)?;
         for j in jobs {
             for r in &j.rows {
+                let head = match moved.get(&r.slot).or_else(|| heads.get(&r.slot)) {
+                    Some(h) => *h,
+                    None => sql_head(&tx, &r.limit, &r.key)?.unwrap_or(EMPTY),
+                };
+                let next = Head {
+                    seq: head.seq + 1,
+                    // Never before the group's last row, so time order is
+                    // seq order even if the clock steps back.
+                    at_ms: r.at_ms.max(head.at_ms),
+                    cum: head
+                        .cum
+                        .checked_add(r.amount)
+                        .unwrap_or(Amount(alloy_primitives::U256::MAX)),
+                    count: head.count + 1,
+                };
                 row.execute(params![
                     r.limit,
                     r.key,
-                    r.held.seq,
-                    r.held.at_ms,
+                    next.seq,
+                    next.at_ms,
                     r.request_id,
                     r.display,
                     r.token,
-                    r.held.amount.units(),
-                    r.held.cum.units(),
-                    r.held.count,
+                    r.amount.units(),
+                    next.cum.units(),
+                    next.count,
                     r.digest,
                 ])
                 .map_err(io)?;
+                moved.insert(r.slot.clone(), next);
             }
             if let Some((id, d, at, answer)) = &j.record {
                 rec.execute(params![id, d, at, answer]).map_err(io)?;
             }
         }
+        tx.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'batch'",
+            [batch as i64],
+        )
+        .map_err(io)?;
     }
-    tx.commit().map_err(io)
+    tx.commit().map_err(io)?;
+    heads.extend(moved);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(limit: &str, key: &str, amount: &str) -> (Row, String) {
+        (
+            Row {
+                limit: limit.into(),
+                group_key: key.into(),
+                amount: Amount::parse(amount).unwrap(),
+                token: "T".into(),
+            },
+            format!("g={key}"),
+        )
+    }
+
+    fn usage(s: &SqliteStore, limit: &str, key: &str, window_ms: i64, now: i64) -> Usage {
+        let g = [GroupRef {
+            limit: limit.into(),
+            key: key.into(),
+            window_ms,
+        }];
+        let mut seen = None;
+        let id = format!("probe-{now}-{}", rand::random::<u64>());
+        match s
+            .decide(&id, &[1; 32], &g, &[], Some(now), &|_| true, &mut |_, u| {
+                seen = Some(u[0]);
+                Verdict {
+                    answer: String::new(),
+                    approved: false,
+                }
+            })
+            .unwrap()
+        {
+            Outcome::Decided(p) => p.wait().unwrap(),
+            Outcome::Prior(_) => panic!("fresh id"),
+        }
+        seen.unwrap()
+    }
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("s.sqlite")).unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn usage_is_exact_inside_the_window_and_excludes_its_start() {
+        let (_d, s) = store();
+        for (i, (t, a)) in [
+            (1_000, "1.5"),
+            (2_000, "2.25"),
+            (3_000, "0.000000000000000001"),
+        ]
+        .iter()
+        .enumerate()
+        {
+            s.seed(&format!("r{i}"), *t, &[row("l", "g", a)]).unwrap();
+        }
+        let u = usage(&s, "l", "g", 10_000, 3_000);
+        assert_eq!(
+            (u.amount.to_string(), u.count),
+            ("3.750000000000000001".into(), 3)
+        );
+        // (since, now]: a row exactly at now - window is outside.
+        let u = usage(&s, "l", "g", 2_000, 3_000);
+        assert_eq!(
+            (u.amount.to_string(), u.count),
+            ("2.250000000000000001".into(), 2)
+        );
+        let u = usage(&s, "l", "g", 500, 10_000);
+        assert_eq!(u, Usage::default());
+        // Other groups and limits are separate.
+        assert_eq!(usage(&s, "l", "h", 10_000, 3_000), Usage::default());
+        assert_eq!(usage(&s, "m", "g", 10_000, 3_000), Usage::default());
+    }
+
+    #[test]
+    fn voids_release_and_pruning_old_rows_keeps_totals() {
+        let (_d, s) = store();
+        for i in 0..10 {
+            s.seed(&format!("r{i}"), 1_000 * (i + 1), &[row("l", "g", "10")])
+                .unwrap();
+        }
+        let conn = connect(s.path(), false).unwrap();
+        assert_eq!(void(&conn, "r7", 50_000, "never ran").unwrap(), 1);
+        assert_eq!(void(&conn, "r7", 50_000, "again").unwrap(), 0);
+        let u = usage(&s, "l", "g", 100_000, 10_000);
+        assert_eq!((u.amount.to_string(), u.count), ("90".into(), 9));
+        // Rows older than retention are deleted from the start of a group:
+        // the running totals of the rest still give the window exactly.
+        conn.execute("DELETE FROM ledger WHERE at_ms <= 3000", [])
+            .unwrap();
+        let u = usage(&s, "l", "g", 4_500, 10_000);
+        assert_eq!(
+            (u.amount.to_string(), u.count),
+            ("40".into(), 4),
+            "r5..r9 minus r7"
+        );
+        let u = usage(&s, "l", "g", 100_000, 10_000);
+        assert_eq!((u.amount.to_string(), u.count), ("60".into(), 6));
+    }
+
+    #[test]
+    fn a_retry_finds_its_record_and_another_payload_is_told_apart() {
+        let (_d, s) = store();
+        let g = [GroupRef {
+            limit: "l".into(),
+            key: "g".into(),
+            window_ms: 1_000,
+        }];
+        let hold = [row("l", "g", "1")];
+        let mut calls = 0;
+        let mut decide = |_: i64, _: &[Usage]| {
+            calls += 1;
+            Verdict {
+                answer: "A".into(),
+                approved: true,
+            }
+        };
+        match s
+            .decide("x", &[7; 32], &g, &hold, None, &|_| true, &mut decide)
+            .unwrap()
+        {
+            Outcome::Decided(p) => p.wait().unwrap(),
+            Outcome::Prior(_) => panic!(),
+        }
+        for (digest, want) in [
+            ([7; 32], Prior::Same("A".into())),
+            ([8; 32], Prior::Different),
+        ] {
+            match s
+                .decide("x", &digest, &g, &hold, None, &|_| true, &mut decide)
+                .unwrap()
+            {
+                Outcome::Prior(p) => assert_eq!(p, want),
+                Outcome::Decided(_) => panic!("decided twice"),
+            }
+        }
+        assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn a_rejection_releases_its_hold_and_held_rows_count_once() {
+        let (_d, s) = store();
+        let g = [GroupRef {
+            limit: "l".into(),
+            key: "g".into(),
+            window_ms: 100_000,
+        }];
+        let hold = [row("l", "g", "5")];
+        // Rejected: nothing stays.
+        let out = s
+            .decide(
+                "r1",
+                &[1; 32],
+                &g,
+                &hold,
+                Some(1_000),
+                &|_| true,
+                &mut |_, _| Verdict {
+                    answer: "R".into(),
+                    approved: false,
+                },
+            )
+            .unwrap();
+        let Outcome::Decided(p) = out else { panic!() };
+        p.wait().unwrap();
+        assert_eq!(usage(&s, "l", "g", 100_000, 2_000), Usage::default());
+        // Approved but not yet committed: counted by the next reader, once,
+        // and exactly once again after the commit.
+        let out = s
+            .decide(
+                "r2",
+                &[2; 32],
+                &g,
+                &hold,
+                Some(3_000),
+                &|_| true,
+                &mut |_, _| Verdict {
+                    answer: "A".into(),
+                    approved: true,
+                },
+            )
+            .unwrap();
+        let seen = usage(&s, "l", "g", 100_000, 4_000);
+        assert_eq!((seen.amount.to_string(), seen.count), ("5".into(), 1));
+        let Outcome::Decided(p) = out else { panic!() };
+        p.wait().unwrap();
+        let seen = usage(&s, "l", "g", 100_000, 5_000);
+        assert_eq!((seen.amount.to_string(), seen.count), ("5".into(), 1));
+        // Concurrent readers and committers: every reader sees 5 * k for
+        // some k, never a double count.
+        let s = std::sync::Arc::new(s);
+        let writers: Vec<_> = (0..4)
+            .map(|t| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for i in 0..25 {
+                        let id = format!("w{t}-{i}");
+                        let g = [GroupRef {
+                            limit: "l".into(),
+                            key: "g".into(),
+                            window_ms: 1 << 40,
+                        }];
+                        let out = s
+                            .decide(
+                                &id,
+                                &[3; 32],
+                                &g,
+                                &[row("l", "g", "5")],
+                                None,
+                                &|_| true,
+                                &mut |_, _| Verdict {
+                                    answer: "A".into(),
+                                    approved: true,
+                                },
+                            )
+                            .unwrap();
+                        if let Outcome::Decided(p) = out {
+                            p.wait().unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut last = 0;
+        for _ in 0..200 {
+            let u = usage(&s, "l", "g", 1 << 40, crate::pipeline::now_ms());
+            assert_eq!(u.amount.to_string(), (u.count * 5).to_string());
+            assert!(
+                u.count >= last,
+                "usage never goes back: {} < {last}",
+                u.count
+            );
+            last = u.count;
+        }
+        for w in writers {
+            w.join().unwrap();
+        }
+        // r2 (at t = 3000) is long outside this window; the 100 are inside.
+        let u = usage(&s, "l", "g", 1 << 40, crate::pipeline::now_ms());
+        assert_eq!(u.count, 100);
+    }
+
+    #[test]
+    fn a_second_process_and_a_newer_schema_are_refused() {
+        let (d, s) = store();
+        let path = d.path().join("s.sqlite");
+        let e = SqliteStore::open(&path).unwrap_err().to_string();
+        assert!(e.contains("another tss-gate process"), "{e}");
+        drop(s);
+        let conn = connect(&path, false).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(conn);
+        let e = SqliteStore::open(&path).unwrap_err().to_string();
+        assert!(e.contains("newer than this tss-gate"), "{e}");
+    }
+
+    #[test]
+    fn every_query_of_a_decision_uses_an_index() {
+        let (_d, s) = store();
+        let conn = connect(s.path(), false).unwrap();
+        for q in [Q_HEAD, Q_FIRST, Q_VOIDED, Q_RECORD] {
+            let sql = format!("EXPLAIN QUERY PLAN {q}");
+            let mut stmt = conn.prepare(&sql).unwrap();
+            let n = stmt.parameter_count();
+            let params: Vec<&dyn rusqlite::ToSql> =
+                (0..n).map(|_| &0 as &dyn rusqlite::ToSql).collect();
+            let plan: Vec<String> = stmt
+                .query_map(params.as_slice(), |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let plan = plan.join(" | ");
+            assert!(
+                plan.contains("USING") && !plan.contains("SCAN"),
+                "{q}: {plan}"
+            );
+            assert!(!plan.contains("TEMP B-TREE"), "{q} sorts: {plan}");
+        }
+    }
 }

@@ -22,6 +22,7 @@ pub mod portability;
 pub mod report;
 pub mod rules;
 pub mod runner;
+pub mod scratch;
 
 /// What a test case is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -376,6 +376,52 @@ pub fn decide_request(
     ))
 }
 
+/// A fixture decided as the server decides it: when a spending limit
+/// matches, through a scratch ledger that holds exactly the fixture's
+/// `history`, at the fixture's time. The outer error is a fixture problem
+/// (history naming an unknown limit, a bad amount or duration).
+pub fn decide_fixture(
+    set: &PolicySet,
+    history: &[crate::fixture::HistoryEntry],
+    wire: &[u8],
+    token: &TokenFacts,
+    at: i64,
+    evaluate: &mut dyn FnMut(&Json) -> Result<Decision, PolicyError>,
+) -> Result<Result<Decided, Failure>, String> {
+    let parsed = match input::parse_request(wire, input::DEFAULT_MAX_DEPTH) {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(Failure::Request(e))),
+    };
+    if set.velocity.is_empty() {
+        if !history.is_empty() {
+            return Err("`history` is set but the policy declares no spending limits".into());
+        }
+        return Ok(Ok(pipeline::decide_with(set, &parsed, token, at, |i| {
+            evaluate(i)
+        })));
+    }
+    let scratch = crate::testing::scratch::ScratchLedger::new()?;
+    scratch.seed(&set.velocity, history, at)?;
+    let adm = pipeline::Admitted {
+        request: parsed,
+        token: token.clone(),
+        raw: wire.to_vec(),
+    };
+    let out = match pipeline::decide_stored(scratch.store(), set, &adm, at, Some(at), evaluate) {
+        None if !history.is_empty() => {
+            return Err("`history` is set but no spending limit matches this request".into());
+        }
+        None => pipeline::decide_with(set, &adm.request, token, at, |i| set.evaluate(i)),
+        Some(Ok(pipeline::StoreDecided::Fresh(d, pending))) => match pending.wait() {
+            Ok(()) => *d,
+            Err(e) => return Err(format!("scratch ledger: {e}")),
+        },
+        Some(Ok(_)) => return Err("the scratch ledger already knew this request id".into()),
+        Some(Err(fail)) => return Ok(Err(fail)),
+    };
+    Ok(Ok(out))
+}
+
 /// The answer the server would sign for `decided`.
 pub fn answer_of(req: &CallbackRequest, decided: &Result<Decided, Failure>) -> CallbackResponse {
     match decided {
@@ -413,13 +459,22 @@ fn run_fixture(
     let token = fixture_token(&f);
     let at = f.received_at_ms.unwrap_or_else(pipeline::now_ms);
     let wire = f.wire_bytes();
-    let decided = decide_request(set, &wire, &token, at, |i| set.evaluate(i));
+    let decided = match decide_fixture(set, &f.history, &wire, &token, at, &mut |i| set.evaluate(i))
+    {
+        Ok(d) => d,
+        Err(e) => {
+            case.outcome = Outcome::Error;
+            case.message = format!("{}: {e}", case.location());
+            return case;
+        }
+    };
     let answer = answer_of(&f.request, &decided);
     if let Some(engine) = coverage_engine {
         let entry = set.entrypoint.clone();
-        let again = decide_request(set, &wire, &token, at, |i| {
+        let again = decide_fixture(set, &f.history, &wire, &token, at, &mut |i| {
             policy::evaluate_on_engine(engine, &entry, i)
-        });
+        })
+        .unwrap_or_else(|e| Err(Failure::Request(crate::input::RequestError::BadShape(e))));
         let other = answer_of(&f.request, &again);
         if other != answer {
             case.outcome = Outcome::Error;

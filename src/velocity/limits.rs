@@ -57,6 +57,9 @@ pub struct Limit {
     pub token_ids: Option<BTreeSet<String>>,
     pub wallet_ids: Option<BTreeSet<String>>,
     pub destination_types: Option<BTreeSet<String>>,
+    /// Requests that pay only these addresses (normalised) do not count:
+    /// moves to the operator's own cold storage.
+    pub exclude_destinations: BTreeSet<String>,
     pub group_by: Vec<Dim>,
     /// As written (`24h`), for messages.
     pub window: String,
@@ -72,7 +75,7 @@ pub struct Limits {
 }
 
 /// Longest window a limit may have; the ledger keeps rows this long.
-pub const MAX_WINDOW_MS: i64 = 31 * 24 * 3_600_000;
+pub const MAX_WINDOW_MS: i64 = 30 * 24 * 3_600_000;
 
 /// Longest group value kept; longer ones make the group unknown (fail closed)
 /// rather than grow keys, messages and the store without bound.
@@ -183,10 +186,15 @@ fn parse_limit(i: usize, item: &Value) -> Result<Limit, String> {
     for k in m.keys() {
         if !matches!(
             k.as_str(),
-            "request_types" | "chain_ids" | "token_ids" | "wallet_ids" | "destination_types"
+            "request_types"
+                | "chain_ids"
+                | "token_ids"
+                | "wallet_ids"
+                | "destination_types"
+                | "exclude_destinations"
         ) {
             return Err(err(format!(
-                "unknown key `match.{k}` (request_types, chain_ids, token_ids, wallet_ids, destination_types)"
+                "unknown key `match.{k}` (request_types, chain_ids, token_ids, wallet_ids, destination_types, exclude_destinations)"
             )));
         }
     }
@@ -214,6 +222,13 @@ fn parse_limit(i: usize, item: &Value) -> Result<Limit, String> {
     {
         return Err(err(format!(
             "`match.request_types`: unknown type `{t}` (PING, KEYGEN, KEYSIGN, KEYRESHARE, KEYSHARESIGN)"
+        )));
+    }
+    // The rules that turn facts into denials live in tss.keysign: a limit
+    // on another type would be computed and never enforced (fail open).
+    if let Some(t) = request_types.iter().find(|t| *t != "KEYSIGN") {
+        return Err(err(format!(
+            "`match.request_types`: `{t}` cannot be limited; spending limits apply to KEYSIGN only"
         )));
     }
     let token_ids = set("token_ids")?;
@@ -244,7 +259,7 @@ fn parse_limit(i: usize, item: &Value) -> Result<Limit, String> {
         .filter(|ms| (1_000..=MAX_WINDOW_MS).contains(ms))
         .ok_or_else(|| {
             err(format!(
-                "`window` `{window}` is not a duration between 1s and 31d (<n>s, <n>m, <n>h or <n>d)"
+                "`window` `{window}` is not a duration between 1s and 30d (<n>s, <n>m, <n>h or <n>d)"
             ))
         })?;
     let max_amount = match obj.get("max_amount") {
@@ -283,7 +298,13 @@ fn parse_limit(i: usize, item: &Value) -> Result<Limit, String> {
             ));
         }
     }
+    let exclude_destinations = set("exclude_destinations")?
+        .unwrap_or_default()
+        .iter()
+        .map(|a| normalise_address(a))
+        .collect();
     Ok(Limit {
+        exclude_destinations,
         chain_ids: set("chain_ids")?,
         wallet_ids: set("wallet_ids")?,
         destination_types: set("destination_types")?,
@@ -450,6 +471,18 @@ impl<'a> RequestView<'a> {
             // is then held (and denied) rather than let through unlimited.
             && (self.wallet.is_err() || within(&l.wallet_ids, wallet))
             && within(&l.destination_types, self.destination_type)
+            && !self.pays_only(&l.exclude_destinations)
+    }
+
+    /// Every output names an address in `set` (and there is one at least).
+    fn pays_only(&self, set: &BTreeSet<String>) -> bool {
+        !set.is_empty()
+            && !self.outputs.is_empty()
+            && self.loose.is_empty()
+            && self
+                .outputs
+                .iter()
+                .all(|(a, _)| a.as_ref().is_some_and(|a| set.contains(a)))
     }
 
     /// The whole amount the transaction moves, or None if any part is unreadable.
@@ -582,5 +615,231 @@ fn matched(
         amount,
         token,
         error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn limits(v: Value) -> Result<Limits, String> {
+        Limits::from_data(Some(&json!({ "limits": v })))
+    }
+
+    fn input(tx: Value) -> Value {
+        json!({
+            "request_type": "KEYSIGN",
+            "extra": {
+                "wallet": {"wallet_id": "w1"},
+                "org": {"org_id": "o1"},
+                "vault": {"vault_id": "v1"},
+                "transaction": tx,
+            }
+        })
+    }
+
+    fn usdt_tx(outputs: Value) -> Value {
+        json!({
+            "wallet_id": "w1", "chain_id": "ETH", "token_id": "ETH_USDT",
+            "source": {"wallet_id": "w1", "address": "0xAbC0000000000000000000000000000000000001"},
+            "initiator": "ops@x",
+            "destination": {"destination_type": "Address", "utxo_outputs": outputs},
+        })
+    }
+
+    #[test]
+    fn bad_limits_are_refused_with_their_id_and_reason() {
+        let cases = [
+            (
+                json!([{"id": "Bad-Id", "window": "1h", "max_count": 1}]),
+                "velocity.limits.Bad-Id",
+            ),
+            (
+                json!([{"window": "1h", "max_count": 1}]),
+                "velocity.limits[0]: `id`",
+            ),
+            (
+                json!([{"id": "a", "window": "1h"}]),
+                "set `max_amount`, `max_count` or both",
+            ),
+            (
+                json!([{"id": "a", "window": "0h", "max_count": 1}]),
+                "`window` `0h`",
+            ),
+            (
+                json!([{"id": "a", "window": "31d", "max_count": 1}]),
+                "between 1s and 30d",
+            ),
+            (
+                json!([{"id": "a", "window": "1w", "max_count": 1}]),
+                "`window` `1w`",
+            ),
+            (
+                json!([{"id": "a", "window": "1h", "max_count": -1}]),
+                "whole number",
+            ),
+            (
+                json!([{"id": "a", "window": "1h", "max_amount": 5, "group_by": ["token"]}]),
+                "quoted decimal",
+            ),
+            (
+                json!([{"id": "a", "window": "1h", "max_amount": "1e3", "group_by": ["token"]}]),
+                "plain decimal",
+            ),
+            (
+                json!([{"id": "a", "window": "1h", "max_amount": "5"}]),
+                "one token's units",
+            ),
+            (
+                json!([{"id": "a", "window": "1h", "max_amount": "5", "match": {"token_ids": ["A", "B"]}}]),
+                "one token's units",
+            ),
+            (
+                json!([{"id": "a", "window": "1h", "max_count": 1, "group_by": ["wallet", "wallet"]}]),
+                "twice",
+            ),
+            (
+                json!([{"id": "a", "window": "1h", "max_count": 1, "group_by": ["walet"]}]),
+                "`group_by`",
+            ),
+            (
+                json!([{"id": "a", "window": "1h", "max_count": 1, "match": {"token": ["x"]}}]),
+                "unknown key `match.token`",
+            ),
+            (
+                json!([{"id": "a", "window": "1h", "max_count": 1, "match": {"token_ids": []}}]),
+                "non-empty list",
+            ),
+            (
+                json!([{"id": "a", "window": "1h", "max_count": 1, "match": {"request_types": ["KEYSING"]}}]),
+                "unknown type",
+            ),
+            (
+                json!([{"id": "a", "window": "1h", "max_count": 1, "maxcount": 2}]),
+                "unknown key `maxcount`",
+            ),
+            (
+                json!([{"id": "a", "window": "1h", "max_count": 1}, {"id": "a", "window": "2h", "max_count": 1}]),
+                "used twice",
+            ),
+            (
+                json!([{"id": "a", "window": "1h", "max_amount": "5", "group_by": ["token"], "match": {"request_types": ["KEYGEN"]}}]),
+                "KEYSIGN only",
+            ),
+            (
+                json!([{"id": "a", "window": "1h", "max_count": 5, "match": {"request_types": ["KEYSIGN", "KEYGEN"]}}]),
+                "KEYSIGN only",
+            ),
+        ];
+        for (v, want) in cases {
+            let e = limits(v.clone()).expect_err(&v.to_string());
+            assert!(e.contains(want), "{v}: {e}");
+        }
+        assert!(Limits::from_data(Some(&json!({"limit": []}))).is_err());
+        assert!(Limits::from_data(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn groups_come_per_destination_with_each_ones_share() {
+        let l = limits(json!([{
+            "id": "d", "window": "7d", "group_by": ["destination", "token"], "max_amount": "100"
+        }]))
+        .unwrap();
+        let m = l.matches(&input(usdt_tx(json!([
+            {"address": "0xDEAD00000000000000000000000000000000BEEF", "amount": "1.5"},
+            {"address": "0xdead00000000000000000000000000000000beef", "amount": "2"},
+            {"address": "TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf", "amount": "3"},
+        ]))));
+        assert_eq!(m.len(), 2, "case variants of one EVM address are one group");
+        assert_eq!(
+            m[0].group["destination"],
+            "0xdead00000000000000000000000000000000beef"
+        );
+        assert_eq!(m[0].amount, Amount::parse("3.5"));
+        assert_eq!(
+            m[1].group["destination"],
+            "TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf"
+        );
+        assert_eq!(m[1].amount, Amount::parse("3"));
+        assert!(m.iter().all(|g| g.error.is_none()));
+        assert_ne!(m[0].key, m[1].key);
+    }
+
+    #[test]
+    fn unreadable_amounts_and_disagreeing_wallets_never_pass_quietly() {
+        let l = limits(json!([{
+            "id": "w", "window": "1d", "group_by": ["wallet", "token"], "max_amount": "100"
+        }]))
+        .unwrap();
+        let bad = l.matches(&input(usdt_tx(
+            json!([{"address": "0x1", "amount": "1e3"}]),
+        )));
+        assert_eq!(bad[0].amount, None);
+        let mut tx = usdt_tx(json!([{"address": "0x1", "amount": "1"}]));
+        tx["source"]["wallet_id"] = json!("w2");
+        let m = l.matches(&input(tx));
+        assert_eq!(m.len(), 1);
+        assert!(
+            m[0].error
+                .as_deref()
+                .unwrap()
+                .contains("2 different wallet ids")
+        );
+        let mut tx = usdt_tx(json!([{"address": "0x1", "amount": "1"}]));
+        tx["token_id"] = json!("X".repeat(MAX_VALUE_LEN + 1));
+        let l2 =
+            limits(json!([{"id": "t", "window": "1d", "group_by": ["token"], "max_count": 3}]))
+                .unwrap();
+        assert!(
+            l2.matches(&input(tx))[0]
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("longer than")
+        );
+    }
+
+    #[test]
+    fn keys_are_injective_and_match_filters_apply() {
+        let l = limits(json!([{
+            "id": "o", "window": "1h", "group_by": ["initiator", "org"], "max_count": 5,
+            "match": {"chain_ids": ["ETH"], "wallet_ids": ["w1"], "destination_types": ["Address"]}
+        }]))
+        .unwrap();
+        let mut a = usdt_tx(json!([{"address": "0x1", "amount": "1"}]));
+        a["initiator"] = json!("x\",\"y");
+        let ka = l.matches(&input(a.clone()))[0].key.clone();
+        let mut b = a.clone();
+        b["initiator"] = json!("x");
+        let mut ib = input(b);
+        ib["extra"]["org"]["org_id"] = json!("y\",\"o1");
+        let kb = l.matches(&ib)[0].key.clone();
+        assert_ne!(ka, kb, "no value can impersonate another combination");
+        let mut other_chain = a.clone();
+        other_chain["chain_id"] = json!("TRON");
+        assert!(l.matches(&input(other_chain)).is_empty());
+        let mut keygen = input(a);
+        keygen["request_type"] = json!("KEYGEN");
+        assert!(
+            l.matches(&keygen).is_empty(),
+            "request_types defaults to KEYSIGN"
+        );
+    }
+
+    #[test]
+    fn requests_paying_only_excluded_addresses_do_not_count() {
+        let l = limits(json!([{
+            "id": "w", "window": "1d", "group_by": ["wallet", "token"], "max_amount": "100",
+            "match": {"exclude_destinations": ["0xCOLD"]}
+        }]))
+        .unwrap();
+        let cold = usdt_tx(json!([{"address": "0xcold", "amount": "1000"}]));
+        assert!(l.matches(&input(cold)).is_empty());
+        let mixed = usdt_tx(json!([
+            {"address": "0xcold", "amount": "1000"},
+            {"address": "0xhot", "amount": "1"},
+        ]));
+        assert_eq!(l.matches(&input(mixed))[0].amount, Amount::parse("1001"));
     }
 }

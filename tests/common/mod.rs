@@ -238,3 +238,42 @@ pub fn send(server: &Server, req: &CallbackRequest) -> CallbackResponse {
 pub fn fixture_paths() -> Vec<PathBuf> {
     tss_gate::fixture::discover(&repo().join("tests/fixtures")).expect("fixtures")
 }
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        let p = e.path();
+        if p.is_dir() {
+            copy_tree(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).expect("copy");
+        }
+    }
+}
+
+/// A copy of the shipped policy in the workspace with `data.velocity`
+/// replaced: `limits` is the YAML list of limits, None removes spending
+/// limits altogether (for tests about something else that send approving
+/// requests again and again).
+pub fn policy_with_limits(ws: &Workspace, limits: Option<&str>) -> PathBuf {
+    let dir = ws.path().join("rego");
+    copy_tree(&repo().join("rego"), &dir);
+    let data_path = dir.join("data.yaml");
+    let mut data: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&data_path).expect("data")).expect("yaml");
+    let map = data.as_mapping_mut().expect("mapping");
+    match limits {
+        None => {
+            map.remove("velocity");
+        }
+        Some(l) => {
+            let limits: serde_yaml_ng::Value = serde_yaml_ng::from_str(l).expect("limits yaml");
+            let mut velocity = serde_yaml_ng::Mapping::new();
+            velocity.insert("limits".into(), limits);
+            map.insert("velocity".into(), serde_yaml_ng::Value::Mapping(velocity));
+        }
+    }
+    std::fs::write(&data_path, serde_yaml_ng::to_string(&data).expect("yaml")).expect("write");
+    dir
+}

@@ -1,7 +1,7 @@
 # KEYSIGN rules on where the value goes: the destination type must be one
 # somebody allowed, and every destination address (account output, each
 # UTXO output, contract address) must be in the per-chain allow-list
-# data.keysign.allowed_destinations.
+# data.keysign.allowed_destinations (entry `true` or {added_at: ...}).
 package tss.keysign
 
 import data.tss.lib.fmt
@@ -49,3 +49,10 @@ deny contains {
 }
 
 destination_allowed(a) if in_address_book(data.keysign.allowed_destinations, a)
+
+# An entry may also be {added_at: ...}: listed, under the cool-down that
+# controls.rego applies (which also denies a malformed added_at).
+destination_allowed(a) if {
+	is_string(a)
+	is_object(data.keysign.allowed_destinations[chain][address(a)])
+}
