@@ -184,6 +184,7 @@ impl Reloader {
             Ok(set) => {
                 let rev = set.revision.clone();
                 let files = set.files.len();
+                self.state.metrics.velocity_limits_loaded(&set.velocity);
                 self.state.policy.store(Arc::new(set));
                 self.state.metrics.policy_loaded(&rev);
                 if rev == old {

@@ -429,12 +429,10 @@ impl<'a> RequestView<'a> {
             }
         }
         if let Some(a) = dest.get("address") {
-            outputs.push((
-                a.as_str().map(normalise_address),
-                amount_of(Some(
-                    dest.get("value").unwrap_or(&Value::String("0".into())),
-                )),
-            ));
+            // A contract call: its `value` is native coin, while a token it
+            // moves is in calldata this module does not read. Unknown, so
+            // an amount limit denies it rather than count it as zero.
+            outputs.push((a.as_str().map(normalise_address), None));
         }
         let loose = dest
             .get("amount")
@@ -459,9 +457,13 @@ impl<'a> RequestView<'a> {
     }
 
     fn matches(&self, l: &Limit) -> bool {
-        let within = |set: &Option<BTreeSet<String>>, v: Option<&str>| match set {
-            None => true,
-            Some(set) => v.is_some_and(|v| set.contains(v)),
+        // A field the request leaves out (or sends as a non-string) matches
+        // every filter: leaving a field out must never escape a limit. The
+        // limit then holds the request, and if it groups by that field the
+        // group is unknown and the request is denied.
+        let within = |set: &Option<BTreeSet<String>>, v: Option<&str>| match (set, v) {
+            (None, _) | (_, None) => true,
+            (Some(set), Some(v)) => set.contains(v),
         };
         let wallet = self.wallet.as_ref().ok().copied().flatten();
         l.request_types.contains(self.request_type)
@@ -819,6 +821,13 @@ mod tests {
         let mut other_chain = a.clone();
         other_chain["chain_id"] = json!("TRON");
         assert!(l.matches(&input(other_chain)).is_empty());
+        // Leaving a filtered field out never escapes the limit.
+        let mut no_chain = a.clone();
+        no_chain.as_object_mut().unwrap().remove("chain_id");
+        assert_eq!(l.matches(&input(no_chain)).len(), 1);
+        let mut numeric_chain = a.clone();
+        numeric_chain["chain_id"] = json!(1);
+        assert_eq!(l.matches(&input(numeric_chain)).len(), 1);
         let mut keygen = input(a);
         keygen["request_type"] = json!("KEYGEN");
         assert!(

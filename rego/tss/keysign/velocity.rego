@@ -12,12 +12,14 @@
 # Trust: input.velocity is written by tss-gate only. What the request says
 # lives under input.detail and input.extra, so a request cannot add, remove
 # or soften a fact, and nothing here reads a limit or a usage from the
-# request. The facts are taken as given, with two guards against a server
-# bug reading as "within the limit":
-#   - a fact of the wrong shape (a flag that is not a boolean, a maximum
-#     or an amount that is not a decimal string, a missing field, a fact
-#     filed under another limit's id) denies, as velocity_fact_malformed;
-#   - a total above its maximum denies even if the flag says otherwise.
+# request. The facts are taken as given: the server computes the sums and
+# the flags exactly (in decimal, in Rust), and these rules read the flags.
+# One guard against a server bug reading as "within the limit": a fact of
+# the wrong shape (not an object, a flag that is not a boolean, filed under
+# another limit's id) denies, as velocity_fact_malformed. The checks stay
+# this few on purpose: they run on every KEYSIGN a limit matches, and
+# re-deriving the server's exact arithmetic in Rego cost more than half of
+# a decision's evaluation time (BENCHMARKS.md, "Spending limits").
 # Whether a limit matches the request at all is the server's decision: a
 # request no limit matches has no input.velocity, and nothing is checked.
 package tss.keysign
@@ -98,11 +100,9 @@ velocity_reasoned(f) if velocity_amount_unknown(f)
 
 velocity_reasoned(f) if velocity_group_error(f)
 
-# The server's flag, or the numbers: reaching the maximum exactly is
-# allowed. (An unknown amount is flagged too; it has its own reason.)
+# The server's flags (reaching the maximum exactly is allowed). An unknown
+# amount is flagged too; it has its own reason.
 velocity_amount_over(f) if f.amount_exceeded == true
-
-velocity_amount_over(f) if decimal.key(f.total_amount) > decimal.key(f.max_amount)
 
 velocity_amount_reason(f) if {
 	velocity_amount_over(f)
@@ -111,12 +111,6 @@ velocity_amount_reason(f) if {
 }
 
 velocity_count_over(f) if f.count_exceeded == true
-
-velocity_count_over(f) if {
-	velocity_count(f.total_count)
-	velocity_count(f.max_count)
-	f.total_count > f.max_count
-}
 
 velocity_count_reason(f) if {
 	velocity_count_over(f)
@@ -213,77 +207,13 @@ velocity_fact_problems contains [id, i, sprintf("names limit `%s`", [fmt.field(f
 	not velocity_fact_names(f, id)
 }
 
-velocity_fact_problems contains [id, i, sprintf("has %s `%s`, not %s", [k, fmt.field(f, k), want])] if {
+velocity_fact_problems contains [id, i, sprintf("has %s `%s`, not a boolean", [k, fmt.field(f, k)])] if {
 	some [id, i, f] in velocity_facts
 	is_object(f)
-	some [k, want] in velocity_field_types
-	not velocity_field_ok(f, k)
+	some k in ["exceeded", "amount_exceeded", "count_exceeded"]
+	not velocity_flag(f, k)
 }
 
-velocity_fact_problems contains [id, i, "sets neither max_amount nor max_count"] if {
-	some [id, i, f] in velocity_facts
-	f.max_amount == null
-	f.max_count == null
-}
-
-# A max_amount limit reads the used and total amounts (this request's
-# amount may be null: that is velocity_amount_unknown, above).
-velocity_fact_problems contains [id, i, sprintf("has %s `%s`, not a decimal string", [k, fmt.field(f, k)])] if {
-	some [id, i, f] in velocity_facts
-	decimal.valid(f.max_amount)
-	some k in velocity_amount_fields(f)
-	not velocity_decimal_field(f, k)
-}
-
-# A max_count limit reads the counts.
-velocity_fact_problems contains [id, i, sprintf("has %s `%s`, not a count", [k, fmt.field(f, k)])] if {
-	some [id, i, f] in velocity_facts
-	velocity_count(f.max_count)
-	some k in ["used_count", "total_count"]
-	not velocity_count_field(f, k)
-}
+velocity_flag(f, k) if is_boolean(f[k])
 
 velocity_fact_names(f, id) if f.limit == id
-
-# The fields the decisions above read, and their types.
-velocity_field_types := [
-	["exceeded", "a boolean"],
-	["amount_exceeded", "a boolean"],
-	["count_exceeded", "a boolean"],
-	["max_amount", "null or a decimal string"],
-	["max_count", "null or a count"],
-	["group_key", "a string"],
-	["window", "a string"],
-]
-
-velocity_field_ok(f, k) if {
-	k in {"exceeded", "amount_exceeded", "count_exceeded"}
-	is_boolean(f[k])
-}
-
-velocity_field_ok(f, k) if {
-	k in {"group_key", "window"}
-	is_string(f[k])
-}
-
-velocity_field_ok(f, "max_amount") if f.max_amount == null
-
-velocity_field_ok(f, "max_amount") if decimal.valid(f.max_amount)
-
-velocity_field_ok(f, "max_count") if f.max_count == null
-
-velocity_field_ok(f, "max_count") if velocity_count(f.max_count)
-
-velocity_count(n) if {
-	is_number(n)
-	n >= 0
-}
-
-velocity_count_field(f, k) if velocity_count(f[k])
-
-velocity_decimal_field(f, k) if decimal.valid(f[k])
-
-# used_amount always; amount and total_amount when the amount is known
-# (a missing or null amount is velocity_amount_unknown).
-velocity_amount_fields(f) := ["used_amount", "amount", "total_amount"] if object.get(f, "amount", null) != null
-else := ["used_amount"]
