@@ -369,10 +369,19 @@ fn text<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     at(v, path).and_then(Value::as_str)
 }
 
-/// One spelling per address: EVM hex and bech32 are case-insensitive, so
-/// `0xAbC…` and `0xabc…` must be one group; base58 (TRON, Solana, legacy
-/// Bitcoin) is case-sensitive and kept as is.
+/// One spelling per address: EVM hex is case-insensitive and its `0x` is
+/// optional (the integrity rules accept either spelling against the raw
+/// transaction), bech32 is case-insensitive, so each of those becomes one
+/// group; base58 (TRON, Solana, legacy Bitcoin) is case-sensitive and kept
+/// as is.
 pub fn normalise_address(a: &str) -> String {
+    let body = a
+        .strip_prefix("0x")
+        .or_else(|| a.strip_prefix("0X"))
+        .unwrap_or(a);
+    if body.len() == 40 && body.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return format!("0x{}", body.to_ascii_lowercase());
+    }
     let lower = a.to_ascii_lowercase();
     if lower.starts_with("0x")
         || lower.starts_with("bc1")
@@ -754,6 +763,15 @@ mod tests {
             {"address": "TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf", "amount": "3"},
         ]))));
         assert_eq!(m.len(), 2, "case variants of one EVM address are one group");
+        let spellings = l.matches(&input(usdt_tx(json!([
+            {"address": "0xDEAD00000000000000000000000000000000BEEF", "amount": "1"},
+            {"address": "dead00000000000000000000000000000000beef", "amount": "1"},
+            {"address": "0Xdead00000000000000000000000000000000BEEF", "amount": "1"},
+            {"address": "BC1QAR0SRRR7XFKVY5L643LYDNW9RE59GTZZWF5MDQ", "amount": "1"},
+            {"address": "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq", "amount": "1"},
+        ]))));
+        assert_eq!(spellings.len(), 2, "0x optional, any case: one group each");
+        assert_eq!(spellings[0].amount, Amount::parse("3"));
         assert_eq!(
             m[0].group["destination"],
             "0xdead00000000000000000000000000000000beef"
