@@ -235,3 +235,32 @@ fn a_damaged_store_or_a_second_process_refuses_to_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("another tss-gate process"), "{err}");
 }
+
+#[test]
+fn a_bad_limit_is_refused_naming_file_line_limit_and_reason() {
+    let ws = Workspace::new();
+    let policy = policy_with(
+        &ws,
+        "- id: fine\n  group_by: [wallet]\n  window: 1h\n  max_count: 5\n- id: drain_guard\n  group_by: [wallet]\n  window: 1h\n  max_amount: \"100\"\n",
+    );
+    let cfg = ws.config_with_policy(&policy, "");
+    let out = Command::new(env!("CARGO_BIN_EXE_tss-gate"))
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let data = policy.join("data.yaml");
+    let text = std::fs::read_to_string(&data).unwrap();
+    let line = text
+        .lines()
+        .position(|l| l.contains("id: drain_guard"))
+        .unwrap()
+        + 1;
+    assert!(err.contains(&data.display().to_string()), "{err}");
+    assert!(err.contains(&format!("line {line}")), "{err}");
+    assert!(err.contains("velocity.limits.drain_guard"), "{err}");
+    assert!(err.contains("one token's units"), "{err}");
+}
