@@ -83,7 +83,7 @@ CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 ) WITHOUT ROWID;
-INSERT INTO meta (key, value) VALUES ('batch', 0);
+INSERT INTO meta (key, value) VALUES ('batch', 0), ('voids', 0);
 ";
 
 /// The queries a decision runs, named for `ledger plan` and tests.
@@ -130,6 +130,11 @@ struct PendingState {
     rows: HashMap<String, Vec<Held>>,
     /// Answers decided but not yet committed: id → (digest hex, answer).
     records: HashMap<String, (String, String)>,
+    /// Each group's last committed row, as the writer applied it together
+    /// with removing that batch's rows from `rows`: a reader that takes
+    /// both under this lock sees one consistent state without asking
+    /// SQLite for the head. Absent: read it from SQLite.
+    heads: HashMap<String, Head>,
 }
 
 struct Shared {
@@ -422,11 +427,24 @@ pub fn void(
     at_ms: i64,
     reason: &str,
 ) -> Result<usize, StoreError> {
-    conn.execute(
-        "UPDATE ledger SET voided_at = ?2, void_reason = ?3 WHERE request_id = ?1 AND voided_at IS NULL",
-        params![request_id, at_ms, reason],
+    // One transaction: readers skip the voided-rows query while the
+    // counter says there never was a void, so the rows and the counter
+    // must change together.
+    let tx = conn.unchecked_transaction().map_err(io)?;
+    let n = tx
+        .execute(
+            "UPDATE ledger SET voided_at = ?2, void_reason = ?3 WHERE request_id = ?1 AND voided_at IS NULL",
+            params![request_id, at_ms, reason],
+        )
+        .map_err(io)?;
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('voids', 1) \
+         ON CONFLICT (key) DO UPDATE SET value = value + 1",
+        [],
     )
-    .map_err(io)
+    .map_err(io)?;
+    tx.commit().map_err(io)?;
+    Ok(n)
 }
 
 fn parse_amount(s: &str) -> rusqlite::Result<Amount> {
@@ -456,9 +474,24 @@ fn sql_head(conn: &Connection, limit: &str, key: &str) -> Result<Option<Head>, S
 
 /// Usage in (since, ∞) from committed rows only.
 fn sql_usage(conn: &Connection, limit: &str, key: &str, since: i64) -> Result<Usage, StoreError> {
-    let Some(head) = sql_head(conn, limit, key)? else {
-        return Ok(Usage::default());
-    };
+    match sql_head(conn, limit, key)? {
+        Some(head) => usage_from(conn, limit, key, since, head, true),
+        None => Ok(Usage::default()),
+    }
+}
+
+/// Usage in (since, ∞) of the committed rows up to `head`. Rows after
+/// `head` that SQLite already shows are not counted (the caller counts them
+/// as held); `voids: false` skips the voided-rows query when the store has
+/// never had a void.
+fn usage_from(
+    conn: &Connection,
+    limit: &str,
+    key: &str,
+    since: i64,
+    head: Head,
+    voids: bool,
+) -> Result<Usage, StoreError> {
     let first = {
         let mut stmt = conn.prepare_cached(Q_FIRST).map_err(io)?;
         stmt.query_row(params![limit, key, since], |r| {
@@ -472,19 +505,22 @@ fn sql_usage(conn: &Connection, limit: &str, key: &str, since: i64) -> Result<Us
     let Some((amount, cum, count)) = first else {
         return Ok(Usage::default());
     };
-    // The running total just before the first row inside the window.
+    // The running total just before the first row inside the window; a
+    // first row after `head` leaves nothing up to `head` in the window.
     let before = cum.saturating_sub(amount);
     let mut used = head.cum.saturating_sub(before);
     let mut n = head.count - (count - 1);
-    let mut stmt = conn.prepare_cached(Q_VOIDED).map_err(io)?;
-    let voided = stmt
-        .query_map(params![limit, key, since], |r| {
-            parse_amount(&r.get::<_, String>(0)?)
-        })
-        .map_err(io)?;
-    for v in voided {
-        used = used.saturating_sub(v.map_err(io)?);
-        n -= 1;
+    if voids {
+        let mut stmt = conn.prepare_cached(Q_VOIDED).map_err(io)?;
+        let voided = stmt
+            .query_map(params![limit, key, since], |r| {
+                parse_amount(&r.get::<_, String>(0)?)
+            })
+            .map_err(io)?;
+        for v in voided {
+            used = used.saturating_sub(v.map_err(io)?);
+            n -= 1;
+        }
     }
     Ok(Usage {
         amount: used,
@@ -674,34 +710,43 @@ impl SqliteStore {
             return Ok(Vec::new());
         }
         let conn = lock(&self.shared.reader);
-        let (tx, batch, held) = {
-            // One instant for both views: while the pending lock is held no
-            // row changes batch or leaves, and the snapshot starts with the
-            // first read of the transaction.
+        let (tx, batch, voids, held, heads) = {
+            // One instant for all views: while the pending lock is held no
+            // row changes batch or leaves and no head moves, and the SQLite
+            // snapshot starts with the first read of the transaction.
             let p = lock(&self.shared.pending);
             let tx = conn.unchecked_transaction().map_err(io)?;
-            let batch: i64 = tx
-                .query_row("SELECT value FROM meta WHERE key = 'batch'", [], |r| {
-                    r.get(0)
-                })
+            let (batch, voids): (i64, Option<i64>) = tx
+                .query_row(
+                    "SELECT (SELECT value FROM meta WHERE key = 'batch'), \
+                            (SELECT value FROM meta WHERE key = 'voids')",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
                 .map_err(io)?;
-            let held: Vec<Vec<Held>> = groups
-                .iter()
-                .map(|g| {
-                    p.rows
-                        .get(&slot(&g.limit, &g.key))
-                        .cloned()
-                        .unwrap_or_default()
-                })
-                .collect();
-            (tx, batch as u64, held)
+            let mut held = Vec::with_capacity(groups.len());
+            let mut heads = Vec::with_capacity(groups.len());
+            for g in groups {
+                let s = slot(&g.limit, &g.key);
+                held.push(p.rows.get(&s).cloned().unwrap_or_default());
+                heads.push(p.heads.get(&s).copied());
+            }
+            (tx, batch as u64, voids, held, heads)
         };
+        // Without a counter (an older file) assume there were voids.
+        let voids = voids != Some(0);
         let mut out = Vec::with_capacity(groups.len());
-        for (g, held) in groups.iter().zip(held) {
+        for ((g, held), head) in groups.iter().zip(held).zip(heads) {
             let since = now.saturating_sub(g.window_ms);
-            let mut u = sql_usage(&tx, &g.limit, &g.key, since)?;
+            let (mut u, counts) = match head {
+                // The applied head: every held row is after it.
+                Some(h) => (usage_from(&tx, &g.limit, &g.key, since, h, voids)?, None),
+                // The snapshot's head: held rows of batches it shows are in it.
+                None => (sql_usage(&tx, &g.limit, &g.key, since)?, Some(batch)),
+            };
             for h in held {
-                if (h.batch == UNBATCHED || h.batch > batch) && h.at_ms > since {
+                let uncommitted = counts.is_none_or(|b| h.batch == UNBATCHED || h.batch > b);
+                if uncommitted && h.at_ms > since {
                     // Past 2^256 the sum sticks at the maximum: over any cap.
                     u.amount = u
                         .amount
@@ -807,6 +852,21 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, shared: Arc<Shared
         }
         {
             let mut p = lock(&shared.pending);
+            match &result {
+                Ok(moved) => {
+                    if p.heads.len() > MAX_HEADS {
+                        p.heads.clear();
+                    }
+                    p.heads.extend(moved.iter().map(|(k, v)| (k.clone(), *v)));
+                }
+                // What this batch would have moved is not in SQLite: forget
+                // every head it touched, readers fall back to SQLite.
+                Err(_) => {
+                    for r in jobs.iter().flat_map(|j| &j.rows) {
+                        p.heads.remove(&r.slot);
+                    }
+                }
+            }
             for j in &jobs {
                 let ids: Vec<(String, u64)> =
                     j.rows.iter().map(|r| (r.slot.clone(), r.id)).collect();
@@ -816,6 +876,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, shared: Arc<Shared
                 }
             }
         }
+        let result = result.map(|_| ());
         for j in jobs {
             if let Some(reply) = j.reply {
                 let _ = reply.send(result.clone());
@@ -842,7 +903,7 @@ fn commit(
     jobs: &[Job],
     batch: u64,
     heads: &mut HashMap<String, Head>,
-) -> Result<(), StoreError> {
+) -> Result<HashMap<String, Head>, StoreError> {
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(io)?;
@@ -904,8 +965,8 @@ fn commit(
         .map_err(io)?;
     }
     tx.commit().map_err(io)?;
-    heads.extend(moved);
-    Ok(())
+    heads.extend(moved.iter().map(|(k, v)| (k.clone(), *v)));
+    Ok(moved)
 }
 
 #[cfg(test)]
