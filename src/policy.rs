@@ -337,26 +337,15 @@ impl PolicySet {
                     entrypoint: opts.entrypoint.clone(),
                     reason: format!("{e:#}"),
                 })?;
-        let derive = derive_config(&engine.get_data()).map_err(|reason| {
-            let (path, line) = locate_table_row(&files, &reason);
-            PolicyError::Data {
-                path,
-                reason: match line {
-                    Some(n) => format!("line {n}: {reason}"),
-                    None => reason,
-                },
-            }
-        })?;
-        let velocity = velocity_limits(&engine.get_data()).map_err(|reason| {
-            let (path, line) = locate_limit(&files, &reason);
-            PolicyError::Data {
-                path,
-                reason: match line {
-                    Some(n) => format!("line {n}: {reason}"),
-                    None => reason,
-                },
-            }
-        })?;
+        // The tables the server reads itself, from one JSON copy of the data.
+        // Missing `integrity` means no chain is known, so every raw
+        // transaction yields a decode error (`derived.error`), never a
+        // silent pass; a malformed table or limit refuses the whole set.
+        let data: Json = serde_json::to_value(engine.get_data()).unwrap_or(Json::Null);
+        let derive = crate::derive::DeriveConfig::from_integrity(data.get("integrity"))
+            .map_err(|reason| data_error(&files, reason, locate_table_row))?;
+        let velocity = crate::velocity::Limits::from_data(data.get("velocity"))
+            .map_err(|reason| data_error(&files, reason, locate_limit))?;
         let set = PolicySet {
             compiled,
             engine,
@@ -445,19 +434,20 @@ pub fn evaluate_on_engine(
     decision_from_value(&json)
 }
 
-/// Reads the chain and token tables of `data.integrity`. Missing data means
-/// no chain is known, so every raw transaction yields a decode error:
-/// policies then see `derived.error`, never a silent pass. A malformed
-/// table refuses the whole set, naming the key.
-pub fn derive_config(data: &Value) -> Result<crate::derive::DeriveConfig, String> {
-    let json: Json = serde_json::to_value(data).unwrap_or(Json::Null);
-    crate::derive::DeriveConfig::from_integrity(json.get("integrity"))
-}
-
-/// Reads and validates `data.velocity.limits`.
-pub fn velocity_limits(data: &Value) -> Result<crate::velocity::Limits, String> {
-    let json: Json = serde_json::to_value(data).unwrap_or(Json::Null);
-    crate::velocity::Limits::from_data(json.get("velocity"))
+/// A data table's load error, at the file and line `locate` finds for it.
+fn data_error(
+    files: &[PathBuf],
+    reason: String,
+    locate: fn(&[PathBuf], &str) -> (PathBuf, Option<usize>),
+) -> PolicyError {
+    let (path, line) = locate(files, &reason);
+    PolicyError::Data {
+        path,
+        reason: match line {
+            Some(n) => format!("line {n}: {reason}"),
+            None => reason,
+        },
+    }
 }
 
 /// The data file and line of the limit a load error names

@@ -203,7 +203,7 @@ fn a_broken_policy_is_refused_and_the_good_one_keeps_serving() {
     assert_eq!(a.error, TOGGLE_MSG, "still the good set: {a:?}");
 
     // Fixed: accepted, served, and the gauge says so.
-    copy_dir(&repo().join("rego"), &dir);
+    copy_tree(&repo().join("rego"), &dir);
     hup(&server);
     wait_for(&server, Action::Approve);
     assert_eq!(metric(&server, "tss_gate_policy_load_ok"), Some(1.0));

@@ -38,24 +38,11 @@ fn last_line(s: &str) -> &str {
     s.trim_end().lines().last().unwrap_or_default()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
-}
-
 /// A private copy of the shipped policy library.
 fn rego_copy() -> (tempfile::TempDir, PathBuf) {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("rego");
-    copy_dir(&repo().join("rego"), &dir);
+    copy_tree(&repo().join("rego"), &dir);
     (t, dir)
 }
 

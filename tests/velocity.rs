@@ -49,19 +49,23 @@ fn times(n: u64) -> String {
     sum.to_string()
 }
 
-fn ledger(config: &Path, args: &[&str]) -> (i32, String, String) {
+/// Runs `tss-gate ARGS... --config CONFIG`: (exit code, stdout, stderr).
+fn run(config: &Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_tss-gate"))
-        .arg("ledger")
         .args(args)
         .arg("--config")
         .arg(config)
         .output()
-        .expect("run ledger");
+        .expect("run tss-gate");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+fn ledger(config: &Path, args: &[&str]) -> (i32, String, String) {
+    run(config, &[&["ledger"], args].concat())
 }
 
 fn ledger_json(config: &Path) -> serde_json::Value {
@@ -180,23 +184,26 @@ fn a_drain_of_a_thousand_sub_cap_transfers_stops_exactly_at_the_cap() {
     let l = ledger_json(&cfg);
     assert_eq!(l["groups"][0]["used_amount"], times(cap));
     assert_eq!(l["groups"][0]["used_count"], cap);
-    // The release is a decision-log line.
-    let (code, out, err) = ledger(&cfg, &["void", "drain-0-0", "--reason", "never broadcast"]);
-    if code == 0 {
-        assert!(out.contains("released 1 hold"), "{out}");
-        let log = std::fs::read_to_string(ws.path().join("decisions.log")).unwrap();
-        let line = log
-            .lines()
-            .find(|l| l.contains("ledger_void"))
-            .expect("void line");
-        assert!(
-            line.contains("never broadcast") && line.contains("drain-0-0"),
-            "{line}"
-        );
-    } else {
-        // drain-0-0 may have been one of the rejected: void another.
-        assert!(err.contains("holds nothing"), "{err}");
-    }
+    // The release of an approval that never executed is a decision-log line.
+    let held = answers.iter().find(|a| approved(a)).unwrap();
+    let id = held.request_id.as_str();
+    let (code, out, err) = ledger(&cfg, &["void", id, "--reason", "never broadcast"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("released 1 hold"), "{out}");
+    let log = std::fs::read_to_string(ws.path().join("decisions.log")).unwrap();
+    let line: serde_json::Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .find(|l: &serde_json::Value| l["event"] == "ledger_void")
+        .expect("void line");
+    assert_eq!(line["request_id"], id);
+    assert_eq!(line["reasons"][0], "never broadcast");
+    assert_eq!(line["released"][0]["amount"], USDT_AMOUNT);
+    // Voiding it again releases nothing.
+    let (code, _, err) = ledger(&cfg, &["void", id, "--reason", "again"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("holds nothing"), "{err}");
+    assert_eq!(ledger_json(&cfg)["groups"][0]["used_count"], cap - 1);
 }
 
 #[test]
@@ -205,13 +212,8 @@ fn a_damaged_store_or_a_second_process_refuses_to_start() {
     let cfg = ws.config("state:\n  sqlite:\n    path: st/ledger.sqlite\n");
     std::fs::create_dir_all(ws.path().join("st")).unwrap();
     std::fs::write(ws.path().join("st/ledger.sqlite"), vec![0x5a; 8192]).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tss-gate"))
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert_ne!(out.status.code(), Some(0));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, _, err) = run(&cfg, &["serve"]);
+    assert_ne!(code, 0);
     assert!(
         err.contains("ledger.sqlite") && err.contains("state store"),
         "{err}"
@@ -226,13 +228,8 @@ fn a_damaged_store_or_a_second_process_refuses_to_start() {
         0o600,
         "the store is private"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_tss-gate"))
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert_ne!(out.status.code(), Some(0));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, _, err) = run(&cfg, &["serve"]);
+    assert_ne!(code, 0);
     assert!(err.contains("another tss-gate process"), "{err}");
 }
 
@@ -244,14 +241,9 @@ fn a_bad_limit_is_refused_naming_file_line_limit_and_reason() {
         "- id: fine\n  group_by: [wallet]\n  window: 1h\n  max_count: 5\n- id: drain_guard\n  group_by: [wallet]\n  window: 1h\n  max_amount: \"100\"\n",
     );
     let cfg = ws.config_with_policy(&policy, "");
-    let out = Command::new(env!("CARGO_BIN_EXE_tss-gate"))
-        .args(["check", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err =
-        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let (code, out, err) = run(&cfg, &["check"]);
+    assert_eq!(code, 1);
+    let err = err + &out;
     let data = policy.join("data.yaml");
     let text = std::fs::read_to_string(&data).unwrap();
     let line = text

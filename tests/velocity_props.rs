@@ -6,14 +6,18 @@
 //! same path `tss-gate test` uses: the shipped policy, a scratch SQLite
 //! ledger holding the history, the store's read-decide-record step.
 
+mod common;
+
 use std::path::Path;
 use std::sync::OnceLock;
+
+use common::shipped_policy;
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use tss_gate::fixture::HistoryEntry;
 use tss_gate::input::TokenFacts;
-use tss_gate::policy::{PolicyOptions, PolicySet};
+use tss_gate::policy::PolicySet;
 use tss_gate::protocol::CallbackRequest;
 use tss_gate::testing::runner::{answer_of, decide_fixture};
 
@@ -22,16 +26,7 @@ const SOURCE: &str = "0xE3eF19222515A5d6Fa2F4BAE5A66ba71e76805e4";
 const AT: i64 = 1_764_000_000_000;
 
 fn policy() -> &'static PolicySet {
-    static P: OnceLock<PolicySet> = OnceLock::new();
-    P.get_or_init(|| {
-        PolicySet::load(&PolicyOptions {
-            dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("rego"),
-            entrypoint: tss_gate::policy::DEFAULT_ENTRYPOINT.into(),
-            data_files: vec![],
-            eval_timeout: std::time::Duration::from_secs(5),
-        })
-        .expect("shipped policy loads")
-    })
+    shipped_policy()
 }
 
 fn base() -> &'static CallbackRequest {

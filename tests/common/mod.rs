@@ -239,7 +239,8 @@ pub fn fixture_paths() -> Vec<PathBuf> {
     tss_gate::fixture::discover(&repo().join("tests/fixtures")).expect("fixtures")
 }
 
-fn copy_tree(from: &Path, to: &Path) {
+/// Copies a directory tree (the shipped `rego/` into a temp dir).
+pub fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for e in std::fs::read_dir(from).expect("read_dir") {
         let e = e.expect("entry");
@@ -276,4 +277,18 @@ pub fn policy_with_limits(ws: &Workspace, limits: Option<&str>) -> PathBuf {
     }
     std::fs::write(&data_path, serde_yaml_ng::to_string(&data).expect("yaml")).expect("write");
     dir
+}
+
+/// The shipped policy library, loaded once per test binary.
+pub fn shipped_policy() -> &'static tss_gate::policy::PolicySet {
+    static P: OnceLock<tss_gate::policy::PolicySet> = OnceLock::new();
+    P.get_or_init(|| {
+        tss_gate::policy::PolicySet::load(&tss_gate::policy::PolicyOptions {
+            dir: repo().join("rego"),
+            entrypoint: tss_gate::policy::DEFAULT_ENTRYPOINT.into(),
+            data_files: vec![],
+            eval_timeout: std::time::Duration::from_secs(5),
+        })
+        .expect("shipped policy loads")
+    })
 }

@@ -12,20 +12,6 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 use tss_gate::protocol::{CallbackRequest, CallbackResponse, Status};
 
-/// Copies a directory tree (the shipped `rego/` into a temp dir).
-pub fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        let to = dst.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to);
-        } else {
-            std::fs::copy(e.path(), &to).unwrap();
-        }
-    }
-}
-
 /// A temp copy of the shipped policy library, without its spending limits:
 /// these tests send the same approving request hundreds of times, which the
 /// shipped limits would (rightly) stop.
