@@ -228,6 +228,13 @@ fn a_damaged_store_or_a_second_process_refuses_to_start() {
         0o600,
         "the store is private"
     );
+    for side in ["st/ledger.sqlite-wal", "st/ledger.lock"] {
+        let mode = std::fs::metadata(ws.path().join(side))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{side} is private");
+    }
     let (code, _, err) = run(&cfg, &["serve"]);
     assert_ne!(code, 0);
     assert!(err.contains("another tss-gate process"), "{err}");

@@ -280,12 +280,16 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         create_private(path)?;
         let lock_path = path.with_extension("lock");
-        let lock_file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| open_err(&lock_path, e))?;
+        let lock_file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .open(&lock_path)
+        }
+        .map_err(|e| open_err(&lock_path, e))?;
         lock_file.try_lock().map_err(|_| {
             open_err(
                 path,
