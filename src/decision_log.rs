@@ -8,7 +8,7 @@
 //! `fsync` once, then releases every waiter of that batch. Under 64
 //! concurrent requests one fsync covers many answers.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -314,14 +314,8 @@ impl Segment {
             path: path.display().to_string(),
             source,
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(open_err)?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(open_err)?;
+        crate::private_fs::create_parent(path).map_err(open_err)?;
+        let file = crate::private_fs::open_append(path).map_err(open_err)?;
         let size = file.metadata().map_err(open_err)?.len();
         // Make the file's directory entry durable too, or a crash could lose
         // the whole (fsynced) file.
@@ -344,14 +338,9 @@ fn sync_dir(path: &Path) {
 /// to the live file: a single `O_APPEND` write, then fsync, so it lands
 /// whole between the server's own lines.
 pub fn append_external(path: &Path, line: &Value) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     let mut bytes = serde_json::to_vec(line)?;
     bytes.push(b'\n');
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut f = crate::private_fs::open_append(path)?;
     f.write_all(&bytes)?;
     f.sync_all()
 }

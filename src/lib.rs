@@ -35,6 +35,7 @@ pub mod loadgen;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
+pub mod private_fs;
 pub mod protocol;
 pub mod record;
 pub mod reload;

@@ -41,7 +41,7 @@ const ID_PREFIX: usize = 40;
 impl Recorder {
     /// Creates `dir` if needed; refuses a path that is not a directory.
     pub fn new(dir: &Path) -> Result<Self, RecordError> {
-        std::fs::create_dir_all(dir).map_err(|e| RecordError::Dir {
+        crate::private_fs::create_dir_all(dir).map_err(|e| RecordError::Dir {
             path: dir.to_owned(),
             reason: e.to_string(),
         })?;
@@ -77,11 +77,7 @@ impl Recorder {
             let path = self
                 .dir
                 .join(format!("{received_at_ms}-{id}-{n:06}{r:04x}.json"));
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
+            match crate::private_fs::create_new(&path) {
                 Ok(mut f) => {
                     return f.write_all(&body).map(|()| path.clone()).map_err(|e| {
                         RecordError::Write {

@@ -281,3 +281,31 @@ fn request_log_lines_carry_the_request_id() {
     assert_eq!(decided[0]["span"]["name"], "request");
     assert!(!logs.contains(token.rsplit('.').next().unwrap()));
 }
+
+#[test]
+fn log_files_and_their_directory_are_private_and_old_files_are_tightened() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let ws = Workspace::new();
+    let (cfg, path) = log_config(&ws, "");
+    {
+        let server = Server::start(&cfg);
+        let a = send(&server, &fixture("ping_approve.json", "mode-1"));
+        assert!(a.is_approval());
+    }
+    assert_eq!(mode(&path), 0o600, "a new decision log is owner-only");
+    assert_eq!(mode(path.parent().unwrap()), 0o700, "its new directory too");
+
+    // A log left 0644 by an older release holds the same decisions.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let server = Server::start(&cfg);
+    let a = send(&server, &fixture("ping_approve.json", "mode-2"));
+    assert!(a.is_approval());
+    drop(server);
+    assert_eq!(mode(&path), 0o600, "an existing log is tightened at open");
+    let ids: Vec<String> = read_lines(&path)
+        .iter()
+        .filter_map(|l| l["request_id"].as_str().map(str::to_owned))
+        .collect();
+    assert!(ids.contains(&"mode-1".to_owned()) && ids.contains(&"mode-2".to_owned()));
+}

@@ -648,7 +648,13 @@ fn recorded_traffic_replays_through_test_to_the_same_decisions() {
     files.sort();
     assert_eq!(files.len(), sent.len(), "{files:?}");
     let name_re = regex::Regex::new(r"^\d{13}-[A-Za-z0-9_-]{1,40}-[0-9a-f]{10}\.json$").unwrap();
+    let mode = |p: &std::path::Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode(&rec), 0o700, "the record_dir it created is owner-only");
     for f in &files {
+        assert_eq!(mode(f), 0o600, "{} holds a request", f.display());
         let name = f.file_name().unwrap().to_string_lossy();
         assert!(name_re.is_match(&name), "{name}");
         let text = std::fs::read_to_string(f).unwrap();

@@ -258,17 +258,8 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
 
 /// Creates a file readable by its owner only: it holds who moved what where.
 fn create_private(path: &Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent()
-        && !dir.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(dir).map_err(|e| open_err(path, e))?;
-    }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
+    crate::private_fs::create_parent(path).map_err(|e| open_err(path, e))?;
+    crate::private_fs::open_append(path)
         .map(drop)
         .map_err(|e| open_err(path, e))
 }
