@@ -171,12 +171,27 @@ pub fn verifying_key_from(name: &str, key: &RsaPublicKey, path: &Path) -> Verify
 
 /// Generates a fresh RSA key pair (offline use only: CLI and tests).
 pub fn generate(bits: usize) -> Result<RsaPrivateKey, KeyError> {
+    check_generate_bits(bits)?;
+    RsaPrivateKey::new(&mut rand::rngs::OsRng, bits).map_err(|e| KeyError::Generate(e.to_string()))
+}
+
+/// Largest modulus `keys generate` makes: generation time grows with the
+/// fourth power of the size, and 16384 bits already takes minutes.
+pub const MAX_GENERATE_BITS: usize = 16384;
+
+/// Refuses a modulus size before any work is done.
+pub fn check_generate_bits(bits: usize) -> Result<(), KeyError> {
     if bits < MIN_BITS {
         return Err(KeyError::Generate(format!(
             "{bits} bits requested; at least {MIN_BITS} are required"
         )));
     }
-    RsaPrivateKey::new(&mut rand::rngs::OsRng, bits).map_err(|e| KeyError::Generate(e.to_string()))
+    if bits > MAX_GENERATE_BITS {
+        return Err(KeyError::Generate(format!(
+            "{bits} bits requested; at most {MAX_GENERATE_BITS} are supported"
+        )));
+    }
+    Ok(())
 }
 
 /// Paths of a key pair written by [`write_pair`].
@@ -210,7 +225,7 @@ pub fn write_pair(
             }
         }
     }
-    std::fs::create_dir_all(dir).map_err(|source| KeyError::Write {
+    crate::private_fs::create_dir_all(dir).map_err(|source| KeyError::Write {
         path: dir.to_owned(),
         source,
     })?;

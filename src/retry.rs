@@ -433,6 +433,29 @@ pub fn process(
             policy.evaluate(i)
         })
     });
+    if stored.is_none()
+        && let Some(s) = store
+    {
+        // No limit matched this payload, but its id may belong to one that
+        // a limit did match: the store's record is the only one of it.
+        match s.lookup(&id, &digest) {
+            Ok(None) => {}
+            Ok(Some(crate::store::Prior::Different)) => return (mismatch(adm), None),
+            Ok(Some(crate::store::Prior::Same(answer))) => {
+                match serde_json::from_str::<Cached>(&answer) {
+                    Ok(c) => {
+                        metrics.retry_cache_hits.inc();
+                        return (replayed(adm, c), None);
+                    }
+                    Err(_) => return (store_failure(adm), None),
+                }
+            }
+            Err(e) => {
+                tracing::error!("spending-limit store: {e}");
+                return (store_failure(adm), None);
+            }
+        }
+    }
     let decided = match stored {
         None => pipeline::decide(policy, &adm.request, &adm.token, received_at_ms),
         // Not kept in this cache: the store's own record answers retries,
@@ -483,6 +506,17 @@ fn replayed(adm: Admitted, c: Cached) -> Processed {
         replayed: true,
     };
     Processed::decided(adm, decided)
+}
+
+fn store_failure(adm: Admitted) -> Processed {
+    let failure = Failure::Store;
+    Processed {
+        response: failure.answer(&adm.request.request_id),
+        request_type: Some(adm.request.request_type),
+        failure: Some(failure),
+        admitted: Some(adm),
+        decided: None,
+    }
 }
 
 fn mismatch(adm: Admitted) -> Processed {

@@ -248,7 +248,7 @@ async fn check_in_span(state: Arc<AppState>, headers: HeaderMap, body: Body) -> 
     match out.signed.take() {
         Some(token) => {
             observe(&state, started, &out);
-            signed_response(token)
+            signed_response(token, out.answer)
         }
         None => {
             let id = out.response.request_id.clone();
@@ -272,6 +272,45 @@ struct Done {
     eval_time: Option<Duration>,
     /// Whether the decision log already has this request's line.
     logged: bool,
+    /// How the answer was reached, for the unsigned `x-tss-gate-answer`
+    /// header (see [`ANSWER_HEADER`]).
+    answer: AnswerKind,
+}
+
+/// Unsigned response header telling a person at `tss-gate send` whether
+/// the answer was decided now or repeated from the retry record of an
+/// earlier identical request (so a policy they just changed did not run).
+/// Informational only: the node reads the signed body, and the header says
+/// nothing the sender does not already know.
+pub const ANSWER_HEADER: &str = "x-tss-gate-answer";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AnswerKind {
+    Decided,
+    /// Repeated from the retry record of an identical earlier request.
+    Repeated,
+    /// The request id was seen before with another payload.
+    IdReused,
+}
+
+impl AnswerKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            AnswerKind::Decided => "decided",
+            AnswerKind::Repeated => "repeated",
+            AnswerKind::IdReused => "id-reused",
+        }
+    }
+
+    fn of(p: &pipeline::Processed) -> Self {
+        if matches!(p.failure, Some(Failure::ReplayMismatch(_))) {
+            AnswerKind::IdReused
+        } else if p.decided.as_ref().is_some_and(|d| d.replayed) {
+            AnswerKind::Repeated
+        } else {
+            AnswerKind::Decided
+        }
+    }
 }
 
 impl Done {
@@ -284,6 +323,7 @@ impl Done {
             codes: Vec::new(),
             eval_time: None,
             logged: false,
+            answer: AnswerKind::Decided,
         }
     }
 }
@@ -393,6 +433,7 @@ fn decide_stage(
             codes,
             eval_time,
             logged: state.decision_log.is_some(),
+            answer: AnswerKind::of(&p),
         };
         let log = state
             .decision_log
@@ -411,6 +452,7 @@ fn decide_stage(
         .decision_log
         .as_ref()
         .map(|log| queue_decision(log, &p, revision, started));
+    let answer = AnswerKind::of(&p);
     let mut done = Done {
         response: p.response,
         signed: None,
@@ -419,6 +461,7 @@ fn decide_stage(
         codes,
         eval_time,
         logged: pending.is_some(),
+        answer,
     };
     match pending {
         None => {
@@ -642,10 +685,11 @@ async fn finish(
         codes: Vec::new(),
         eval_time: None,
         logged: true,
+        answer: AnswerKind::Decided,
     };
     observe(state, started, &done);
     match signed {
-        Some(t) => signed_response(t),
+        Some(t) => signed_response(t, AnswerKind::Decided),
         None => {
             state.metrics.record_failure("signing");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
@@ -686,14 +730,20 @@ async fn sign_off_path(state: &Arc<AppState>, response: &CallbackResponse) -> Op
     }
 }
 
-fn signed_response(token: String) -> Response {
+fn signed_response(token: String, answer: AnswerKind) -> Response {
     // Bare token as text, like Cobo's Java and Python samples.
     (
         StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        )],
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            ),
+            (
+                header::HeaderName::from_static(ANSWER_HEADER),
+                HeaderValue::from_static(answer.as_str()),
+            ),
+        ],
         token,
     )
         .into_response()

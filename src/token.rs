@@ -234,10 +234,27 @@ pub fn sign_package(
     iss: &str,
     ttl_secs: u64,
 ) -> Result<String, jsonwebtoken::errors::Error> {
+    sign_package_for(
+        document,
+        key,
+        iss,
+        i64::try_from(ttl_secs).unwrap_or(i64::MAX),
+    )
+}
+
+/// [`sign_package`] with a signed lifetime: a negative one makes a token
+/// that expired that many seconds ago, which `send` uses to show how a
+/// callback server treats stale tokens.
+pub fn sign_package_for(
+    document: &[u8],
+    key: &SigningKey,
+    iss: &str,
+    ttl_secs: i64,
+) -> Result<String, jsonwebtoken::errors::Error> {
     let now = now_secs();
     let claims = SignedClaims {
         package_data: STANDARD.encode(document),
-        exp: now + ttl_secs,
+        exp: now.saturating_add_signed(ttl_secs),
         iat: now,
         iss: iss.to_owned(),
     };

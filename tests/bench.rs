@@ -40,7 +40,7 @@ fn load_run_reports_throughput_and_no_errors() {
         "-d",
         "1s",
         "--warmup",
-        "0",
+        "300ms",
         "--tokens",
         "300",
         "--verify-every",
@@ -60,6 +60,18 @@ fn load_run_reports_throughput_and_no_errors() {
     assert!(r["answers"]["APPROVE/0"].as_u64().unwrap_or(0) > 0, "{r:#}");
     assert!(r["answers"]["REJECT/0"].as_u64().unwrap_or(0) > 0, "{r:#}");
     assert!(r["latency"]["p99_us"].as_u64().unwrap_or(0) > 0, "{r:#}");
+    // Warm-up answers are not in the window: the actions add up to it.
+    let actions: u64 = r["answers"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(actions, r["completed"].as_u64().unwrap(), "{r:#}");
+    assert!(
+        r["sent"].as_u64().unwrap() > actions,
+        "warm-up sent more: {r:#}"
+    );
     assert!(r["ping"]["count"].as_u64().unwrap_or(0) > 0, "{r:#}");
     assert!(
         r["server_memory"]["vm_hwm_kib"].as_u64().unwrap_or(0) > 0,
@@ -75,6 +87,60 @@ fn load_run_reports_throughput_and_no_errors() {
         "{r:#}"
     );
     assert!(r["loadgen_cpu"]["us_per_answer"].is_number(), "{r:#}");
+}
+
+#[test]
+fn connection_errors_are_errors_not_answers() {
+    let ws = Workspace::new();
+    let mut server = Server::start(&ws.config(""));
+    let keys = ws.path().join("keys");
+    let child = Command::new(env!("CARGO_BIN_EXE_tss-gate"))
+        .arg("bench")
+        .args([
+            &server.check_url(),
+            "--key",
+            keys.join("node-a.pem").to_str().expect("path"),
+            "--server-key",
+            keys.join("callback-server.pub.pem").to_str().expect("path"),
+            "-c",
+            "2",
+            "-d",
+            "2s",
+            "--warmup",
+            "0",
+            "--tokens",
+            "200",
+            "--json",
+            "--quiet",
+        ])
+        .current_dir(repo())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The server goes away mid-run: what follows are connection errors.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(2), "{r:#}");
+    let errors = r["errors"]["connection"].as_u64().unwrap_or(0);
+    assert!(errors > 0, "{r:#}");
+    let actions: u64 = r["answers"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert!(actions > 0, "answers before the kill: {r:#}");
+    assert_eq!(actions, r["completed"].as_u64().unwrap(), "{r:#}");
+    assert_eq!(r["latency"]["count"].as_u64().unwrap(), actions, "{r:#}");
+    assert!(
+        r["sent"].as_u64().unwrap() >= actions + errors,
+        "errors are not answers: {r:#}"
+    );
 }
 
 #[test]

@@ -253,3 +253,116 @@ fn dev_config_generates_missing_keys_and_serves() {
     );
     assert!(Path::new(&keys).is_dir());
 }
+
+#[test]
+fn keys_generate_refuses_a_bad_size_before_saying_it_generates() {
+    let dir = tempfile::tempdir().unwrap();
+    for bits in ["1024", "65536"] {
+        let out = bin()
+            .args(["keys", "generate", "--bits", bits, "--out"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(bits) && err.contains("error:"), "{err}");
+        assert!(!err.contains("generating"), "refused first: {err}");
+        assert!(!dir.path().join("callback-server.pem").exists());
+    }
+}
+
+fn send_args(
+    server: &Server,
+    ws: &Workspace,
+    fixture: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    bin()
+        .args(["send", &server.check_url()])
+        .arg(repo().join("tests/fixtures").join(fixture))
+        .arg("--key")
+        .arg(ws.path().join("keys/node-a.pem"))
+        .arg("--server-key")
+        .arg(ws.path().join("keys/callback-server.pub.pem"))
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn send_makes_an_expired_token_with_a_negative_ttl() {
+    let ws = Workspace::new();
+    let server = Server::start(&ws.config(""));
+    let out = send_args(&server, &ws, "ping_approve.json", &["--ttl", "-100"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], 20, "a stale token fails verification: {v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("expired"),
+        "{v}"
+    );
+    assert!(v["action"].is_null() || v["action"] != "APPROVE", "{v}");
+}
+
+#[test]
+fn send_says_when_the_answer_is_repeated_and_fresh_id_decides_again() {
+    let ws = Workspace::new();
+    let server = Server::start(&ws.config(""));
+    let first = send_args(&server, &ws, "keysign_eth_approve.json", &[]);
+    assert_eq!(first.status.code(), Some(0));
+    assert!(
+        !String::from_utf8_lossy(&first.stderr).contains("note:"),
+        "a first answer is decided, no note"
+    );
+
+    let again = send_args(&server, &ws, "keysign_eth_approve.json", &[]);
+    assert_eq!(again.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        err.contains("repeats the server's earlier answer") && err.contains("--fresh-id"),
+        "{err}"
+    );
+
+    let fresh = send_args(&server, &ws, "keysign_eth_approve.json", &["--fresh-id"]);
+    let err = String::from_utf8_lossy(&fresh.stderr);
+    assert_eq!(fresh.status.code(), Some(0), "{err}");
+    assert!(!err.contains("note:"), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&fresh.stdout).unwrap();
+    let id = v["request_id"].as_str().unwrap();
+    assert!(
+        id.starts_with("c3a1e6f2-4b7d-4e8a-9f10-2d3c4b5a6e7f-") && err.contains(id),
+        "new id {id} announced: {err}"
+    );
+    // Each --fresh-id is new: no note the second time either.
+    let fresh2 = send_args(&server, &ws, "keysign_eth_approve.json", &["--fresh-id"]);
+    let v2: serde_json::Value = serde_json::from_slice(&fresh2.stdout).unwrap();
+    assert_ne!(v2["request_id"], v["request_id"]);
+    assert!(!String::from_utf8_lossy(&fresh2.stderr).contains("note:"));
+
+    // The same id with another payload: refused, and send says how to go on.
+    let text = std::fs::read_to_string(repo().join("tests/fixtures/ping_approve.json")).unwrap();
+    let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    doc["request"]["request_id"] = "c3a1e6f2-4b7d-4e8a-9f10-2d3c4b5a6e7f".into();
+    let reused = ws.path().join("reused.json");
+    std::fs::write(&reused, doc.to_string()).unwrap();
+    let out = bin()
+        .args(["send", &server.check_url()])
+        .arg(&reused)
+        .arg("--key")
+        .arg(ws.path().join("keys/node-a.pem"))
+        .arg("--server-key")
+        .arg(ws.path().join("keys/callback-server.pub.pem"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("different payload") && err.contains("--fresh-id"),
+        "{err}"
+    );
+}

@@ -139,6 +139,21 @@ fn sigkill_keeps_every_answered_approval_and_retries_get_the_same_answer() {
     let answer = send(&server, &other);
     assert_eq!(answer.action, Some(Action::Reject), "{answer:?}");
     assert!(answer.error.contains("different payload"), "{answer:?}");
+    // So does a payload no limit matches (a PING, or a transfer of another
+    // token) under that id: the store's record is the only one after a restart.
+    let mut ping =
+        tss_gate::fixture::load_request(&repo().join("tests/fixtures/ping_approve.json"))
+            .expect("fixture");
+    ping.request_id = "k-3".into();
+    let mut eth =
+        tss_gate::fixture::load_request(&repo().join("tests/fixtures/keysign_eth_approve.json"))
+            .expect("fixture");
+    eth.request_id = "k-4".into();
+    for reused in [ping, eth] {
+        let answer = send(&server, &reused);
+        assert_eq!(answer.action, Some(Action::Reject), "{answer:?}");
+        assert!(answer.error.contains("different payload"), "{answer:?}");
+    }
     // Three more fit, the fourth does not.
     for i in 7..10 {
         assert!(approved(&send(&server, &usdt_request(&format!("k-{i}")))));

@@ -47,6 +47,7 @@ pub struct BenchArgs {
     /// Verify every answer's signature (default: every `--verify-every`th).
     #[arg(long)]
     pub verify_all: bool,
+    /// Verify the signature of every Nth answer (the rest are decoded only).
     #[arg(long, default_value_t = 100)]
     pub verify_every: u64,
     /// Tokens to pre-mint (distinct request ids); default from rate and time.
@@ -55,6 +56,7 @@ pub struct BenchArgs {
     /// Also probe `/ping` while the load runs.
     #[arg(long)]
     pub ping: bool,
+    /// Time between `/ping` probes with `--ping`.
     #[arg(long, default_value = "10ms", value_parser = parse_duration)]
     pub ping_interval: Duration,
     /// The node's request timeout: a later answer counts as a timeout.
@@ -81,6 +83,7 @@ pub struct BenchArgs {
     /// Measure policy evaluation instead of a server.
     #[arg(long)]
     pub policy: bool,
+    /// Policy directory for `--policy`.
     #[arg(long, default_value = "rego")]
     pub policy_dir: PathBuf,
     /// Addresses in the generated allow-list for `--policy`.
@@ -102,7 +105,7 @@ pub fn run(a: BenchArgs) -> Exit {
             }
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", super::error_text(&e));
             Exit::Two
         }
     }

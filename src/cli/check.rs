@@ -11,6 +11,7 @@ use crate::config::{Config, Overrides};
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
+    /// Config file (YAML).
     #[arg(long, default_value = crate::config::DEFAULT_CONFIG)]
     pub config: PathBuf,
     /// Policy directory; wins over the config's `policy.dir`.
@@ -58,7 +59,7 @@ pub fn run(a: CheckArgs) -> Exit {
             Exit::Ok
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", super::error_text(&e));
             Exit::One
         }
     }

@@ -54,7 +54,7 @@ pub fn run(a: EvalArgs) -> Exit {
             }
         },
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", super::error_text(&e));
             Exit::One
         }
     }

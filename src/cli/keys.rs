@@ -14,9 +14,10 @@ pub enum KeysCommand {
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
-    /// Modulus size; Cobo's docs use 4096.
+    /// Modulus size, 2048 to 16384; Cobo's docs use 4096.
     #[arg(long, default_value_t = 4096)]
     pub bits: usize,
+    /// Directory for the two files (created 0700 if missing).
     #[arg(long, default_value = "keys")]
     pub out: PathBuf,
     /// Files are NAME.pem and NAME.pub.pem.
@@ -36,6 +37,10 @@ pub fn run(cmd: KeysCommand) -> Exit {
 fn generate(a: GenerateArgs) -> Exit {
     if a.name.is_empty() || a.name.contains('/') || a.name.starts_with('.') {
         eprintln!("error: `--name` must be a plain file name");
+        return Exit::One;
+    }
+    if let Err(e) = crate::keys::check_generate_bits(a.bits) {
+        eprintln!("error: {e}");
         return Exit::One;
     }
     let paths = crate::keys::pair_paths(&a.out, &a.name);

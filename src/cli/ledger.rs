@@ -25,12 +25,14 @@ pub enum LedgerCommand {
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
+    /// Config file (YAML).
     #[arg(long, default_value = crate::config::DEFAULT_CONFIG)]
     pub config: PathBuf,
 }
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
+    /// Config file (YAML).
     #[arg(long, default_value = crate::config::DEFAULT_CONFIG)]
     pub config: PathBuf,
     /// List the rows (holds) too, newest last.
@@ -46,10 +48,12 @@ pub struct ShowArgs {
 
 #[derive(Debug, Args)]
 pub struct VoidArgs {
+    /// The approved request whose holds to release.
     pub request_id: String,
     /// Why: kept with the rows and written to the decision log.
     #[arg(long)]
     pub reason: String,
+    /// Config file (YAML).
     #[arg(long, default_value = crate::config::DEFAULT_CONFIG)]
     pub config: PathBuf,
 }
@@ -63,7 +67,7 @@ pub fn run(c: LedgerCommand) -> Exit {
     match result {
         Ok(e) => e,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", super::error_text(&e));
             Exit::One
         }
     }

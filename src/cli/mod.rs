@@ -80,6 +80,24 @@ pub fn run(cli: Cli) -> Exit {
     }
 }
 
+/// An error and its causes on one line, like `{:#}`, but without repeating
+/// a cause whose text the message already contains (most of our errors
+/// quote their source, and anyhow would print it a second time).
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 /// Plain stderr logging for the short-lived commands.
 pub fn init_cli_logging() {
     let _ = tracing_subscriber::fmt()
@@ -89,4 +107,51 @@ pub fn init_cli_logging() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn error_text_says_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let key = crate::keys::load_signing_key(std::path::Path::new("/nonexistent/k.pem"))
+            .unwrap_err();
+        let text = error_text(&anyhow::Error::from(key));
+        assert_eq!(text.matches("No such file or directory").count(), 1, "{text}");
+        assert!(text.contains("/nonexistent/k.pem"), "{text}");
+        let wrapped = anyhow::Error::from(io).context("loading the config");
+        assert_eq!(
+            error_text(&wrapped),
+            "loading the config: No such file or directory"
+        );
+    }
+
+    /// Every subcommand, argument and flag says what it is for in `--help`.
+    #[test]
+    fn every_command_and_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} --{id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let p = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(p.clone());
+                }
+                walk(sub, &p, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "tss-gate", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
 }

@@ -27,20 +27,30 @@ pub struct SendArgs {
     #[arg(long, default_value = "tss-node")]
     pub iss: String,
     /// Request token lifetime in seconds (the node's default is 2 minutes).
-    #[arg(long, default_value_t = 120)]
-    pub ttl: u64,
-    /// The node's request timeout.
+    /// A negative value makes a token that expired that long ago, to see
+    /// how the server answers a stale or replayed token.
+    #[arg(long, default_value_t = 120, allow_negative_numbers = true)]
+    pub ttl: i64,
+    /// Seconds to wait for the answer before giving up, as the node does.
     #[arg(long, default_value_t = 10)]
     pub timeout_secs: u64,
+    /// Send under a new, unique request_id (the file's id plus a random
+    /// suffix), so the server decides afresh with the policy it has now
+    /// instead of repeating its answer to an earlier identical request.
+    #[arg(long)]
+    pub fresh_id: bool,
 }
 
 pub fn run(a: SendArgs) -> Exit {
     super::init_cli_logging();
     match send(&a) {
-        Ok(resp) => {
+        Ok((resp, answer)) => {
             match serde_json::to_string_pretty(&resp) {
                 Ok(s) => println!("{s}"),
                 Err(e) => eprintln!("error: {e}"),
+            }
+            if let Some(note) = answer_note(answer.as_deref()) {
+                eprintln!("{note}");
             }
             match (resp.status, resp.action) {
                 (Status::Ok, Some(Action::Approve)) => Exit::Ok,
@@ -49,23 +59,48 @@ pub fn run(a: SendArgs) -> Exit {
             }
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", super::error_text(&e));
             Exit::Two
         }
     }
 }
 
-fn send(a: &SendArgs) -> anyhow::Result<CallbackResponse> {
+/// What to tell the person at the terminal about an answer that did not
+/// come from evaluating the request now (the server's unsigned
+/// `x-tss-gate-answer` header; absent from other callback servers).
+fn answer_note(answer: Option<&str>) -> Option<&'static str> {
+    match answer {
+        Some("repeated") => Some(
+            "note: this answer repeats the server's earlier answer to the same request_id and payload \
+             (a retry is answered identically, so a policy change since then did not run); \
+             send with --fresh-id to have it decided again",
+        ),
+        Some("id-reused") => Some(
+            "note: the server saw this request_id before with a different payload and refuses it; \
+             send with --fresh-id to use a new request_id",
+        ),
+        _ => None,
+    }
+}
+
+fn send(a: &SendArgs) -> anyhow::Result<(CallbackResponse, Option<String>)> {
     // The request's text as written, repeated keys and all: what a node
     // that produced it would send.
-    let (doc, request) = crate::fixture::load_wire(&a.request)?;
+    let (mut doc, mut request) = crate::fixture::load_wire(&a.request)?;
+    if a.fresh_id {
+        request.request_id = format!("{}-{:016x}", request.request_id, rand::random::<u64>());
+        // Re-serialised from the parsed request: a repeated key in the file
+        // is not reproduced, which only matters when testing exactly that.
+        doc = serde_json::to_vec(&request)?;
+        eprintln!("sending as request_id {}", request.request_id);
+    }
     let node_key = crate::keys::load_signing_key(&a.key)?;
     let server_key = crate::keys::load_verifying_key("callback-server", &a.server_key)?;
-    let token = crate::token::sign_package(&doc, &node_key, &a.iss, a.ttl)?;
+    let token = crate::token::sign_package_for(&doc, &node_key, &a.iss, a.ttl)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let body = rt.block_on(post_token(
+    let (body, answer) = rt.block_on(post_token(
         &a.url,
         &token,
         Duration::from_secs(a.timeout_secs),
@@ -81,17 +116,27 @@ fn send(a: &SendArgs) -> anyhow::Result<CallbackResponse> {
             request.request_id
         );
     }
-    Ok(resp)
+    Ok((resp, answer))
 }
 
-/// Posts a request token as the node does and returns the answer body.
-pub async fn post_token(url: &str, token: &str, timeout: Duration) -> anyhow::Result<String> {
+/// Posts a request token as the node does; returns the answer body and the
+/// server's unsigned `x-tss-gate-answer` header, if any.
+pub async fn post_token(
+    url: &str,
+    token: &str,
+    timeout: Duration,
+) -> anyhow::Result<(String, Option<String>)> {
     let client = reqwest::Client::builder().timeout(timeout).build()?;
     let resp = client.post(url).form(&[(FORM_FIELD, token)]).send().await?;
     let status = resp.status();
+    let answer = resp
+        .headers()
+        .get(crate::server::ANSWER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let body = resp.text().await?;
     if !status.is_success() {
         anyhow::bail!("HTTP {status} from {url}");
     }
-    Ok(body)
+    Ok((body, answer))
 }

@@ -15,6 +15,7 @@ use crate::server::{AppState, Limits};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Config file (YAML).
     #[arg(long, default_value = crate::config::DEFAULT_CONFIG)]
     pub config: PathBuf,
     /// Listen address, ADDR:PORT.
@@ -26,6 +27,7 @@ pub struct ServeArgs {
     /// The callback server's private key.
     #[arg(long)]
     pub private_key: Option<PathBuf>,
+    /// Policy directory; wins over the config's `policy.dir`.
     #[arg(long)]
     pub policy_dir: Option<PathBuf>,
     /// JSON log lines instead of human-readable ones.
@@ -62,8 +64,8 @@ pub fn run(a: ServeArgs) -> Exit {
     let loaded = match crate::state::load_all(&cfg) {
         Ok(l) => l,
         Err(e) => {
-            error!("{e:#}");
-            eprintln!("error: {e:#}");
+            error!("{}", super::error_text(&e));
+            eprintln!("error: {}", super::error_text(&e));
             return Exit::One;
         }
     };
@@ -81,8 +83,8 @@ pub fn run(a: ServeArgs) -> Exit {
     match rt.block_on(serve(cfg, a.overrides(), loaded)) {
         Ok(()) => Exit::Ok,
         Err(e) => {
-            error!("{e:#}");
-            eprintln!("error: {e:#}");
+            error!("{}", super::error_text(&e));
+            eprintln!("error: {}", super::error_text(&e));
             Exit::One
         }
     }

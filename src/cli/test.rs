@@ -39,6 +39,7 @@ pub struct TestArgs {
     /// Show every case and its `print()` output, not only failures.
     #[arg(short, long)]
     pub verbose: bool,
+    /// Report format: text for people, JSON or JUnit XML for CI.
     #[arg(long, value_enum, default_value = "pretty")]
     pub format: Format,
     /// Report per-file line coverage of the policies.
@@ -57,7 +58,7 @@ pub fn run(a: TestArgs) -> Exit {
     let opts = match options(&a) {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", super::error_text(&e));
             return Exit::One;
         }
     };

@@ -167,10 +167,12 @@ pub struct LoadReport {
     /// Latency of answers whose request was due in the measured window,
     /// from the scheduled send time in open loop.
     pub latency: Latency,
-    /// Answers by `ACTION/status` (`OVERLOADED/30` for overload answers).
+    /// Answers within the measured window by `ACTION/status`
+    /// (`OVERLOADED/30` for overload answers); they add up to `completed`.
     pub answers: BTreeMap<String, u64>,
-    /// Failures by kind (timeout, connection, http_NNN, bad_answer,
-    /// bad_signature, wrong_request_id); zero is the goal.
+    /// Failures by kind over the whole run, warm-up included (timeout,
+    /// connection, http_NNN, bad_answer, bad_signature, wrong_request_id);
+    /// never counted as answers. Zero is the goal.
     pub errors: BTreeMap<String, u64>,
     pub error_total: u64,
     /// Answers whose signature was verified with the server key.

@@ -284,21 +284,24 @@ async fn connection(shared: Arc<Shared>) -> Tally {
                 // The answer may still arrive on this connection: start afresh.
                 conn = Conn::new(o.target.clone());
                 tally.error("timeout".into());
-                false
+                None
             }
             Ok(Err(_)) => {
                 tally.error("connection".into());
-                false
+                None
             }
             Ok(Ok(reply)) if reply.status != 200 => {
                 tally.error(format!("http_{}", reply.status));
-                false
+                None
             }
             Ok(Ok(reply)) => check_answer(&shared, &mut tally, i, &reply.body, want_id),
         };
-        if !ok {
+        // Only answers count as completed, with their latency and action: a
+        // connection error or a timeout is an error, never an answer.
+        let Some(category) = ok else {
             shared.errors.fetch_add(1, Ordering::Relaxed);
-        }
+            continue;
+        };
         shared.done.fetch_add(1, Ordering::Relaxed);
         if due >= shared.measure_from {
             let us = done
@@ -308,14 +311,21 @@ async fn connection(shared: Arc<Shared>) -> Tally {
         }
         if done >= shared.measure_from && done <= shared.end {
             tally.in_window += 1;
+            *tally.answers.entry(category).or_default() += 1;
         }
     }
     tally
 }
 
-/// Classifies an answer; verifies its signature when sampled. Returns false
-/// if it counts as an error.
-fn check_answer(shared: &Shared, tally: &mut Tally, i: usize, body: &[u8], want_id: &str) -> bool {
+/// Classifies an answer (`ACTION/status`); verifies its signature when
+/// sampled. None, with the error counted, if it is not a good answer.
+fn check_answer(
+    shared: &Shared,
+    tally: &mut Tally,
+    i: usize,
+    body: &[u8],
+    want_id: &str,
+) -> Option<String> {
     let text = String::from_utf8_lossy(body);
     let sampled =
         shared.opts.verify_every > 0 && (i as u64).is_multiple_of(shared.opts.verify_every);
@@ -327,7 +337,7 @@ fn check_answer(shared: &Shared, tally: &mut Tally, i: usize, body: &[u8], want_
             }
             Err(_) => {
                 tally.error("bad_signature".into());
-                return false;
+                return None;
             }
         }
     } else {
@@ -335,23 +345,23 @@ fn check_answer(shared: &Shared, tally: &mut Tally, i: usize, body: &[u8], want_
     };
     let Some(a) = answer else {
         tally.error("bad_answer".into());
-        return false;
+        return None;
     };
-    let category = if a.status == Status::InternalError && a.error.contains("overloaded") {
-        "OVERLOADED/30".to_owned()
-    } else {
-        format!(
-            "{}/{}",
-            a.action.map(|x| x.as_str()).unwrap_or("NONE"),
-            a.status.code()
-        )
-    };
-    *tally.answers.entry(category).or_default() += 1;
     if a.status == Status::Ok && a.request_id != want_id {
         tally.error("wrong_request_id".into());
-        return false;
+        return None;
     }
-    true
+    Some(
+        if a.status == Status::InternalError && a.error.contains("overloaded") {
+            "OVERLOADED/30".to_owned()
+        } else {
+            format!(
+                "{}/{}",
+                a.action.map(|x| x.as_str()).unwrap_or("NONE"),
+                a.status.code()
+            )
+        },
+    )
 }
 
 /// Reads an answer's payload without verifying its signature (the sampled

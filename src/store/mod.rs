@@ -128,6 +128,12 @@ pub trait Store: Send + Sync {
         decide: &mut dyn FnMut(i64, &[Usage]) -> Verdict,
     ) -> Result<Outcome, StoreError>;
 
+    /// The retry record of `request_id`, if it was decided under a limit
+    /// (held or committed), compared with `digest`. Requests no limit
+    /// matches use it so an id first used under a limit cannot be reused
+    /// for another payload, after a restart too.
+    fn lookup(&self, request_id: &str, digest: &[u8; 32]) -> Result<Option<Prior>, StoreError>;
+
     /// Appends rows as if approved at `at_ms` (fixture history, benches).
     fn seed(&self, request_id: &str, at_ms: i64, rows: &[(Row, String)]) -> Result<(), StoreError>;
 }

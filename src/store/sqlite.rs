@@ -627,6 +627,13 @@ impl Store for SqliteStore {
         })
     }
 
+    fn lookup(&self, request_id: &str, digest: &[u8; 32]) -> Result<Option<Prior>, StoreError> {
+        // Under the id's lock, so a decision in progress for the same id is
+        // seen once it holds its record.
+        let id_lock = [format!("\u{1}{request_id}")];
+        self.with_locks(&id_lock, || self.prior(request_id, &hex::encode(digest)))
+    }
+
     fn seed(&self, request_id: &str, at_ms: i64, rows: &[(Row, String)]) -> Result<(), StoreError> {
         let verdict = Verdict {
             answer: String::new(),
