@@ -105,9 +105,14 @@ pub struct PolicySection {
     /// Watch the policy directory and reload on change.
     #[serde(default = "default_true")]
     pub watch: bool,
-    /// A reload only takes effect when the new set's own tests pass.
-    #[serde(default)]
+    /// A policy set serves (at start and on every reload) only when its
+    /// own `test_*` rules, and the fixtures under `fixtures`, all pass.
+    #[serde(default = "default_true")]
     pub require_passing_tests: bool,
+    /// Fixtures that must decide as they expect before a set serves, with
+    /// `require_passing_tests`. Unset: the Rego tests alone.
+    #[serde(default)]
+    pub fixtures: Option<PathBuf>,
 }
 
 impl Default for PolicySection {
@@ -118,7 +123,8 @@ impl Default for PolicySection {
             data_files: Vec::new(),
             eval_timeout_ms: default_eval_timeout_ms(),
             watch: true,
-            require_passing_tests: false,
+            require_passing_tests: true,
+            fixtures: None,
         }
     }
 }
@@ -394,6 +400,9 @@ impl Config {
             fix(&mut k.path);
         }
         fix(&mut self.policy.dir);
+        if let Some(p) = self.policy.fixtures.as_mut() {
+            fix(p);
+        }
         for p in &mut self.policy.data_files {
             fix(p);
         }
@@ -579,6 +588,14 @@ impl Config {
         Duration::from_secs(self.callback_server.token_expire_minutes * 60)
     }
 
+    /// What a policy set must pass before it serves.
+    pub fn test_gate(&self) -> crate::reload::TestGate {
+        crate::reload::TestGate {
+            require: self.policy.require_passing_tests,
+            fixtures: self.policy.fixtures.clone(),
+        }
+    }
+
     pub fn policy_options(&self) -> crate::policy::PolicyOptions {
         crate::policy::PolicyOptions {
             dir: self.policy.dir.clone(),
@@ -669,7 +686,15 @@ mod tests {
             let cfg = Config::load(&path, &Overrides::default())
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(!cfg.node_keys().is_empty(), "{name}");
+            // An edit that fails a test or a fixture never goes live.
+            assert!(cfg.policy.require_passing_tests, "{name}");
+            assert!(
+                cfg.policy.fixtures.as_ref().is_some_and(|f| f.is_dir()),
+                "{name} names an existing fixture directory"
+            );
         }
+        let bare = Config::parse(Path::new("c.yaml"), MIN).unwrap();
+        assert!(bare.policy.require_passing_tests, "on by default");
         let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("tss-gate.example.yaml");
         let cfg = Config::load(&example, &Overrides::default()).unwrap();
         assert!(

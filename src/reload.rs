@@ -7,9 +7,10 @@
 //! remove the old one, SIGHUP).
 //!
 //! A candidate set is loaded, compiled and contract-checked
-//! ([`PolicySet::load`]) and, with `policy.require_passing_tests`, must pass
-//! its own `test_*` rules, before it replaces the serving set in one atomic
-//! store. A refused candidate is logged with its file, line and reason and
+//! ([`PolicySet::load`]) and, with `policy.require_passing_tests` (the
+//! default), must pass its own `test_*` rules and the fixtures under
+//! `policy.fixtures`, before it replaces the serving set in one atomic
+//! store. The first good load after refused ones is logged as a recovery. A refused candidate is logged with its file, line and reason and
 //! counted (`tss_gate_policy_reloads_total{result="failure"}`,
 //! `tss_gate_policy_load_ok 0`); the old set keeps serving. Requests in flight
 //! finish on the set they started with (see [`crate::server::AppState`]).
@@ -47,25 +48,47 @@ pub enum ReloadError {
     Keys(String),
     #[error(transparent)]
     Policy(#[from] PolicyError),
-    #[error("{failed} of {total} policy tests failed: {}", .failures.join("; "))]
+    #[error("{failed} of {total} policy tests and fixtures failed: {}", .failures.join("; "))]
     TestsFailed {
         failed: usize,
         total: usize,
         /// `file: rule: why`, one per failing test.
         failures: Vec<String>,
     },
-    #[error("`policy.require_passing_tests` is on but no `test_*` rule was found under `{0}`")]
+    #[error(
+        "`policy.require_passing_tests` is on but no `test_*` rule was found under `{0}` (write tests, or set it to false to serve an untested policy)"
+    )]
     NoTests(PathBuf),
+    #[error("`policy.fixtures` directory `{0}` does not exist")]
+    NoFixtures(PathBuf),
 }
 
-/// Runs every `test_*` rule of the policy directory's `*_test.rego` files
-/// with the same runner as `tss-gate test` (so a reload gate and the CLI can
-/// never disagree); each must be exactly `true`. Returns how many ran.
-pub fn run_policy_tests(opts: &PolicyOptions) -> Result<usize, ReloadError> {
+/// What a candidate policy set must pass before it serves.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TestGate {
+    /// Run the gate at all (`policy.require_passing_tests`).
+    pub require: bool,
+    /// Fixtures that must decide as they expect (`policy.fixtures`).
+    pub fixtures: Option<PathBuf>,
+}
+
+/// Runs every `test_*` rule of the policy directory's `*_test.rego` files,
+/// and the fixtures if given, with the same runner as `tss-gate test` (so a
+/// reload gate and the CLI can never disagree); each must pass. Returns how
+/// many ran.
+pub fn run_policy_tests(
+    opts: &PolicyOptions,
+    fixtures: Option<&Path>,
+) -> Result<usize, ReloadError> {
+    if let Some(f) = fixtures
+        && !f.is_dir()
+    {
+        return Err(ReloadError::NoFixtures(f.to_owned()));
+    }
     let run = crate::testing::runner::RunOptions {
         policy: opts.clone(),
         test_paths: vec![opts.dir.clone()],
-        fixtures: None,
+        fixtures: fixtures.map(Path::to_path_buf),
         filter: None,
         coverage: false,
         test_timeout: Duration::from_secs(5),
@@ -74,10 +97,14 @@ pub fn run_policy_tests(opts: &PolicyOptions) -> Result<usize, ReloadError> {
         crate::testing::runner::RunError::Policy(p) => ReloadError::Policy(p),
         other => ReloadError::Policy(PolicyError::Parse(other.to_string())),
     })?;
-    let total = report.cases.len();
-    if total == 0 {
+    if !report
+        .cases
+        .iter()
+        .any(|c| c.kind == crate::testing::Kind::Rego)
+    {
         return Err(ReloadError::NoTests(opts.dir.clone()));
     }
+    let total = report.cases.len();
     let failures: Vec<String> = report
         .cases
         .iter()
@@ -126,10 +153,10 @@ pub fn one_line(msg: &str) -> String {
 }
 
 /// Loads and checks a candidate policy set; nothing is swapped here.
-pub fn load_checked(opts: &PolicyOptions, require_tests: bool) -> Result<PolicySet, ReloadError> {
+pub fn load_checked(opts: &PolicyOptions, gate: &TestGate) -> Result<PolicySet, ReloadError> {
     let set = PolicySet::load(opts)?;
-    if require_tests {
-        let n = run_policy_tests(opts)?;
+    if gate.require {
+        let n = run_policy_tests(opts, gate.fixtures.as_deref())?;
         debug!(tests = n, "candidate policy tests passed");
     }
     Ok(set)
@@ -144,7 +171,9 @@ pub struct Reloader {
     /// never silently drops them.
     overrides: Overrides,
     /// Policy settings of the last config that loaded.
-    policy: Mutex<(PolicyOptions, bool)>,
+    policy: Mutex<(PolicyOptions, TestGate)>,
+    /// Policy loads refused since the last good one.
+    refused: Mutex<u64>,
     /// The settings read once at start, as the running server uses them.
     started_with: Config,
     /// Serialises reloads: the watcher and SIGHUP may fire together.
@@ -157,13 +186,14 @@ impl Reloader {
             state,
             config_path: cfg.source.clone(),
             overrides,
-            policy: Mutex::new((cfg.policy_options(), cfg.policy.require_passing_tests)),
+            policy: Mutex::new((cfg.policy_options(), cfg.test_gate())),
+            refused: Mutex::new(0),
             started_with: cfg.clone(),
             busy: Mutex::new(()),
         }
     }
 
-    fn policy_settings(&self) -> (PolicyOptions, bool) {
+    fn policy_settings(&self) -> (PolicyOptions, TestGate) {
         self.policy
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -178,16 +208,26 @@ impl Reloader {
     }
 
     fn reload_policy_locked(&self) -> Result<String, ReloadError> {
-        let (opts, require_tests) = self.policy_settings();
+        let (opts, gate) = self.policy_settings();
         let old = self.state.policy.load().revision.clone();
-        match load_checked(&opts, require_tests) {
+        match load_checked(&opts, &gate) {
             Ok(set) => {
                 let rev = set.revision.clone();
                 let files = set.files.len();
                 self.state.metrics.velocity_limits_loaded(&set.velocity);
                 self.state.policy.store(Arc::new(set));
                 self.state.metrics.policy_loaded(&rev);
-                if rev == old {
+                let refused =
+                    std::mem::take(&mut *self.refused.lock().unwrap_or_else(|p| p.into_inner()));
+                if refused > 0 {
+                    // The operator saw refusals; say plainly they are over.
+                    info!(
+                        policy_revision = %rev,
+                        previous_revision = %old,
+                        refused_loads = refused,
+                        "policy load recovered: this set passed every check and now serves"
+                    );
+                } else if rev == old {
                     debug!(policy_revision = %rev, "policy reloaded, unchanged");
                 } else {
                     info!(policy_revision = %rev, previous_revision = %old, policy_files = files, "policy reloaded");
@@ -195,6 +235,7 @@ impl Reloader {
                 Ok(rev)
             }
             Err(e) => {
+                *self.refused.lock().unwrap_or_else(|p| p.into_inner()) += 1;
                 self.state.metrics.policy_refused();
                 error!(
                     policy_dir = %opts.dir.display(),
@@ -224,7 +265,7 @@ impl Reloader {
                     cfg.policy.eval_timeout_ms,
                 ));
                 *self.policy.lock().unwrap_or_else(|p| p.into_inner()) =
-                    (cfg.policy_options(), cfg.policy.require_passing_tests);
+                    (cfg.policy_options(), cfg.test_gate());
             }
             Err(e) => {
                 error!("key reload refused, previous keys keep serving: {e}");

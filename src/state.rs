@@ -24,9 +24,8 @@ pub fn load_all(cfg: &Config) -> anyhow::Result<Loaded> {
     crate::policy::install_time_limit(std::time::Duration::from_millis(cfg.policy.eval_timeout_ms));
     // The same gate a reload passes through, so a set that could never be
     // reloaded cannot be started with either.
-    let policy =
-        crate::reload::load_checked(&cfg.policy_options(), cfg.policy.require_passing_tests)
-            .map_err(anyhow::Error::from);
+    let policy = crate::reload::load_checked(&cfg.policy_options(), &cfg.test_gate())
+        .map_err(anyhow::Error::from);
     match (gate, policy) {
         (Ok(gate), Ok(policy)) => Ok(Loaded { gate, policy }),
         (Err(e), Ok(_)) => Err(e),

@@ -207,10 +207,17 @@ fn send_exit_codes_follow_the_answer() {
 fn dev_config_generates_missing_keys_and_serves() {
     let dir = tempfile::tempdir().unwrap();
     let shipped = std::fs::read_to_string(repo().join("tss-gate.yaml")).unwrap();
-    let cfg_text = shipped.replace("127.0.0.1:11020", "127.0.0.1:0").replace(
-        "dir: rego",
-        &format!("dir: {}", repo().join("rego").display()),
-    );
+    let cfg_text = shipped
+        .replace("127.0.0.1:11020", "127.0.0.1:0")
+        .replace(
+            "dir: rego",
+            &format!("dir: {}", repo().join("rego").display()),
+        )
+        .replace(
+            "fixtures: tests/fixtures",
+            &format!("fixtures: {}", repo().join("tests/fixtures").display()),
+        );
+    assert!(cfg_text.contains("fixtures: /"), "the dev config runs the fixtures");
     let cfg = dir.path().join("tss-gate.yaml");
     std::fs::write(&cfg, cfg_text).unwrap();
     let server = Server::start(&cfg);

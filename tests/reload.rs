@@ -254,7 +254,7 @@ fn require_passing_tests_blocks_a_policy_whose_tests_fail() {
     });
     let logs = server.logs();
     assert!(
-        logs.contains("1 of 2 policy tests failed")
+        logs.contains("1 of 2 policy tests and fixtures failed")
             && logs.contains("data.tss_test.test_keysign")
             && logs.contains("decision_test.rego:7: test is undefined"),
         "failing test named:\n{logs}"
@@ -265,6 +265,92 @@ fn require_passing_tests_blocks_a_policy_whose_tests_fail() {
     small_policy(&dir, true, true);
     hup(&server);
     wait_for(&server, Action::Reject);
+}
+
+#[test]
+fn by_default_a_set_serves_only_if_its_tests_and_fixtures_pass_and_recovery_is_logged() {
+    let ws = Workspace::new();
+    let dir = ws.path().join("small");
+    small_policy(&dir, false, false);
+    let fixtures = ws.path().join("fixtures");
+    std::fs::create_dir_all(&fixtures).unwrap();
+    std::fs::copy(
+        repo().join("tests/fixtures/keysign_eth_approve.json"),
+        fixtures.join("keysign_eth_approve.json"),
+    )
+    .unwrap();
+    // No `require_passing_tests` line: the default must be on.
+    let cfg = write_config(
+        &ws,
+        &dir,
+        &["node-a"],
+        &format!(
+            "  # require_passing_tests: left at its default\n  watch: false\n  fixtures: {}\n",
+            fixtures.display()
+        ),
+        "",
+    );
+    let server = Server::start(&cfg);
+    assert!(send_as(&server, &keysign(&fresh_id("d")), &test_keys().node).is_approval());
+    let refusals = |n: f64| {
+        poll("the refusal", WAIT, || {
+            (metric(&server, "tss_gate_policy_reloads_total{result=\"failure\"}") == Some(n))
+                .then_some(())
+        })
+    };
+
+    // A data edit whose Rego tests were updated to match, but which turns
+    // the approve fixture into a REJECT: refused because of the fixture.
+    small_policy(&dir, true, true);
+    hup(&server);
+    refusals(1.0);
+    let logs = server.logs();
+    assert!(
+        logs.contains("policy tests and fixtures failed") && logs.contains("keysign_eth_approve"),
+        "the failing fixture is named:\n{logs}"
+    );
+    assert!(send_as(&server, &keysign(&fresh_id("d")), &test_keys().node).is_approval());
+
+    // A rule that no longer does what its tests say: refused too.
+    small_policy(&dir, false, true);
+    hup(&server);
+    refusals(2.0);
+    assert!(!server.logs().contains("policy load recovered"));
+    assert!(send_as(&server, &keysign(&fresh_id("d")), &test_keys().node).is_approval());
+
+    // Fixed: served again, and the log says the refusals are over.
+    small_policy(&dir, false, false);
+    hup(&server);
+    poll("the recovery line", WAIT, || {
+        server
+            .logs()
+            .lines()
+            .find(|l| l.contains("policy load recovered"))
+            .map(str::to_owned)
+    });
+    let logs = server.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("policy load recovered"))
+        .unwrap();
+    let plain = regex::Regex::new("\x1b\\[[0-9;]*m").unwrap().replace_all(line, "");
+    assert!(plain.contains("refused_loads=2"), "{plain}");
+    assert_eq!(metric(&server, "tss_gate_policy_load_ok"), Some(1.0));
+
+    // A set with no tests at all is refused at start by default.
+    std::fs::remove_file(dir.join("tss/decision_test.rego")).unwrap();
+    drop(server);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tss-gate"))
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no `test_*` rule") && err.contains("require_passing_tests"),
+        "{err}"
+    );
 }
 
 #[test]

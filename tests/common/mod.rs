@@ -77,7 +77,7 @@ impl Workspace {
     pub fn config_with_policy(&self, policy_dir: &Path, extra: &str) -> PathBuf {
         let kd = self.path().join("keys");
         let text = format!(
-            "callback_server:\n  service_name: tss-gate-test\n  endpoint: \"127.0.0.1:0\"\n  token_expire_minutes: 2\n  service_private_key_path: {}\n  tss_node_keys:\n    - name: node-a\n      path: {}\n    - name: node-b\n      path: {}\npolicy:\n  dir: {}\n  watch: false\n{}",
+            "callback_server:\n  service_name: tss-gate-test\n  endpoint: \"127.0.0.1:0\"\n  token_expire_minutes: 2\n  service_private_key_path: {}\n  tss_node_keys:\n    - name: node-a\n      path: {}\n    - name: node-b\n      path: {}\npolicy:\n  dir: {}\n  watch: false\n  require_passing_tests: false\n{}",
             kd.join("callback-server.pem").display(),
             kd.join("node-a.pub.pem").display(),
             kd.join("node-b.pub.pem").display(),
