@@ -512,7 +512,7 @@ mod tests {
         .unwrap();
         let mut o = opts(dir.path());
         o.entrypoint = "data.p.decision".into();
-        match run_policy_tests(&o) {
+        match run_policy_tests(&o, None) {
             Err(ReloadError::TestsFailed {
                 failed,
                 total,
@@ -535,8 +535,8 @@ mod tests {
             "package p_test\n\nimport data.p\n\ntest_ok if p.x == 1\n",
         )
         .unwrap();
-        assert_eq!(run_policy_tests(&o).unwrap(), 1);
+        assert_eq!(run_policy_tests(&o, None).unwrap(), 1);
         std::fs::remove_file(dir.path().join("p_test.rego")).unwrap();
-        assert!(matches!(run_policy_tests(&o), Err(ReloadError::NoTests(_))));
+        assert!(matches!(run_policy_tests(&o, None), Err(ReloadError::NoTests(_))));
     }
 }

@@ -117,10 +117,14 @@ mod tests {
     #[test]
     fn error_text_says_each_cause_once() {
         let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
-        let key = crate::keys::load_signing_key(std::path::Path::new("/nonexistent/k.pem"))
-            .unwrap_err();
+        let key =
+            crate::keys::load_signing_key(std::path::Path::new("/nonexistent/k.pem")).unwrap_err();
         let text = error_text(&anyhow::Error::from(key));
-        assert_eq!(text.matches("No such file or directory").count(), 1, "{text}");
+        assert_eq!(
+            text.matches("No such file or directory").count(),
+            1,
+            "{text}"
+        );
         assert!(text.contains("/nonexistent/k.pem"), "{text}");
         let wrapped = anyhow::Error::from(io).context("loading the config");
         assert_eq!(
