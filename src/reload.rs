@@ -537,6 +537,9 @@ mod tests {
         .unwrap();
         assert_eq!(run_policy_tests(&o, None).unwrap(), 1);
         std::fs::remove_file(dir.path().join("p_test.rego")).unwrap();
-        assert!(matches!(run_policy_tests(&o, None), Err(ReloadError::NoTests(_))));
+        assert!(matches!(
+            run_policy_tests(&o, None),
+            Err(ReloadError::NoTests(_))
+        ));
     }
 }

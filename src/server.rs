@@ -16,7 +16,6 @@
 //! cost of refusing a request at a few microseconds of HTTP work, so overload
 //! cannot eat the signing capacity that admitted requests need.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -786,8 +785,16 @@ fn form_urlencoded_pairs(bytes: &[u8]) -> Vec<(String, String)> {
     serde_urlencoded::from_bytes::<Vec<(String, String)>>(bytes).unwrap_or_default()
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then drains in-flight
-/// connections for at most `grace`.
+/// Serves `app` on `listener` until `shutdown` resolves, then drains for at
+/// most `grace`.
+///
+/// Draining keeps one promise: every connection the kernel accepted gets
+/// its answer, or was never accepted. So on shutdown the listener first
+/// stops the kernel from completing new handshakes (a drop-all socket
+/// filter: a new client is refused, never reset), then takes every
+/// connection already in the accept queue, and only then closes. A
+/// connection that has not yet sent its request gets up to the header read
+/// timeout to send it and is answered; idle keep-alive connections close.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -795,48 +802,121 @@ pub async fn serve(
     grace: Duration,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::graceful::GracefulShutdown;
-    use hyper_util::service::TowerToHyperService;
-
-    let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
-        .timer(TokioTimer::new())
+        .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(header_read_timeout)
         .keep_alive(true);
-    let _ = TokioExecutor::new();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Every connection task holds a sender; `recv` ends once all are gone.
+    let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let spawn = |stream: tokio::net::TcpStream| {
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(
+            connection(
+                builder.clone(),
+                stream,
+                app.clone(),
+                stop_rx.clone(),
+                alive_tx.clone(),
+                header_read_timeout,
+            )
+            .instrument(tracing::Span::none()),
+        );
+    };
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _peer): (tokio::net::TcpStream, SocketAddr) = match accepted {
-                    Ok(s) => s,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off
-                        // rather than spin.
-                        warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let svc = TowerToHyperService::new(app.clone());
-                let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                }.instrument(tracing::Span::none()));
-            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => spawn(stream),
+                Err(e) => {
+                    // Out of file descriptors and the like: back off
+                    // rather than spin.
+                    warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
             _ = &mut shutdown => break,
         }
     }
-    drop(listener);
+    for stream in close_listener(listener) {
+        spawn(stream);
+    }
+    let _ = stop_tx.send(true);
+    drop(alive_tx);
     tokio::select! {
-        _ = graceful.shutdown() => {}
+        _ = alive_rx.recv() => {}
         _ = tokio::time::sleep(grace) => {
             warn!("shutdown grace period elapsed with connections still open");
         }
     }
     Ok(())
+}
+
+/// Stops new handshakes, then returns every connection the kernel had
+/// already completed; the listener is closed when this returns.
+fn close_listener(listener: TcpListener) -> Vec<tokio::net::TcpStream> {
+    // `BPF_RET | BPF_K` with 0: drop every packet. On a listening socket
+    // that covers SYNs and the ACKs that would complete a handshake, while
+    // connections already in the accept queue stay there.
+    const DROP_ALL: socket2::SockFilter = socket2::SockFilter::new(0x06, 0, 0, 0);
+    let sock = socket2::SockRef::from(&listener);
+    if let Err(e) = sock.attach_filter(&[DROP_ALL]) {
+        warn!("cannot stop new connections before draining: {e}");
+    }
+    let mut taken = Vec::new();
+    // The listener is non-blocking: this ends at the first WouldBlock.
+    while let Ok((s, _)) = sock.accept() {
+        let stream = std::net::TcpStream::from(s);
+        if stream.set_nonblocking(true).is_ok()
+            && let Ok(t) = tokio::net::TcpStream::from_std(stream)
+        {
+            taken.push(t);
+        }
+    }
+    if !taken.is_empty() {
+        info!(
+            connections = taken.len(),
+            "accepted queued connections while draining"
+        );
+    }
+    taken
+}
+
+/// Serves one connection; on shutdown lets it finish (see [`serve`]).
+async fn connection(
+    builder: hyper::server::conn::http1::Builder,
+    stream: tokio::net::TcpStream,
+    app: Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    _alive: tokio::sync::mpsc::Sender<()>,
+    header_read_timeout: Duration,
+) {
+    use hyper_util::rt::TokioIo;
+    use hyper_util::service::TowerToHyperService;
+    // A permit once any request has arrived on this connection.
+    let requested = Arc::new(tokio::sync::Notify::new());
+    let svc = {
+        let requested = requested.clone();
+        let inner = TowerToHyperService::new(app);
+        hyper::service::service_fn(move |req| {
+            requested.notify_one();
+            hyper::service::Service::call(&inner, req)
+        })
+    };
+    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = stop.wait_for(|s| *s) => {}
+    }
+    // hyper would close a connection whose request has not arrived yet as
+    // idle; one the kernel accepted is owed an answer, so wait for it.
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = requested.notified() => {}
+        _ = tokio::time::sleep(header_read_timeout) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
 }

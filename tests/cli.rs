@@ -217,7 +217,10 @@ fn dev_config_generates_missing_keys_and_serves() {
             "fixtures: tests/fixtures",
             &format!("fixtures: {}", repo().join("tests/fixtures").display()),
         );
-    assert!(cfg_text.contains("fixtures: /"), "the dev config runs the fixtures");
+    assert!(
+        cfg_text.contains("fixtures: /"),
+        "the dev config runs the fixtures"
+    );
     let cfg = dir.path().join("tss-gate.yaml");
     std::fs::write(&cfg, cfg_text).unwrap();
     let server = Server::start(&cfg);

@@ -333,7 +333,9 @@ fn by_default_a_set_serves_only_if_its_tests_and_fixtures_pass_and_recovery_is_l
         .lines()
         .find(|l| l.contains("policy load recovered"))
         .unwrap();
-    let plain = regex::Regex::new("\x1b\\[[0-9;]*m").unwrap().replace_all(line, "");
+    let plain = regex::Regex::new("\x1b\\[[0-9;]*m")
+        .unwrap()
+        .replace_all(line, "");
     assert!(plain.contains("refused_loads=2"), "{plain}");
     assert_eq!(metric(&server, "tss_gate_policy_load_ok"), Some(1.0));
 

@@ -201,3 +201,142 @@ fn a_client_holding_its_request_cannot_outlast_the_grace_period() {
     assert!(server.logs().contains("grace period elapsed"));
     drop(held);
 }
+
+/// Posts `req` on an already connected stream and returns the raw response,
+/// or the I/O error that ended it.
+fn post_on(mut stream: TcpStream, req: &CallbackRequest) -> Result<String, String> {
+    let body = serde_urlencoded::to_string([("TSS_JWT_MSG", mint(req, &test_keys().node))])
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "POST /v2/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| format!("write: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    stream
+        .read_to_end(&mut out)
+        .map_err(|e| format!("read: {e}"))?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// A signed decision for `id` in a raw HTTP response, or why not. (Which
+/// decision depends on the shipped spending limits these requests fill.)
+fn answered_in(raw: &str, id: &str) -> Result<(), String> {
+    if !raw.starts_with("HTTP/1.1 200") {
+        return Err(format!("{id}: no answer: {raw:?}"));
+    }
+    let body = raw.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let a = verify_answer(body);
+    if a.status == Status::Ok && a.action.is_some() && a.request_id == id {
+        Ok(())
+    } else {
+        Err(format!("{id}: {a:?}"))
+    }
+}
+
+#[test]
+fn connections_accepted_before_sigterm_are_answered_even_if_their_request_comes_later() {
+    let ws = Workspace::new();
+    let cfg = config(&ws, "limits:\n  shutdown_grace_ms: 20000\n");
+    let mut server = Server::start_with_args(&cfg, &["--log-json"]);
+
+    // Connected (the kernel accepted them) but silent when the signal lands:
+    // some already taken by the server, some still in its accept queue.
+    let silent: Vec<TcpStream> = (0..24)
+        .map(|_| TcpStream::connect(&server.addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let more: Vec<TcpStream> = (0..8)
+        .map(|_| TcpStream::connect(&server.addr).unwrap())
+        .collect();
+    signal(&server, libc::SIGTERM);
+    poll(
+        "the server to start draining",
+        Duration::from_secs(30),
+        || server.logs().contains("draining").then_some(()),
+    );
+    poll(
+        "new connections to be refused",
+        Duration::from_secs(30),
+        || {
+            TcpStream::connect_timeout(&server.addr.parse().unwrap(), Duration::from_millis(200))
+                .is_err()
+                .then_some(())
+        },
+    );
+    let failures: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = silent
+            .into_iter()
+            .chain(more)
+            .enumerate()
+            .map(|(i, stream)| {
+                s.spawn(move || {
+                    let req = keysign(&format!("late-{i}"));
+                    post_on(stream, &req).and_then(|raw| answered_in(&raw, &req.request_id))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().unwrap().err())
+            .collect()
+    });
+    assert!(
+        failures.is_empty(),
+        "accepted but not answered: {failures:#?}"
+    );
+    let status = wait_exit(&mut server, Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+}
+
+#[test]
+fn a_burst_of_new_connections_across_sigterm_is_answered_or_refused_never_dropped() {
+    let ws = Workspace::new();
+    let cfg = config(&ws, "limits:\n  shutdown_grace_ms: 20000\n");
+    let mut server = Server::start_with_args(&cfg, &["--log-json"]);
+    let addr: std::net::SocketAddr = server.addr.parse().unwrap();
+    let n = 200;
+    let go = Arc::new(std::sync::Barrier::new(n + 1));
+    let clients: Vec<_> = (0..n)
+        .map(|i| {
+            let go = go.clone();
+            std::thread::spawn(move || {
+                let req = keysign(&format!("burst-{i}"));
+                go.wait();
+                // Spread the connects over ~40 ms so the signal lands among them.
+                std::thread::sleep(Duration::from_micros((i as u64 % 40) * 1000));
+                match TcpStream::connect_timeout(&addr, Duration::from_secs(10)) {
+                    // Never accepted: fine.
+                    Err(_) => Ok(false),
+                    Ok(stream) => post_on(stream, &req)
+                        .and_then(|raw| answered_in(&raw, &req.request_id))
+                        .map(|()| true),
+                }
+            })
+        })
+        .collect();
+    go.wait();
+    std::thread::sleep(Duration::from_millis(15));
+    signal(&server, libc::SIGTERM);
+    let mut answered = 0;
+    let mut failures = Vec::new();
+    for c in clients {
+        match c.join().unwrap() {
+            Ok(true) => answered += 1,
+            Ok(false) => {}
+            Err(e) => failures.push(e),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {n} connected but got no signed answer: {failures:#?}",
+        failures.len()
+    );
+    assert!(answered > 0, "some were answered before the signal");
+    let status = wait_exit(&mut server, Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+}
