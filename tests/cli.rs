@@ -241,7 +241,7 @@ fn dev_config_generates_missing_keys_and_serves() {
     assert_eq!(mode, 0o600);
     let logs = server.logs();
     assert!(
-        logs.contains("DEV MODE") && logs.contains("send http://"),
+        logs.contains("DEV MODE") && logs.contains("cargo run --release -- send http://"),
         "loud, with a send hint: {logs}"
     );
     // The printed command works: the generated node key is trusted and the

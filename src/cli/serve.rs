@@ -160,7 +160,7 @@ fn ensure_dev_keys(cfg: &Config) -> anyhow::Result<()> {
     warn!("These keys are for development only. Never use this config in production.");
     warn!("Try it from another shell:");
     warn!(
-        "  cargo run -- send http://{}/v2/check tests/fixtures/keysign_eth_approve.json --key {} --server-key {}",
+        "  cargo run --release -- send http://{}/v2/check tests/fixtures/keysign_eth_approve.json --key {} --server-key {}",
         cfg.callback_server.endpoint.replace("0.0.0.0", "127.0.0.1"),
         node_priv.display(),
         server_pub.display()
