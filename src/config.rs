@@ -18,14 +18,96 @@ pub const DEFAULT_CONFIG: &str = "tss-gate.yaml";
 pub enum ConfigError {
     #[error("cannot read config `{path}`: {reason}")]
     Read { path: PathBuf, reason: String },
-    #[error("config `{path}`: {reason}")]
-    Parse { path: PathBuf, reason: String },
-    #[error("config `{path}`: key `{key}`: {reason}")]
-    Invalid {
-        path: PathBuf,
-        key: String,
-        reason: String,
-    },
+    /// Every problem found in one file, one per line, each `FILE:LINE:`.
+    #[error("{}", .problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
+    Problems { problems: Vec<Problem> },
+}
+
+/// One problem in a config file, located as precisely as the file allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: PathBuf,
+    /// 1-based line (and column, for parse errors); None when the value
+    /// is not written in the file (a default, or a command-line override).
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// Dotted key, for problems found after parsing.
+    pub key: Option<String>,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => write!(f, ":{l}:{c}")?,
+            (Some(l), None) => write!(f, ":{l}")?,
+            _ => {}
+        }
+        match &self.key {
+            Some(k) => write!(f, ": key `{k}`: {}", self.reason),
+            None => write!(f, ": {}", self.reason),
+        }
+    }
+}
+
+/// A command-line path, relative to the working directory, made absolute
+/// so messages name the file meant.
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_owned())
+}
+
+/// serde_yaml's message without its trailing ` at line L column C` (the
+/// location is printed in front, as `FILE:LINE:COL`).
+fn strip_location(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) if msg[i..].contains(" column ") => msg[..i].to_owned(),
+        _ => msg.to_owned(),
+    }
+}
+
+/// Most problems one report lists before it stops looking.
+const MAX_PROBLEMS: usize = 50;
+
+/// The 1-based line where the dotted `key` is written in block-style YAML
+/// `text`, or where its nearest written ancestor is; None if not even the
+/// top-level key is written.
+pub fn key_line(text: &str, key: &str) -> Option<usize> {
+    let want: Vec<&str> = key.split('.').collect();
+    let mut stack: Vec<(usize, String)> = Vec::new();
+    let mut best: Option<(usize, usize)> = None;
+    for (i, raw) in text.lines().enumerate() {
+        let trimmed = raw.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let mut indent = raw.len() - trimmed.len();
+        let mut t = trimmed;
+        // A list item's first key sits after its dash.
+        while let Some(rest) = t.strip_prefix("- ") {
+            indent += 2 + (rest.len() - rest.trim_start().len());
+            t = rest.trim_start();
+        }
+        let Some((k, _)) = t.split_once(':') else {
+            continue;
+        };
+        let k = k.trim().trim_matches('"').trim_matches('\'');
+        while stack.last().is_some_and(|(ind, _)| *ind >= indent) {
+            stack.pop();
+        }
+        stack.push((indent, k.to_owned()));
+        let depth = stack.len();
+        if depth <= want.len()
+            && stack.iter().zip(&want).all(|((_, a), b)| a == b)
+            && best.is_none_or(|(d, _)| depth > d)
+        {
+            best = Some((depth, i + 1));
+            if depth == want.len() {
+                break;
+            }
+        }
+    }
+    best.map(|(_, line)| line)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -59,6 +141,9 @@ pub struct Config {
     /// directory.
     #[serde(skip)]
     pub source: PathBuf,
+    /// The file's text, to point problems at their lines.
+    #[serde(skip)]
+    pub text: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -367,6 +452,9 @@ impl Config {
             path: path.to_owned(),
             reason: e.to_string(),
         })?;
+        // Absolute, so every path resolved against it (and every message
+        // naming one) says exactly which file is meant.
+        let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
         let mut cfg = Config::parse(path, &text)?;
         cfg.apply(overrides);
         cfg.validate()?;
@@ -375,14 +463,59 @@ impl Config {
 
     /// Parses YAML text; `path` is only used for messages and path resolution.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let mut cfg: Config = serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
+        // serde stops at the first error. To report every one, a line in
+        // error is blanked and the text parsed again (so that key takes
+        // its default), until it parses or an error cannot be blanked.
+        let mut problems = Vec::new();
+        let mut work: Vec<String> = text.lines().map(str::to_owned).collect();
+        let parsed = loop {
+            match serde_yaml_ng::from_str::<Config>(&work.join("\n")) {
+                Ok(cfg) => break Some(cfg),
+                Err(e) => {
+                    let loc = e.location();
+                    let reason = strip_location(&e.to_string());
+                    let line = loc.as_ref().map(|l| l.line());
+                    problems.push(Problem {
+                        path: path.to_owned(),
+                        line,
+                        column: loc.as_ref().map(|l| l.column()),
+                        key: None,
+                        reason: reason.clone(),
+                    });
+                    let blankable =
+                        line.and_then(|l| work.get(l.wrapping_sub(1)))
+                            .is_some_and(|l| {
+                                let t = l.trim();
+                                !t.is_empty()
+                                    && !t.ends_with(':')
+                                    && !reason.contains("missing field")
+                            });
+                    match line {
+                        Some(l) if blankable && problems.len() < MAX_PROBLEMS => {
+                            work[l - 1] = String::new();
+                        }
+                        _ => break None,
+                    }
+                }
+            }
+        };
+        let mut cfg = match parsed {
+            Some(c) => c,
+            None => return Err(ConfigError::Problems { problems }),
+        };
         cfg.source = path.to_owned();
+        cfg.text = text.to_owned();
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         cfg.resolve(&base);
-        Ok(cfg)
+        if problems.is_empty() {
+            return Ok(cfg);
+        }
+        // The rest of the file is checked too, with the broken keys at
+        // their defaults.
+        if let Err(ConfigError::Problems { problems: more }) = cfg.validate() {
+            problems.extend(more);
+        }
+        Err(ConfigError::Problems { problems })
     }
 
     fn resolve(&mut self, base: &Path) {
@@ -428,66 +561,70 @@ impl Config {
                 .iter()
                 .map(|p| NamedKey {
                     name: key_name_from_path(p),
-                    path: p.clone(),
+                    path: absolute(p),
                 })
                 .collect();
         }
         if let Some(p) = &o.private_key {
-            self.callback_server.service_private_key_path = p.clone();
+            self.callback_server.service_private_key_path = absolute(p);
         }
         if let Some(d) = &o.policy_dir {
-            self.policy.dir = d.clone();
+            self.policy.dir = absolute(d);
         }
     }
 
-    fn invalid(&self, key: &str, reason: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid {
+    fn invalid(&self, key: &str, reason: impl Into<String>) -> Problem {
+        Problem {
             path: self.source.clone(),
-            key: key.into(),
+            line: key_line(&self.text, key),
+            column: None,
+            key: Some(key.into()),
             reason: reason.into(),
         }
     }
 
+    /// Checks every value; all problems are reported together.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut out: Vec<Problem> = Vec::new();
         let cs = &self.callback_server;
-        cs.endpoint.parse::<SocketAddr>().map_err(|_| {
-            self.invalid(
+        if cs.endpoint.parse::<SocketAddr>().is_err() {
+            out.push(self.invalid(
                 "callback_server.endpoint",
                 format!("`{}` is not an ADDR:PORT socket address", cs.endpoint),
-            )
-        })?;
-        if let Some(m) = &self.metrics.endpoint {
-            m.parse::<SocketAddr>().map_err(|_| {
-                self.invalid(
-                    "metrics.endpoint",
-                    format!("`{m}` is not an ADDR:PORT socket address"),
-                )
-            })?;
+            ));
+        }
+        if let Some(m) = &self.metrics.endpoint
+            && m.parse::<SocketAddr>().is_err()
+        {
+            out.push(self.invalid(
+                "metrics.endpoint",
+                format!("`{m}` is not an ADDR:PORT socket address"),
+            ));
         }
         if self.state.backend != "sqlite" {
-            return Err(self.invalid(
+            out.push(self.invalid(
                 "state.backend",
                 format!("`{}` is not a known backend (sqlite)", self.state.backend),
             ));
         }
         if cs.service_name.trim().is_empty() {
-            return Err(self.invalid("callback_server.service_name", "must not be empty"));
+            out.push(self.invalid("callback_server.service_name", "must not be empty"));
         }
         if !(1..=60).contains(&cs.token_expire_minutes) {
-            return Err(self.invalid(
+            out.push(self.invalid(
                 "callback_server.token_expire_minutes",
                 format!("{} is outside 1..=60", cs.token_expire_minutes),
             ));
         }
         if cs.clock_skew_leeway_seconds > 300 {
-            return Err(self.invalid(
+            out.push(self.invalid(
                 "callback_server.clock_skew_leeway_seconds",
                 format!("{} is above 300", cs.clock_skew_leeway_seconds),
             ));
         }
         let keys = self.node_keys();
         if keys.is_empty() {
-            return Err(self.invalid(
+            out.push(self.invalid(
                 "callback_server.tss_node_keys",
                 "no TSS Node public key configured (set `tss_node_keys` or `client_public_key_path`)",
             ));
@@ -495,20 +632,20 @@ impl Config {
         let mut names = std::collections::BTreeSet::new();
         for k in &keys {
             if k.name.trim().is_empty() || k.name.len() > 64 {
-                return Err(self.invalid(
+                out.push(self.invalid(
                     "callback_server.tss_node_keys.name",
                     "names must be 1 to 64 characters",
                 ));
             }
             if !names.insert(k.name.clone()) {
-                return Err(self.invalid(
+                out.push(self.invalid(
                     "callback_server.tss_node_keys.name",
                     format!("`{}` is used twice", k.name),
                 ));
             }
         }
         if !self.policy.entrypoint.starts_with("data.") {
-            return Err(self.invalid(
+            out.push(self.invalid(
                 "policy.entrypoint",
                 format!(
                     "`{}` must be a rule path starting with `data.`",
@@ -517,26 +654,26 @@ impl Config {
             ));
         }
         if !(1..=10_000).contains(&self.policy.eval_timeout_ms) {
-            return Err(self.invalid(
+            out.push(self.invalid(
                 "policy.eval_timeout_ms",
                 format!("{} is outside 1..=10000", self.policy.eval_timeout_ms),
             ));
         }
         if !matches!(self.decision_log.input.as_str(), "full" | "digest") {
-            return Err(self.invalid(
+            out.push(self.invalid(
                 "decision_log.input",
                 format!("`{}` must be `full` or `digest`", self.decision_log.input),
             ));
         }
         if self.decision_log.max_bytes < 4096 {
-            return Err(self.invalid("decision_log.max_bytes", "must be at least 4096"));
+            out.push(self.invalid("decision_log.max_bytes", "must be at least 4096"));
         }
         let l = &self.limits;
         if !(1024..=64 * 1024 * 1024).contains(&l.max_body_bytes) {
-            return Err(self.invalid("limits.max_body_bytes", "must be between 1 KiB and 64 MiB"));
+            out.push(self.invalid("limits.max_body_bytes", "must be between 1 KiB and 64 MiB"));
         }
         if !(4..=512).contains(&l.max_json_depth) {
-            return Err(self.invalid("limits.max_json_depth", "must be between 4 and 512"));
+            out.push(self.invalid("limits.max_json_depth", "must be between 4 and 512"));
         }
         for (key, v) in [
             ("limits.header_read_timeout_ms", l.header_read_timeout_ms),
@@ -545,22 +682,26 @@ impl Config {
             ("limits.shutdown_grace_ms", l.shutdown_grace_ms),
         ] {
             if !(1..=600_000).contains(&v) {
-                return Err(self.invalid(key, format!("{v} is outside 1..=600000")));
+                out.push(self.invalid(key, format!("{v} is outside 1..=600000")));
             }
         }
         if l.max_queue == 0 {
-            return Err(self.invalid("limits.max_queue", "must be at least 1"));
+            out.push(self.invalid("limits.max_queue", "must be at least 1"));
         }
         if self.retry_cache.enabled && self.retry_cache.max_entries == 0 {
-            return Err(self.invalid("retry_cache.max_entries", "must be at least 1"));
+            out.push(self.invalid("retry_cache.max_entries", "must be at least 1"));
         }
         if !matches!(self.logging.format.as_str(), "pretty" | "json") {
-            return Err(self.invalid(
+            out.push(self.invalid(
                 "logging.format",
                 format!("`{}` must be `pretty` or `json`", self.logging.format),
             ));
         }
-        Ok(())
+        if out.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Problems { problems: out })
+        }
     }
 
     /// All TSS Node keys, the samples' single key first.
@@ -648,7 +789,7 @@ mod tests {
         let err = Config::parse(Path::new("c.yaml"), &format!("{MIN}  surprise: 1\n")).unwrap_err();
         let msg = err.to_string();
         assert!(
-            msg.contains("c.yaml") && msg.contains("surprise") && msg.contains("line"),
+            msg.starts_with("c.yaml:") && msg.contains("surprise"),
             "{msg}"
         );
     }
@@ -677,6 +818,50 @@ mod tests {
                 .to_string()
                 .contains("policy.eval_timeout_ms")
         );
+    }
+
+    #[test]
+    fn every_problem_of_a_file_is_reported_with_its_line() {
+        let text = "callback_server:\n  endpoint: nope\n  token_expire_minutes: abc\n  bogus: 1\n  service_private_key_path: k.pem\n  tss_node_keys:\n    - name: a\n      path: a.pem\n    - name: a\n      path: b.pem\npolicy:\n  eval_timeout_ms: 0\nlimits:\n  max_queue: 0\n";
+        let err = Config::parse(Path::new("/etc/c.yaml"), text).unwrap_err();
+        let ConfigError::Problems { problems } = &err else {
+            panic!("{err}")
+        };
+        let got: Vec<(Option<usize>, String)> = problems
+            .iter()
+            .map(|p| (p.line, p.key.clone().unwrap_or_else(|| p.reason.clone())))
+            .collect();
+        // Parse errors first (each blanked in turn), then every value.
+        assert_eq!(got.len(), 6, "{err}");
+        assert_eq!(got[0].0, Some(3), "{err}");
+        assert!(got[0].1.contains("invalid type"), "{err}");
+        assert_eq!(got[1].0, Some(4), "{err}");
+        assert!(got[1].1.contains("unknown field `bogus`"), "{err}");
+        assert_eq!(got[2], (Some(2), "callback_server.endpoint".into()));
+        assert_eq!(
+            got[3],
+            (Some(7), "callback_server.tss_node_keys.name".into())
+        );
+        assert_eq!(got[4], (Some(12), "policy.eval_timeout_ms".into()));
+        assert_eq!(got[5], (Some(14), "limits.max_queue".into()));
+        for line in err.to_string().lines() {
+            assert!(line.starts_with("/etc/c.yaml:"), "{line}");
+        }
+    }
+
+    #[test]
+    fn key_line_follows_nesting_and_list_items() {
+        let text = "a:\n  b: 1\n  c:\n    - d: 2\n      e: 3\n# a.c.e: not here\nf: {g: 1}\n";
+        assert_eq!(key_line(text, "a.b"), Some(2));
+        assert_eq!(key_line(text, "a.c.e"), Some(5));
+        assert_eq!(key_line(text, "a.c.d"), Some(4));
+        assert_eq!(
+            key_line(text, "f.g"),
+            Some(7),
+            "the nearest written ancestor"
+        );
+        assert_eq!(key_line(text, "a.zz"), Some(1));
+        assert_eq!(key_line(text, "zz"), None);
     }
 
     #[test]

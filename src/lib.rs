@@ -47,3 +47,21 @@ pub mod testing;
 pub mod token;
 pub mod velocity;
 pub mod workers;
+
+/// An error and its causes on one line, like `{:#}`, but without repeating
+/// a cause whose text the message already contains (most of our errors
+/// quote their source, and anyhow would print it a second time).
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}

@@ -30,7 +30,11 @@ pub fn load_all(cfg: &Config) -> anyhow::Result<Loaded> {
         (Ok(gate), Ok(policy)) => Ok(Loaded { gate, policy }),
         (Err(e), Ok(_)) => Err(e),
         (Ok(_), Err(e)) => Err(e),
-        (Err(k), Err(p)) => Err(anyhow::anyhow!("{k:#}\n{p:#}")),
+        (Err(k), Err(p)) => Err(anyhow::anyhow!(
+            "{}\n{}",
+            crate::error_text(&k),
+            crate::error_text(&p)
+        )),
     }
 }
 

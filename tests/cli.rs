@@ -376,3 +376,72 @@ fn send_says_when_the_answer_is_repeated_and_fresh_id_decides_again() {
         "{err}"
     );
 }
+
+#[test]
+fn check_reports_every_problem_at_once_each_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        "callback_server:\n  endpoint: nope\n  token_expire_minutes: 0\n  service_private_key_path: keys/missing.pem\n  tss_node_keys:\n    - name: a\n      path: keys/a.pub.pem\npolicy:\n  eval_timeout_ms: 0\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    let at = |n: u32| format!("error: {}:{n}: key `", cfg.display());
+    assert_eq!(lines.len(), 3, "{err}");
+    assert!(
+        lines[0].starts_with(&at(2)) && lines[0].contains("callback_server.endpoint"),
+        "{err}"
+    );
+    assert!(
+        lines[1].starts_with(&at(3)) && lines[1].contains("1..=60"),
+        "{err}"
+    );
+    assert!(
+        lines[2].starts_with(&at(9)) && lines[2].contains("eval_timeout_ms"),
+        "{err}"
+    );
+
+    // Values fixed: missing files are named by their resolved paths, once.
+    std::fs::write(
+        &cfg,
+        "callback_server:\n  service_private_key_path: keys/missing.pem\n  tss_node_keys:\n    - name: a\n      path: keys/a.pub.pem\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["check", "--config", "c.yaml", "--policy-dir", "nowhere"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let root = dir.path().canonicalize().unwrap();
+    for line in err.lines() {
+        assert!(line.starts_with("error: "), "{err}");
+        assert!(
+            line.matches("No such file or directory").count() <= 1,
+            "{line}"
+        );
+    }
+    assert!(
+        err.contains(&format!("{}", root.join("keys/missing.pem").display()))
+            || err.contains(&format!(
+                "{}",
+                dir.path().join("keys/missing.pem").display()
+            )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{}", dir.path().join("nowhere").display()))
+            || err.contains(&format!("{}", root.join("nowhere").display())),
+        "the resolved policy dir: {err}"
+    );
+}

@@ -105,7 +105,7 @@ pub fn run(a: BenchArgs) -> Exit {
             }
         }
         Err(e) => {
-            eprintln!("error: {}", super::error_text(&e));
+            super::print_error(&e);
             Exit::Two
         }
     }

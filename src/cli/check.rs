@@ -28,7 +28,7 @@ pub fn run(a: CheckArgs) -> Exit {
     let cfg = match Config::load(&a.config, &overrides) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            super::print_error(&e.into());
             return Exit::One;
         }
     };
@@ -59,7 +59,7 @@ pub fn run(a: CheckArgs) -> Exit {
             Exit::Ok
         }
         Err(e) => {
-            eprintln!("error: {}", super::error_text(&e));
+            super::print_error(&e);
             Exit::One
         }
     }

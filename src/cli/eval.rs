@@ -54,7 +54,7 @@ pub fn run(a: EvalArgs) -> Exit {
             }
         },
         Err(e) => {
-            eprintln!("error: {}", super::error_text(&e));
+            super::print_error(&e);
             Exit::One
         }
     }

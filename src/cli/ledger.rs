@@ -67,7 +67,7 @@ pub fn run(c: LedgerCommand) -> Exit {
     match result {
         Ok(e) => e,
         Err(e) => {
-            eprintln!("error: {}", super::error_text(&e));
+            super::print_error(&e);
             Exit::One
         }
     }

@@ -80,22 +80,14 @@ pub fn run(cli: Cli) -> Exit {
     }
 }
 
-/// An error and its causes on one line, like `{:#}`, but without repeating
-/// a cause whose text the message already contains (most of our errors
-/// quote their source, and anyhow would print it a second time).
-pub fn error_text(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
+pub use crate::error_text;
+
+/// Prints an error to stderr, one `error: ` line per problem it holds
+/// (a config file's problems are reported all at once).
+pub fn print_error(e: &anyhow::Error) {
+    for line in error_text(e).lines() {
+        eprintln!("error: {line}");
     }
-    out
 }
 
 /// Plain stderr logging for the short-lived commands.

@@ -59,7 +59,7 @@ pub fn run(a: SendArgs) -> Exit {
             }
         }
         Err(e) => {
-            eprintln!("error: {}", super::error_text(&e));
+            super::print_error(&e);
             Exit::Two
         }
     }

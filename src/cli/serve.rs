@@ -65,7 +65,7 @@ pub fn run(a: ServeArgs) -> Exit {
         Ok(l) => l,
         Err(e) => {
             error!("{}", super::error_text(&e));
-            eprintln!("error: {}", super::error_text(&e));
+            super::print_error(&e);
             return Exit::One;
         }
     };
@@ -84,7 +84,7 @@ pub fn run(a: ServeArgs) -> Exit {
         Ok(()) => Exit::Ok,
         Err(e) => {
             error!("{}", super::error_text(&e));
-            eprintln!("error: {}", super::error_text(&e));
+            super::print_error(&e);
             Exit::One
         }
     }

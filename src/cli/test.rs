@@ -58,7 +58,7 @@ pub fn run(a: TestArgs) -> Exit {
     let opts = match options(&a) {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("error: {}", super::error_text(&e));
+            super::print_error(&e);
             return Exit::One;
         }
     };
