@@ -46,16 +46,11 @@ pub fn run(a: CheckArgs) -> Exit {
             );
             // Warnings, not refusals: regorus (what serves) fires these
             // rules; the policies only behave differently under OPA.
-            let mut engine = loaded.policy.engine();
-            let modules = crate::testing::rules::modules(&mut engine);
-            let findings = crate::testing::portability::negations(&modules);
+            let findings = crate::testing::runner::warnings(&loaded.policy);
             for f in &findings {
                 eprintln!("warning: {f}");
             }
-            println!(
-                "  portability: {} negation(s) OPA would decide differently",
-                findings.len()
-            );
+            println!("  warnings: {}", findings.len());
             Exit::Ok
         }
         Err(e) => {

@@ -70,6 +70,10 @@ pub fn run(a: TestArgs) -> Exit {
         }
     };
     rep.coverage_min = a.coverage_min;
+    // On stderr whatever the format, as `check` prints them.
+    for w in &rep.warnings {
+        eprintln!("warning: {w}");
+    }
     print!("{}", report::render(&rep, a.format, a.verbose));
     if a.format != Format::Pretty {
         // Machine formats own stdout; people still get the verdict.

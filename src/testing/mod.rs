@@ -94,6 +94,10 @@ pub struct RunReport {
     pub coverage: Option<coverage::Summary>,
     /// `--coverage-min`, when given.
     pub coverage_min: Option<f64>,
+    /// Things that do not fail the run but may bite later, each
+    /// `FILE:LINE: ...`: negations OPA decides differently, input paths
+    /// that do not exist.
+    pub warnings: Vec<String>,
 }
 
 impl RunReport {

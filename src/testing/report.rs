@@ -135,6 +135,7 @@ pub fn json(report: &RunReport) -> String {
         "cases": report.cases,
         "coverage": report.coverage,
         "coverage_min": report.coverage_min,
+        "warnings": report.warnings,
     });
     let mut out = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into());
     out.push('\n');

@@ -63,7 +63,10 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, RunError> {
     policy::install_time_limit(opts.policy.eval_timeout);
     let set = PolicySet::load(&opts.policy)?;
     let mut engine = test_engine(opts)?;
-    let mut report = RunReport::default();
+    let mut report = RunReport {
+        warnings: warnings(&set),
+        ..RunReport::default()
+    };
     let mut reports = run_rego_tests(&mut engine, opts, &mut report.cases);
 
     let mut fixture_engine = opts.coverage.then(|| {
@@ -104,6 +107,16 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, RunError> {
         report.coverage = Some(coverage::merge(&reports, &universe, &files));
     }
     Ok(report)
+}
+
+/// What `check` warns about in a policy set, so `test` says it too.
+pub fn warnings(set: &PolicySet) -> Vec<String> {
+    let mut engine = set.engine();
+    let modules = super::rules::modules(&mut engine);
+    super::portability::negations(&modules)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
 }
 
 /// The policies, their tests and data, as `serve` would load them, plus any
