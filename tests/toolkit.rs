@@ -789,3 +789,40 @@ fn check_and_serve_refuse_an_integrity_table_that_would_unbind_a_chain() {
         assert!(serve_refuses(&cfg).contains(reason));
     }
 }
+
+#[test]
+fn a_failing_test_says_what_the_policy_decided_at_each_input() {
+    let (_t, dir) = rego_copy();
+    let mine = dir.join("tss/mine_test.rego");
+    std::fs::write(
+        &mine,
+        "package tss.mine_test\n\n# Wrong on purpose: both fail.\ntest_keysign_without_transaction_is_allowed if {\n\tr := {\"request_type\": \"KEYSIGN\", \"request_id\": \"x\"}\n\tdata.tss.decision.allow with input as r\n}\n\ntest_unknown_type_is_allowed if data.tss.decision.allow with input as {\"request_type\": \"NOPE\"}\n",
+    )
+    .unwrap();
+    let o = run(&[
+        "test",
+        "--policy-dir",
+        dir.to_str().unwrap(),
+        "--fixtures",
+        dir.to_str().unwrap(),
+        "--run",
+        "mine_test",
+    ]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}{}", stderr(&o));
+    let at = |line: u32| format!("{}:{line}: the policy decided", mine.display());
+    let keysign = out
+        .lines()
+        .find(|l| l.contains(&at(6)))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        keysign.contains("\"allow\": false") && keysign.contains("keysign.transaction_missing"),
+        "{keysign}"
+    );
+    let unknown = out
+        .lines()
+        .find(|l| l.contains(&at(9)))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(unknown.contains("\"allow\": false"), "{unknown}");
+    assert!(out.contains("0 passed, 2 failed"), "{out}");
+}

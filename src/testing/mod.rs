@@ -17,6 +17,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub mod coverage;
+pub mod decisions;
 pub mod explain;
 pub mod portability;
 pub mod report;

@@ -238,6 +238,71 @@ fn run_rego_tests(
     if cases.is_empty() {
         return Vec::new();
     }
+    let first = out.len();
+    let reports = run_discovered(full, opts, &cases, out);
+    explain_failures(full, opts, &mut out[first..]);
+    reports
+}
+
+/// Adds to each failing Rego test what the policy decided at each of its
+/// `with input as` statements (see [`super::decisions`]).
+fn explain_failures(full: &mut Engine, opts: &RunOptions, results: &mut [CaseResult]) {
+    let failing = |r: &CaseResult| {
+        r.kind == Kind::Rego && matches!(r.outcome, Outcome::Fail | Outcome::Error)
+    };
+    if !results.iter().any(failing) {
+        return;
+    }
+    let tests: Vec<(String, String)> = full
+        .get_policies()
+        .unwrap_or_default()
+        .iter()
+        .filter(|s| is_test_file(s.get_path()))
+        .map(|s| (s.get_path().clone(), s.get_contents().clone()))
+        .collect();
+    let Ok((base, _, _)) = policy::build_engine(&opts.policy, false) else {
+        return;
+    };
+    for r in results.iter_mut().filter(|r| failing(r)) {
+        let file = r.file.display().to_string();
+        let Some(text) = tests.iter().find(|(p, _)| *p == file).map(|(_, t)| t) else {
+            continue;
+        };
+        let Some(instrumented) =
+            super::decisions::instrument(text, r.line as usize, &opts.policy.entrypoint)
+        else {
+            continue;
+        };
+        let mut engine = base.clone();
+        let loaded = tests.iter().all(|(p, t)| {
+            let t = if *p == file { &instrumented } else { t };
+            engine.add_policy(p.clone(), t.clone()).is_ok()
+        });
+        if !loaded {
+            continue;
+        }
+        engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
+            limit: opts.test_timeout,
+            check_interval: std::num::NonZeroU32::MIN,
+        });
+        let lines = super::decisions::decisions(engine, &r.name, &file);
+        if !lines.is_empty() {
+            r.message
+                .push_str("\nwhat the policy decided in this test:");
+            for l in lines {
+                r.message.push_str("\n  ");
+                r.message.push_str(&l);
+            }
+        }
+    }
+}
+
+fn run_discovered(
+    full: &mut Engine,
+    opts: &RunOptions,
+    cases: &[TestCase],
+    out: &mut Vec<CaseResult>,
+) -> Vec<regorus::coverage::Report> {
     let packages: BTreeMap<String, String> = rules::modules(full)
         .into_iter()
         .filter(|m| is_test_file(&m.file))
@@ -268,7 +333,7 @@ fn run_rego_tests(
     let mut reports = Vec::new();
     let Some(base) = base else {
         configure(full, opts);
-        for c in &cases {
+        for c in cases {
             out.push(run_case(full, c));
         }
         reports.extend(full.get_coverage_report().ok());
@@ -276,7 +341,7 @@ fn run_rego_tests(
     };
     let mut results: Vec<(usize, CaseResult)> = Vec::new();
     let mut done = BTreeSet::new();
-    for c in &cases {
+    for c in cases {
         if !done.insert(c.package.clone()) {
             continue;
         }
