@@ -1,6 +1,12 @@
 //! Fixture files: a TSSCallbackRequest exactly as on the wire plus what the
 //! policy is expected to answer. `send`, `eval`, `test`, `bench` and the
 //! recorder share this format; a bare TSSCallbackRequest also loads.
+//!
+//! On the wire `request_detail` and `extra_info` are JSON documents inside
+//! JSON strings. A fixture may write them as plain objects instead, for
+//! people to read and edit; they are then serialised (compact JSON) into
+//! strings, as the node sends them. [`derive`] makes a new fixture from an
+//! existing one with some fields changed, in that readable form.
 
 use std::path::{Path, PathBuf};
 
@@ -114,14 +120,20 @@ pub enum FixtureError {
 /// Loads a full fixture (with expectations), validating it.
 pub fn load_fixture(path: &Path) -> Result<Fixture, FixtureError> {
     let text = read(path)?;
+    parse_fixture(path, &text)
+}
+
+/// [`load_fixture`] of text already read; `path` names it in errors.
+pub fn parse_fixture(path: &Path, text: &str) -> Result<Fixture, FixtureError> {
     let format = |reason: String| FixtureError::Format {
         path: path.to_owned(),
         reason,
     };
-    let file: FixtureFile = serde_json::from_str(&text).map_err(|e| format(e.to_string()))?;
+    let file: FixtureFile = serde_json::from_str(text).map_err(|e| format(e.to_string()))?;
+    let wire = wire_form(file.request.get()).map_err(format)?;
     let f = Fixture {
-        request: lenient_request(file.request.get()).map_err(format)?,
-        wire: file.request.get().as_bytes().to_vec(),
+        request: lenient_request(&wire).map_err(format)?,
+        wire: wire.into_bytes(),
         description: file.description,
         expect: file.expect,
         verified_by: file.verified_by,
@@ -166,11 +178,200 @@ pub fn wire_from_text(path: &Path, text: &str) -> Result<(Vec<u8>, CallbackReque
         reason,
     };
     let probe: Probe = serde_json::from_str(text).map_err(|e| format(e.to_string()))?;
-    let wire = probe.request.map_or(text.trim(), RawValue::get);
-    Ok((
-        wire.as_bytes().to_vec(),
-        lenient_request(wire).map_err(format)?,
-    ))
+    let wire = wire_form(probe.request.map_or(text.trim(), RawValue::get)).map_err(format)?;
+    let request = lenient_request(&wire).map_err(format)?;
+    Ok((wire.into_bytes(), request))
+}
+
+/// The embedded documents a TSS Node sends as JSON strings.
+pub const EMBEDDED: [&str; 2] = ["request_detail", "extra_info"];
+
+/// The request text as the node would send it: unchanged when its
+/// embedded documents are strings (the exact bytes, repeated keys and
+/// all), else re-serialised with each object or array among them turned
+/// into its compact JSON string.
+fn wire_form(raw: &str) -> Result<String, String> {
+    let mut v: serde_json::Value = serde_json::from_str(raw).map_err(|e| e.to_string())?;
+    let Some(obj) = v.as_object_mut() else {
+        return Ok(raw.to_owned());
+    };
+    let mut changed = false;
+    for key in EMBEDDED {
+        if let Some(doc) = obj.get_mut(key).filter(|d| d.is_object() || d.is_array()) {
+            *doc = serde_json::Value::String(doc.to_string());
+            changed = true;
+        }
+    }
+    if changed {
+        Ok(v.to_string())
+    } else {
+        Ok(raw.to_owned())
+    }
+}
+
+/// One change [`derive`] makes: set a dotted path to a JSON value, or
+/// remove it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Set(String, serde_json::Value),
+    Unset(String),
+}
+
+/// A new fixture's text from `base` (fixture file text or a bare request):
+/// its request with `changes` applied, and `expect`. Paths are dotted and
+/// start at the request (`request_id`, `extra_info.transaction.fee`,
+/// `request_detail.msg_hash_list.0`); inside `request_detail` and
+/// `extra_info` they reach into the embedded documents, which the new
+/// fixture writes as objects. The request gets a fresh `request_id`
+/// unless a change sets one, so the base and the new fixture can both be
+/// sent to one server.
+pub fn derive(
+    base: &str,
+    changes: &[Change],
+    expect: Expect,
+    description: &str,
+) -> Result<String, String> {
+    #[derive(Deserialize)]
+    struct Probe {
+        request: Option<serde_json::Value>,
+    }
+    let whole: serde_json::Value = serde_json::from_str(base).map_err(|e| e.to_string())?;
+    let mut request = match serde_json::from_value::<Probe>(whole.clone()) {
+        Ok(Probe { request: Some(r) }) => r,
+        _ => whole.clone(),
+    };
+    let obj = request
+        .as_object_mut()
+        .ok_or("the request is not a JSON object")?;
+    for key in EMBEDDED {
+        if let Some(serde_json::Value::String(text)) = obj.get(key) {
+            let doc: serde_json::Value = serde_json::from_str(text)
+                .map_err(|e| format!("`{key}` is not a JSON document: {e}"))?;
+            obj.insert(key.to_owned(), doc);
+        }
+    }
+    let mut id_set = false;
+    for c in changes {
+        match c {
+            Change::Set(path, value) => {
+                id_set |= path == "request_id";
+                set_path(&mut request, path, value.clone())?;
+            }
+            Change::Unset(path) => unset_path(&mut request, path)?,
+        }
+    }
+    if !id_set && let Some(id) = request.get("request_id").and_then(|v| v.as_str()) {
+        let fresh = format!("{id}-{:08x}", rand::random::<u32>());
+        request["request_id"] = serde_json::Value::String(fresh);
+    }
+    // Written field by field: a JSON map would sort `expect` first.
+    let mut fields: Vec<(&str, serde_json::Value)> = Vec::new();
+    if !description.is_empty() {
+        fields.push(("description", description.into()));
+    }
+    fields.push(("request", request));
+    fields.push((
+        "expect",
+        serde_json::to_value(&expect).map_err(|e| e.to_string())?,
+    ));
+    for key in ["verified_by", "received_at_ms", "history"] {
+        if let Some(v) = whole.get(key) {
+            fields.push((key, v.clone()));
+        }
+    }
+    let mut text = String::from("{\n");
+    for (i, (k, v)) in fields.iter().enumerate() {
+        let value = serde_json::to_string_pretty(v).map_err(|e| e.to_string())?;
+        text.push_str(&format!("  \"{k}\": {}", value.replace('\n', "\n  ")));
+        text.push_str(if i + 1 < fields.len() { ",\n" } else { "\n" });
+    }
+    text.push_str("}\n");
+    Ok(text)
+}
+
+fn segments(path: &str) -> Result<Vec<&str>, String> {
+    let segs: Vec<&str> = path.split('.').collect();
+    if segs.iter().any(|s| s.is_empty()) {
+        return Err(format!("`{path}` is not a dotted path"));
+    }
+    Ok(segs)
+}
+
+/// Sets `path`, creating objects on the way; an array index must exist
+/// (or be its length, to append).
+fn set_path(
+    root: &mut serde_json::Value,
+    path: &str,
+    value: serde_json::Value,
+) -> Result<(), String> {
+    let segs = segments(path)?;
+    let mut cur = root;
+    for (i, seg) in segs.iter().enumerate() {
+        let last = i + 1 == segs.len();
+        cur = match cur {
+            serde_json::Value::Array(a) => {
+                let n: usize = seg
+                    .parse()
+                    .map_err(|_| format!("`{path}`: `{seg}` is not an array index"))?;
+                if n == a.len() {
+                    a.push(serde_json::Value::Null);
+                }
+                a.get_mut(n)
+                    .ok_or_else(|| format!("`{path}`: index {n} is past the array's end"))?
+            }
+            serde_json::Value::Object(o) => o
+                .entry((*seg).to_owned())
+                .or_insert(serde_json::Value::Object(Default::default())),
+            other => {
+                if last {
+                    return Err(format!("`{path}`: its parent is not an object or array"));
+                }
+                *other = serde_json::Value::Object(Default::default());
+                other
+                    .as_object_mut()
+                    .map(|o| {
+                        o.entry((*seg).to_owned())
+                            .or_insert(serde_json::Value::Object(Default::default()))
+                    })
+                    .ok_or_else(|| format!("`{path}`: cannot create `{seg}`"))?
+            }
+        };
+        if last {
+            *cur = value;
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+fn unset_path(root: &mut serde_json::Value, path: &str) -> Result<(), String> {
+    let segs = segments(path)?;
+    let (last, parents) = segs.split_last().ok_or("empty path")?;
+    let mut cur = root;
+    for seg in parents {
+        cur = match cur {
+            serde_json::Value::Object(o) => o.get_mut(*seg),
+            serde_json::Value::Array(a) => seg.parse::<usize>().ok().and_then(|n| a.get_mut(n)),
+            _ => None,
+        }
+        .ok_or_else(|| format!("`{path}`: `{seg}` does not exist"))?;
+    }
+    let removed = match cur {
+        serde_json::Value::Object(o) => o.remove(*last).is_some(),
+        serde_json::Value::Array(a) => match last.parse::<usize>() {
+            Ok(n) if n < a.len() => {
+                a.remove(n);
+                true
+            }
+            _ => false,
+        },
+        _ => false,
+    };
+    if removed {
+        Ok(())
+    } else {
+        Err(format!("`{path}` does not exist"))
+    }
 }
 
 /// Reads a request the way serde_json always has (a repeated key: the last
@@ -206,4 +407,104 @@ pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, FixtureError> {
         .collect();
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"{"description": "d", "request": {"request_id": "r-1", "request_type": 2,
+        "request_detail": "{\"msg_hash_list\":[\"aa\"]}",
+        "extra_info": "{\"transaction\":{\"fee\":{\"gas\":\"1\"},\"to\":[\"x\",\"y\"]}}"},
+        "expect": {"action": "APPROVE"}, "received_at_ms": 5,
+        "history": [{"limit": "l", "ago": "1h"}]}"#;
+
+    #[test]
+    fn embedded_objects_become_the_strings_a_node_sends() {
+        let objects = r#"{"request": {"request_id": "r-1", "request_type": 2,
+            "request_detail": {"msg_hash_list": ["aa"]},
+            "extra_info": {"transaction": {"to": ["x", "y"], "fee": {"gas": "1"}}}},
+            "expect": {"action": "APPROVE"}}"#;
+        let f = parse_fixture(Path::new("f.json"), objects).unwrap();
+        assert_eq!(f.request.request_detail, r#"{"msg_hash_list":["aa"]}"#);
+        assert_eq!(
+            f.request.extra_info,
+            r#"{"transaction":{"fee":{"gas":"1"},"to":["x","y"]}}"#
+        );
+        let strings = parse_fixture(Path::new("f.json"), BASE).unwrap();
+        assert_eq!(f.request, strings.request);
+        // String form: the exact bytes, untouched.
+        assert!(
+            String::from_utf8(strings.wire)
+                .unwrap()
+                .contains("\"request_type\": 2,\n")
+        );
+        // A number where a document belongs is not a document: refused.
+        let bad = BASE.replace(
+            r#""request_detail": "{\"msg_hash_list\":[\"aa\"]}""#,
+            r#""request_detail": 7"#,
+        );
+        assert!(parse_fixture(Path::new("f.json"), &bad).is_err());
+    }
+
+    #[test]
+    fn derive_changes_paths_inside_embedded_documents_and_keeps_the_rest() {
+        let reject = Expect {
+            action: Action::Reject,
+            status: 0,
+            reasons: vec!["fee".into()],
+        };
+        let text = derive(
+            BASE,
+            &[
+                Change::Set("extra_info.transaction.fee.gas".into(), "9".into()),
+                Change::Set("extra_info.transaction.to.2".into(), "z".into()),
+                Change::Unset("extra_info.transaction.to.0".into()),
+                Change::Set("request_detail.new.deep".into(), serde_json::json!(true)),
+            ],
+            reject.clone(),
+            "more gas",
+        )
+        .unwrap();
+        assert!(
+            text.starts_with("{\n  \"description\": \"more gas\",\n  \"request\": {"),
+            "{text}"
+        );
+        let f = parse_fixture(Path::new("new.json"), &text).unwrap();
+        let extra: serde_json::Value = serde_json::from_str(&f.request.extra_info).unwrap();
+        assert_eq!(extra["transaction"]["fee"]["gas"], "9");
+        assert_eq!(extra["transaction"]["to"], serde_json::json!(["y", "z"]));
+        let detail: serde_json::Value = serde_json::from_str(&f.request.request_detail).unwrap();
+        assert_eq!(detail["new"]["deep"], true);
+        assert_eq!(detail["msg_hash_list"], serde_json::json!(["aa"]));
+        assert!(f.request.request_id.starts_with("r-1-") && f.request.request_id.len() == 12);
+        assert_eq!(f.expect.reasons, reject.reasons);
+        assert_eq!(f.received_at_ms, Some(5));
+        assert_eq!(f.history.len(), 1);
+
+        let keep = derive(
+            BASE,
+            &[Change::Set("request_id".into(), "mine".into())],
+            reject.clone(),
+            "",
+        )
+        .unwrap();
+        assert_eq!(
+            parse_fixture(Path::new("k.json"), &keep)
+                .unwrap()
+                .request
+                .request_id,
+            "mine"
+        );
+        for bad in [
+            Change::Unset("extra_info.nope".into()),
+            Change::Set("extra_info.transaction.to.9".into(), "q".into()),
+            Change::Set("a..b".into(), "q".into()),
+        ] {
+            assert!(
+                derive(BASE, &[bad.clone()], reject.clone(), "").is_err(),
+                "{bad:?}"
+            );
+        }
+    }
 }

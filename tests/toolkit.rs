@@ -826,3 +826,129 @@ fn a_failing_test_says_what_the_policy_decided_at_each_input() {
     assert!(unknown.contains("\"allow\": false"), "{unknown}");
     assert!(out.contains("0 passed, 2 failed"), "{out}");
 }
+
+#[test]
+fn fixture_derive_writes_a_readable_fixture_that_test_runs() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("keysign_eth_stranger_reject.json");
+    let base = repo().join("tests/fixtures/keysign_eth_approve.json");
+    let derive = |extra: &[&str]| {
+        let mut args = vec![
+            "fixture",
+            "derive",
+            base.to_str().unwrap(),
+            "--set",
+            "extra_info.transaction.destination.account_output.address=0x00000000000000000000000000000000000000b4",
+        ];
+        args.extend_from_slice(extra);
+        bin().args(&args).current_dir(repo()).output().unwrap()
+    };
+    let o = derive(&[
+        "--expect",
+        "reject",
+        "--reason",
+        "not in the allowed destination list",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("decides as expected"), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&out).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    // Readable: the embedded documents are objects, the id is new.
+    assert!(
+        doc["request"]["extra_info"]["transaction"].is_object(),
+        "{text}"
+    );
+    assert!(
+        doc["request"]["request_detail"]["msg_hash_list"].is_array(),
+        "{text}"
+    );
+    let id = doc["request"]["request_id"].as_str().unwrap();
+    assert!(
+        id.starts_with("c3a1e6f2-4b7d-4e8a-9f10-2d3c4b5a6e7f-"),
+        "{id}"
+    );
+
+    // `test` runs it as the node would send it.
+    let o = run(&[
+        "test",
+        "--policy-dir",
+        repo().join("rego").to_str().unwrap(),
+        "--fixtures",
+        t.path().to_str().unwrap(),
+        "--run",
+        "stranger",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(
+        last_line(&stdout(&o)).starts_with("1 passed, 0 failed"),
+        "{}",
+        stdout(&o)
+    );
+
+    // Never overwritten by accident; a wrong expectation is said at once.
+    let o = derive(&["--expect", "approve", "-o", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    let o = derive(&[
+        "--expect",
+        "approve",
+        "-o",
+        out.to_str().unwrap(),
+        "--force",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("does not decide as this fixture expects")
+            && stderr(&o).contains("keysign.destination_not_allowed"),
+        "{}",
+        stderr(&o)
+    );
+    let o = derive(&["--expect", "reject"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--reason"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_fixture_with_embedded_objects_decides_like_its_string_form() {
+    let t = tempfile::tempdir().unwrap();
+    for name in ["keysign_eth_approve", "keysign_usdt_over_cap_reject"] {
+        let src = repo().join(format!("tests/fixtures/{name}.json"));
+        let mut doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&src).unwrap()).unwrap();
+        for key in ["request_detail", "extra_info"] {
+            let text = doc["request"][key].as_str().unwrap().to_owned();
+            doc["request"][key] = serde_json::from_str(&text).unwrap();
+        }
+        let objects = t.path().join(format!("{name}.json"));
+        std::fs::write(&objects, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+        let decision = |p: &Path| {
+            let o = bin()
+                .args(["eval"])
+                .arg(p)
+                .current_dir(repo())
+                .output()
+                .unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            (v["decision"].clone(), v["answer"].clone())
+        };
+        let (d, a) = decision(&src);
+        assert!(d["codes"].is_array() && a["action"].is_string(), "{d} {a}");
+        assert_eq!(decision(&objects), (d, a), "{name}");
+    }
+    let o = run(&[
+        "test",
+        "--policy-dir",
+        repo().join("rego").to_str().unwrap(),
+        "--fixtures",
+        t.path().to_str().unwrap(),
+        "--run",
+        "keysign_",
+    ]);
+    assert!(
+        last_line(&stdout(&o)).contains("2 passed, 0 failed"),
+        "{}",
+        stdout(&o)
+    );
+}

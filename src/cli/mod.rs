@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 pub mod bench;
 pub mod check;
 pub mod eval;
+pub mod fixture;
 pub mod keys;
 pub mod ledger;
 pub mod send;
@@ -41,6 +42,9 @@ pub enum Command {
     /// Load-test a callback server as many TSS Nodes; or measure the signing
     /// ceiling (`--ceiling`) or policy evaluation (`--policy`).
     Bench(bench::BenchArgs),
+    /// Work with fixtures: derive a new one from an existing one.
+    #[command(subcommand)]
+    Fixture(fixture::FixtureCommand),
     /// Inspect the spending-limit ledger, or release a hold.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
@@ -77,6 +81,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Check(a) => check::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Ledger(c) => ledger::run(c),
+        Command::Fixture(c) => fixture::run(c),
     }
 }
 

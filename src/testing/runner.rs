@@ -568,13 +568,27 @@ fn run_fixture(
         case.prints = engine.take_prints().unwrap_or_default();
     }
     case.duration = started.elapsed();
+    if let Some(why) = mismatch(&f, &answer, &decided) {
+        case.outcome = Outcome::Fail;
+        case.message = format!("{}: {why}", case.location());
+    }
+    case
+}
+
+/// How `answer` differs from what `f` expects, with the decision's codes;
+/// None when it is as expected.
+fn mismatch(
+    f: &Fixture,
+    answer: &CallbackResponse,
+    decided: &Result<Decided, Failure>,
+) -> Option<String> {
     let mut problems = Vec::new();
     if answer.action != Some(f.expect.action) || answer.status.code() != f.expect.status {
         problems.push(format!(
             "expected {} status {}, got {}",
             f.expect.action.as_str(),
             f.expect.status,
-            describe(&answer)
+            describe(answer)
         ));
     }
     for r in &f.expect.reasons {
@@ -584,21 +598,38 @@ fn run_fixture(
             ));
         }
     }
-    if !problems.is_empty() {
-        case.outcome = Outcome::Fail;
-        let codes = decided
-            .as_ref()
-            .ok()
-            .and_then(|d| d.decision.as_ref())
-            .map(|d| d.codes.join(", "))
-            .unwrap_or_default();
-        case.message = format!(
-            "{}: {}\n  decision codes: [{codes}]",
-            case.location(),
-            problems.join("; "),
-        );
+    if problems.is_empty() {
+        return None;
     }
-    case
+    let codes = decided
+        .as_ref()
+        .ok()
+        .and_then(|d| d.decision.as_ref())
+        .map(|d| d.codes.join(", "))
+        .unwrap_or_default();
+    Some(format!(
+        "{}\n  decision codes: [{codes}]",
+        problems.join("; ")
+    ))
+}
+
+/// Decides one in-memory fixture with the policy set in `policy_dir` (its
+/// default entrypoint): None when the answer is as expected, else why not.
+pub fn check_fixture(policy_dir: &Path, f: &Fixture) -> Result<Option<String>, String> {
+    let opts = PolicyOptions {
+        dir: policy_dir.to_owned(),
+        entrypoint: policy::DEFAULT_ENTRYPOINT.to_owned(),
+        data_files: Vec::new(),
+        eval_timeout: Duration::from_secs(10),
+    };
+    let set = PolicySet::load(&opts).map_err(|e| e.to_string())?;
+    let token = fixture_token(f);
+    let at = f.received_at_ms.unwrap_or_else(pipeline::now_ms);
+    let decided = decide_fixture(&set, &f.history, &f.wire_bytes(), &token, at, &mut |i| {
+        set.evaluate(i)
+    })?;
+    let answer = answer_of(&f.request, &decided);
+    Ok(mismatch(f, &answer, &decided))
 }
 
 fn describe(a: &CallbackResponse) -> String {
