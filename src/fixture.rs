@@ -502,7 +502,7 @@ mod tests {
             Change::Set("a..b".into(), "q".into()),
         ] {
             assert!(
-                derive(BASE, &[bad.clone()], reject.clone(), "").is_err(),
+                derive(BASE, std::slice::from_ref(&bad), reject.clone(), "").is_err(),
                 "{bad:?}"
             );
         }
