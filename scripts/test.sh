@@ -17,6 +17,9 @@ cargo test --all-targets "$@"
 # The same Rego tests and every fixture under real OPA (v1.20, as a library):
 # the library must decide identically in both engines.
 bash scripts/opa-check.sh
+# The input document of every fixture validates against the shipped JSON
+# Schema (docs/input.schema.json), which names every path they carry.
+python3 scripts/check_input_schema.py --bin target/debug/tss-gate
 # The shipped policy library through the policy author's own tool: every Rego
 # test, every fixture, and the coverage floor. Its last line is the summary.
 cargo run --quiet -- test --coverage-min 90

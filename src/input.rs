@@ -1,7 +1,8 @@
 //! Turning a verified request into the Rego input document. Everything here is
-//! pure: bytes and facts in, data out. The schema is documented in
-//! `rego/README.md`; changing a field name here is a breaking change for every
-//! policy.
+//! pure: bytes and facts in, data out. Every field is documented in
+//! `docs/input.md` and `docs/input.schema.json` (which `check` and `test`
+//! use to warn about paths that do not exist); changing a field name here is
+//! a breaking change for every policy, and the schema must follow.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};

@@ -532,7 +532,7 @@ fn check_accepts_what_serve_serves_and_both_refuse_broken_policies() {
     let risky = dir0.join("tss/keysign/risky.rego");
     std::fs::write(
         &risky,
-        "package tss.keysign\n\ndeny contains \"x\" if {\n\thas_tx\n\tnot is_array(input.extra.tags)\n}\n",
+        "package tss.keysign\n\ndeny contains \"x\" if {\n\thas_tx\n\tnot is_array(input.detail.node_ids)\n}\n",
     )
     .unwrap();
     let o = run(&[
@@ -549,7 +549,7 @@ fn check_accepts_what_serve_serves_and_both_refuse_broken_policies() {
     let err = stderr(&o);
     assert!(
         err.contains(&format!(
-            "{}:5: `not is_array(input.extra.tags)`",
+            "{}:5: `not is_array(input.detail.node_ids)`",
             risky.display()
         )) && err.contains("undefined in OPA"),
         "{err}"
@@ -566,7 +566,7 @@ fn check_accepts_what_serve_serves_and_both_refuse_broken_policies() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
         stderr(&o).contains(&format!(
-            "warning: {}:5: `not is_array(input.extra.tags)`",
+            "warning: {}:5: `not is_array(input.detail.node_ids)`",
             risky.display()
         )),
         "{}",
@@ -951,4 +951,75 @@ fn a_fixture_with_embedded_objects_decides_like_its_string_form() {
         "{}",
         stdout(&o)
     );
+}
+
+#[test]
+fn check_and_test_warn_about_input_paths_that_do_not_exist() {
+    let (_t, dir) = rego_copy();
+    let rule = dir.join("tss/keysign/initiator.rego");
+    std::fs::write(
+        &rule,
+        "package tss.keysign\n\n# Who may start a transfer.\ndeny contains {\"code\": \"keysign.initiator_not_allowed\", \"msg\": \"initiator not allowed\"} if {\n\tinput.request_type == \"KEYSIGN\"\n\tnot tx.initator in {\"ops@example.com\"}\n}\n",
+    )
+    .unwrap();
+    let ws = Workspace::new();
+    let cfg = ws.config_with_policy(&dir, "");
+    let want = format!(
+        "warning: {}:6: `tx.initator` reads `input.extra.transaction.initator`",
+        rule.display()
+    );
+    let o = run(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "a warning, not a refusal: {}",
+        stderr(&o)
+    );
+    let err = stderr(&o);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with(&want))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(line.contains("did you mean `initiator`?"), "{line}");
+    let o = run(&[
+        "test",
+        "--policy-dir",
+        dir.to_str().unwrap(),
+        "--run",
+        "ping",
+    ]);
+    assert!(
+        stderr(&o).lines().any(|l| l.starts_with(&want)),
+        "{}",
+        stderr(&o)
+    );
+    // The shipped library reads only paths the schema has.
+    let o = run(&[
+        "check",
+        "--config",
+        ws.config_with_policy(&repo().join("rego"), "")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+}
+
+#[test]
+fn eval_input_only_shows_the_spending_limit_facts_of_the_fixtures_history() {
+    let o = bin()
+        .args([
+            "eval",
+            "--input-only",
+            "tests/fixtures/velocity_eth_usdt_fifth_transfer_fits_approve.json",
+        ])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let input: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        input["velocity"]["eth_usdt_wallet_24h"][0]["used_amount"], "39999.96",
+        "{input:#}"
+    );
+    assert!(input["decided_at_ms"].is_number());
 }

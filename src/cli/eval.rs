@@ -91,10 +91,6 @@ fn eval(a: &EvalArgs) -> anyhow::Result<serde_json::Value> {
     crate::policy::install_time_limit(opts.eval_timeout);
     let set = PolicySet::load(&opts)?;
 
-    if a.input_only {
-        let parsed = input::parse_request(&wire, input::DEFAULT_MAX_DEPTH)?;
-        return Ok(pipeline::build_input(&set, &parsed, &token, at));
-    }
     let history: Vec<crate::fixture::HistoryEntry> = doc
         .get("history")
         .map(|h| serde_json::from_value(h.clone()))
@@ -104,6 +100,16 @@ fn eval(a: &EvalArgs) -> anyhow::Result<serde_json::Value> {
     let decided =
         runner::decide_fixture(&set, &history, &wire, &token, at, &mut |i| set.evaluate(i))
             .map_err(|e| anyhow::anyhow!("{}: {e}", a.request.display()))?;
+    if a.input_only {
+        // The document the policies saw, spending-limit facts included.
+        return match &decided {
+            Ok(d) => Ok(d.input.clone()),
+            Err(_) => {
+                let parsed = input::parse_request(&wire, input::DEFAULT_MAX_DEPTH)?;
+                Ok(pipeline::input_without_ledger(&set, &parsed, &token, at))
+            }
+        };
+    }
     let answer = runner::answer_of(&request, &decided);
     let (input, decision, failure) = match &decided {
         Ok(d) => (

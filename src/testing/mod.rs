@@ -19,6 +19,7 @@ use serde::Serialize;
 pub mod coverage;
 pub mod decisions;
 pub mod explain;
+pub mod input_paths;
 pub mod portability;
 pub mod report;
 pub mod rules;

@@ -113,10 +113,22 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, RunError> {
 pub fn warnings(set: &PolicySet) -> Vec<String> {
     let mut engine = set.engine();
     let modules = super::rules::modules(&mut engine);
-    super::portability::negations(&modules)
+    let mut out: Vec<String> = super::portability::negations(&modules)
         .iter()
         .map(ToString::to_string)
-        .collect()
+        .collect();
+    let files: Vec<(String, String)> = engine
+        .get_policies()
+        .unwrap_or_default()
+        .iter()
+        .map(|s| (s.get_path().clone(), s.get_contents().clone()))
+        .collect();
+    out.extend(
+        super::input_paths::check(&files)
+            .iter()
+            .map(ToString::to_string),
+    );
+    out
 }
 
 /// The policies, their tests and data, as `serve` would load them, plus any
