@@ -311,11 +311,14 @@ impl Default for RetryCacheSection {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StateSection {
-    /// `sqlite` (embedded, one process per file).
+    /// `sqlite` (embedded, one process per file) or `postgres` (shared by
+    /// several instances).
     #[serde(default = "default_state_backend")]
     pub backend: String,
     #[serde(default)]
     pub sqlite: SqliteSection,
+    #[serde(default)]
+    pub postgres: PostgresSection,
 }
 
 impl Default for StateSection {
@@ -323,8 +326,56 @@ impl Default for StateSection {
         Self {
             backend: default_state_backend(),
             sqlite: SqliteSection::default(),
+            postgres: PostgresSection::default(),
         }
     }
+}
+
+/// The shared store. The password never sits in the config: it comes from
+/// an environment variable or a file (0600) named here.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSection {
+    /// `postgres://USER@HOST:PORT/DB` (or key=value form), no password.
+    #[serde(default)]
+    pub url: String,
+    /// Environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// File holding the password (its first line).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Connections per instance.
+    #[serde(default = "default_pg_pool")]
+    pub pool_size: u32,
+    /// Connecting, and waiting for a free pooled connection.
+    #[serde(default = "default_pg_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Any one statement, lock waits included; past it the request is
+    /// answered with status 30.
+    #[serde(default = "default_pg_timeout_ms")]
+    pub statement_timeout_ms: u64,
+}
+
+impl Default for PostgresSection {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            password_env: None,
+            password_file: None,
+            pool_size: default_pg_pool(),
+            connect_timeout_ms: default_pg_timeout_ms(),
+            statement_timeout_ms: default_pg_timeout_ms(),
+        }
+    }
+}
+
+fn default_pg_pool() -> u32 {
+    16
+}
+
+fn default_pg_timeout_ms() -> u64 {
+    2000
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -536,6 +587,9 @@ impl Config {
         if let Some(p) = self.policy.fixtures.as_mut() {
             fix(p);
         }
+        if let Some(p) = self.state.postgres.password_file.as_mut() {
+            fix(p);
+        }
         for p in &mut self.policy.data_files {
             fix(p);
         }
@@ -601,11 +655,35 @@ impl Config {
                 format!("`{m}` is not an ADDR:PORT socket address"),
             ));
         }
-        if self.state.backend != "sqlite" {
-            out.push(self.invalid(
+        match self.state.backend.as_str() {
+            "sqlite" => {}
+            "postgres" => {
+                let pg = &self.state.postgres;
+                if pg.url.trim().is_empty() {
+                    out.push(self.invalid("state.postgres.url", "is required with `backend: postgres`"));
+                }
+                if pg.password_env.is_some() && pg.password_file.is_some() {
+                    out.push(self.invalid(
+                        "state.postgres.password_env",
+                        "set `password_env` or `password_file`, not both",
+                    ));
+                }
+                if !(1..=512).contains(&pg.pool_size) {
+                    out.push(self.invalid("state.postgres.pool_size", format!("{} is outside 1..=512", pg.pool_size)));
+                }
+                for (key, v) in [
+                    ("state.postgres.connect_timeout_ms", pg.connect_timeout_ms),
+                    ("state.postgres.statement_timeout_ms", pg.statement_timeout_ms),
+                ] {
+                    if !(1..=600_000).contains(&v) {
+                        out.push(self.invalid(key, format!("{v} is outside 1..=600000")));
+                    }
+                }
+            }
+            other => out.push(self.invalid(
                 "state.backend",
-                format!("`{}` is not a known backend (sqlite)", self.state.backend),
-            ));
+                format!("`{other}` is not a known backend (sqlite, postgres)"),
+            )),
         }
         if cs.service_name.trim().is_empty() {
             out.push(self.invalid("callback_server.service_name", "must not be empty"));

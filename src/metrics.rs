@@ -42,6 +42,11 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 /// cannot explode the series count.
 pub const MAX_RULE_LABELS: usize = 256;
 
+pub const STORE_DURATION_SECONDS: &str = "tss_gate_store_duration_seconds";
+pub const STORE_ERRORS_TOTAL: &str = "tss_gate_store_errors_total";
+/// `op` label values of the store metrics.
+pub const STORE_OPS: [&str; 2] = ["decide", "lookup"];
+
 pub struct Metrics {
     registry: Registry,
     pub decisions: IntCounterVec,
@@ -63,6 +68,11 @@ pub struct Metrics {
     /// Highest (used + this) / max among the groups of a limit at its
     /// latest decision.
     pub velocity_utilization: prometheus::GaugeVec,
+    /// Time a decision spends in the state store (policy evaluation
+    /// excluded), by operation.
+    pub store_duration: prometheus::HistogramVec,
+    /// State store operations that failed (answered with status 30).
+    pub store_errors: IntCounterVec,
     seen_rules: Mutex<HashSet<String>>,
 }
 
@@ -169,8 +179,29 @@ impl Metrics {
             ),
             &["limit"],
         ));
+        let store_duration = must(prometheus::HistogramVec::new(
+            HistogramOpts::new(
+                STORE_DURATION_SECONDS,
+                "Time spent in the state store per operation (locks, reads, writes, commit; policy evaluation excluded).",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["op"],
+        ));
+        let store_errors = must(IntCounterVec::new(
+            Opts::new(
+                STORE_ERRORS_TOTAL,
+                "State store operations that failed, by operation; each is answered with status 30.",
+            ),
+            &["op"],
+        ));
+        for op in STORE_OPS {
+            store_errors.with_label_values(&[op]).inc_by(0);
+            let _ = store_duration.with_label_values(&[op]);
+        }
         for c in [
             Box::new(velocity_denials.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(store_duration.clone()),
+            Box::new(store_errors.clone()),
             Box::new(velocity_utilization.clone()),
             Box::new(decisions.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -218,6 +249,8 @@ impl Metrics {
             pings,
             velocity_denials,
             velocity_utilization,
+            store_duration,
+            store_errors,
             seen_rules: Mutex::new(HashSet::new()),
         }
     }

@@ -82,6 +82,11 @@ pub fn open_decision_log(
 /// cannot be opened, is damaged or has a newer schema refuses the start:
 /// deciding spending limits without it would approve blind.
 pub fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn crate::store::Store>> {
+    if cfg.state.backend == "postgres" {
+        let store = crate::store::PostgresStore::open(&cfg.state.postgres)?;
+        info!(target_db = %store.target(), "state store open (postgres)");
+        return Ok(Arc::new(store));
+    }
     let path = &cfg.state.sqlite.path;
     let store = crate::store::SqliteStore::open(path)?;
     info!(path = %path.display(), "state store open (sqlite)");

@@ -73,18 +73,66 @@ pub fn run(c: LedgerCommand) -> Exit {
     }
 }
 
-fn open(config: &std::path::Path) -> anyhow::Result<(Config, rusqlite::Connection)> {
+/// The configured store, opened for inspection (the server may be running).
+enum Ledger {
+    Sqlite(rusqlite::Connection, std::path::PathBuf),
+    Postgres(crate::store::PostgresStore),
+}
+
+impl Ledger {
+    fn report(
+        &self,
+        now: i64,
+        window_of: &dyn Fn(&str) -> Option<i64>,
+    ) -> anyhow::Result<Vec<crate::store::GroupUsage>> {
+        Ok(match self {
+            Ledger::Sqlite(c, _) => sqlite::report(c, now, window_of)?,
+            Ledger::Postgres(p) => p.report(now, window_of)?,
+        })
+    }
+
+    fn entries(
+        &self,
+        request: Option<&str>,
+        since: i64,
+    ) -> anyhow::Result<Vec<crate::store::LedgerEntry>> {
+        Ok(match self {
+            Ledger::Sqlite(c, _) => sqlite::entries(c, request, since)?,
+            Ledger::Postgres(p) => p.entries(request, since)?,
+        })
+    }
+
+    fn void(&self, request: &str, at: i64, reason: &str) -> anyhow::Result<usize> {
+        Ok(match self {
+            Ledger::Sqlite(c, _) => sqlite::void(c, request, at, reason)?,
+            Ledger::Postgres(p) => p.void(request, at, reason)?,
+        })
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Ledger::Sqlite(_, p) => p.display().to_string(),
+            Ledger::Postgres(p) => p.target().to_owned(),
+        }
+    }
+}
+
+fn open(config: &std::path::Path) -> anyhow::Result<(Config, Ledger)> {
     let cfg = Config::load(config, &Overrides::default())?;
-    let path = &cfg.state.sqlite.path;
+    if cfg.state.backend == "postgres" {
+        let store = crate::store::PostgresStore::open(&cfg.state.postgres)?;
+        return Ok((cfg, Ledger::Postgres(store)));
+    }
+    let path = cfg.state.sqlite.path.clone();
     if !path.exists() {
         anyhow::bail!(
             "no state store at `{}` (it is created when the server first starts)",
             path.display()
         );
     }
-    let mut conn = sqlite::connect(path, false)?;
-    sqlite::migrate(&mut conn, path)?;
-    Ok((cfg, conn))
+    let mut conn = sqlite::connect(&path, false)?;
+    sqlite::migrate(&mut conn, &path)?;
+    Ok((cfg, Ledger::Sqlite(conn, path)))
 }
 
 fn show(a: ShowArgs) -> anyhow::Result<Exit> {
@@ -96,9 +144,9 @@ fn show(a: ShowArgs) -> anyhow::Result<Exit> {
         .unwrap_or_default();
     let find = |id: &str| limits.limits.iter().find(|l| l.id == id);
     let now = crate::pipeline::now_ms();
-    let report = sqlite::report(&conn, now, &|id| find(id).map(|l| l.window_ms))?;
+    let report = conn.report(now, &|id| find(id).map(|l| l.window_ms))?;
     let rows = if a.entries || a.request.is_some() {
-        sqlite::entries(&conn, a.request.as_deref(), now - sqlite::RETENTION_MS)?
+        conn.entries(a.request.as_deref(), now - sqlite::RETENTION_MS)?
     } else {
         Vec::new()
     };
@@ -135,7 +183,7 @@ fn show(a: ShowArgs) -> anyhow::Result<Exit> {
         return Ok(Exit::Ok);
     }
     if report.is_empty() {
-        writeln!(out, "ledger is empty ({})", cfg.state.sqlite.path.display())?;
+        writeln!(out, "ledger is empty ({})", conn.name())?;
     }
     for g in &report {
         let l = find(&g.limit);
@@ -177,8 +225,8 @@ fn void(a: VoidArgs) -> anyhow::Result<Exit> {
     }
     let (cfg, conn) = open(&a.config)?;
     let now = crate::pipeline::now_ms();
-    let released = sqlite::entries(&conn, Some(&a.request_id), now - sqlite::RETENTION_MS)?;
-    let n = sqlite::void(&conn, &a.request_id, now, &a.reason)?;
+    let released = conn.entries(Some(&a.request_id), now - sqlite::RETENTION_MS)?;
+    let n = conn.void(&a.request_id, now, &a.reason)?;
     if n == 0 {
         eprintln!(
             "error: request `{}` holds nothing in the ledger (unknown, or already voided)",
@@ -204,7 +252,15 @@ fn void(a: VoidArgs) -> anyhow::Result<Exit> {
 }
 
 fn plan(a: PlanArgs) -> anyhow::Result<Exit> {
-    let (_, conn) = open(&a.config)?;
+    let conn = match open(&a.config)? {
+        (_, Ledger::Sqlite(c, _)) => c,
+        (_, Ledger::Postgres(p)) => {
+            for (q, plan) in p.plans()? {
+                println!("{q}\n{plan}\n");
+            }
+            return Ok(Exit::Ok);
+        }
+    };
     let rows: i64 = conn.query_row("SELECT count(*) FROM ledger", [], |r| r.get(0))?;
     println!("ledger rows: {rows}");
     for (name, q) in [

@@ -50,7 +50,7 @@ pub fn run(a: ServeArgs) -> Exit {
     let cfg = match Config::load(&a.config, &a.overrides()) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            super::print_error(&e.into());
             return Exit::One;
         }
     };
@@ -69,6 +69,16 @@ pub fn run(a: ServeArgs) -> Exit {
             return Exit::One;
         }
     };
+    // Opened outside the async runtime: the PostgreSQL client blocks, and
+    // is dropped (below) outside it too.
+    let store = match crate::state::open_store(&cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("{}", super::error_text(&e));
+            super::print_error(&e);
+            return Exit::One;
+        }
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(crate::server::async_worker_threads())
         .enable_all()
@@ -80,7 +90,10 @@ pub fn run(a: ServeArgs) -> Exit {
             return Exit::One;
         }
     };
-    match rt.block_on(serve(cfg, a.overrides(), loaded)) {
+    let result = rt.block_on(serve(cfg, a.overrides(), loaded, store.clone()));
+    drop(rt);
+    drop(store);
+    match result {
         Ok(()) => Exit::Ok,
         Err(e) => {
             error!("{}", super::error_text(&e));
@@ -193,6 +206,7 @@ async fn serve(
     cfg: Config,
     overrides: Overrides,
     loaded: crate::state::Loaded,
+    store: Arc<dyn crate::store::Store>,
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let mut state = AppState::new(
@@ -208,8 +222,10 @@ async fn serve(
         warn!(dir = %dir.display(), "recording every verified request as a fixture");
     }
     state.decision_log = crate::state::open_decision_log(&cfg)?;
-    let store = crate::state::open_store(&cfg)?;
-    state.store = Some(store);
+    state.store = Some(Arc::new(crate::store::Metered::new(
+        store,
+        state.metrics.clone(),
+    )));
     state.retry = crate::retry::RetryCache::from_config(&cfg.retry_cache);
     if backtraces_slow_evaluation(
         std::env::var_os("RUST_BACKTRACE").as_deref(),

@@ -10,6 +10,7 @@
 //! read and the record, or 64 concurrent requests could each see room for
 //! themselves.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::future::Future;
@@ -18,6 +19,7 @@ use std::task::{Context, Poll};
 
 use crate::velocity::{Amount, Row, Usage};
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -136,4 +138,68 @@ pub trait Store: Send + Sync {
 
     /// Appends rows as if approved at `at_ms` (fixture history, benches).
     fn seed(&self, request_id: &str, at_ms: i64, rows: &[(Row, String)]) -> Result<(), StoreError>;
+}
+
+/// A store that records each operation's time (the policy evaluation it
+/// runs inside `decide` excluded) and failures in the metrics.
+pub struct Metered {
+    inner: std::sync::Arc<dyn Store>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+}
+
+impl Metered {
+    pub fn new(
+        inner: std::sync::Arc<dyn Store>,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
+    ) -> Self {
+        Self { inner, metrics }
+    }
+
+    fn observe<T>(&self, op: &str, took: std::time::Duration, r: &Result<T, StoreError>) {
+        if r.is_err() {
+            self.metrics.store_errors.with_label_values(&[op]).inc();
+        }
+        self.metrics
+            .store_duration
+            .with_label_values(&[op])
+            .observe(took.as_secs_f64());
+    }
+}
+
+impl Store for Metered {
+    fn decide(
+        &self,
+        request_id: &str,
+        digest: &[u8; 32],
+        groups: &[GroupRef],
+        hold: &[(Row, String)],
+        now_ms: Option<i64>,
+        fits: &dyn Fn(&[Usage]) -> bool,
+        decide: &mut dyn FnMut(i64, &[Usage]) -> Verdict,
+    ) -> Result<Outcome, StoreError> {
+        let started = std::time::Instant::now();
+        let mut evaluating = std::time::Duration::ZERO;
+        let mut timed = |now: i64, u: &[Usage]| {
+            let t = std::time::Instant::now();
+            let v = decide(now, u);
+            evaluating += t.elapsed();
+            v
+        };
+        let r = self
+            .inner
+            .decide(request_id, digest, groups, hold, now_ms, fits, &mut timed);
+        self.observe("decide", started.elapsed().saturating_sub(evaluating), &r);
+        r
+    }
+
+    fn lookup(&self, request_id: &str, digest: &[u8; 32]) -> Result<Option<Prior>, StoreError> {
+        let started = std::time::Instant::now();
+        let r = self.inner.lookup(request_id, digest);
+        self.observe("lookup", started.elapsed(), &r);
+        r
+    }
+
+    fn seed(&self, request_id: &str, at_ms: i64, rows: &[(Row, String)]) -> Result<(), StoreError> {
+        self.inner.seed(request_id, at_ms, rows)
+    }
 }

@@ -1,0 +1,544 @@
+//! The shared store: one PostgreSQL database that several tss-gate
+//! instances use at once, so a spending limit counts every instance's
+//! approvals and a retry that lands on another instance gets the same
+//! answer.
+//!
+//! Exact across instances: one READ COMMITTED transaction per decision
+//! takes `pg_advisory_xact_lock` on the request id and on every group it
+//! touches, in the order of the lock ids (so two decisions never wait on
+//! each other in a cycle), and only then reads: each statement after the
+//! lock sees everything committed before it. It reads the retry record,
+//! sums the group's rows inside the window, evaluates (the policy runs
+//! while the locks are held), inserts the rows of an approval and the
+//! retry record, and commits before the answer may leave. Never REPEATABLE
+//! READ: its snapshot would predate the lock wait.
+//!
+//! Fail closed: every statement has a time limit (`statement_timeout`,
+//! `lock_timeout`), connecting and waiting for a pooled connection too. Any
+//! error is a [`StoreError`], which the server answers with status 30; a
+//! broken connection is dropped and replaced, so when the database is back
+//! answers resume without a restart.
+//!
+//! Amounts are NUMERIC(78,0) integers of 10^-18 units, summed by
+//! PostgreSQL exactly. Time is the database's clock (one clock for all
+//! instances) unless a decision fixes it (fixtures, seeds).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use postgres::{IsolationLevel, NoTls};
+use r2d2_postgres::PostgresConnectionManager;
+
+use super::{
+    GroupRef, GroupUsage, LedgerEntry, Outcome, Pending, Prior, Store, StoreError, Verdict,
+};
+use crate::config::PostgresSection;
+use crate::velocity::{Amount, Row, Usage};
+
+/// The schema this binary writes. A database with a newer one is refused.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Lock id serialising schema migrations between instances starting at once.
+const MIGRATION_LOCK: i64 = 0x7473_735f_6761_7465; // "tss_gate"
+
+const SCHEMA: &str = "
+CREATE TABLE tss_gate_ledger (
+    id          BIGSERIAL PRIMARY KEY,
+    limit_id    TEXT NOT NULL,
+    group_key   TEXT NOT NULL,
+    at_ms       BIGINT NOT NULL,
+    request_id  TEXT NOT NULL,
+    group_name  TEXT NOT NULL,
+    token       TEXT NOT NULL,
+    amount      NUMERIC(78, 0) NOT NULL,
+    digest      TEXT NOT NULL,
+    voided_at   BIGINT,
+    void_reason TEXT
+);
+CREATE INDEX tss_gate_ledger_window ON tss_gate_ledger (limit_id, group_key, at_ms)
+    INCLUDE (amount) WHERE voided_at IS NULL;
+CREATE INDEX tss_gate_ledger_request ON tss_gate_ledger (request_id);
+CREATE INDEX tss_gate_ledger_age ON tss_gate_ledger (at_ms);
+CREATE TABLE tss_gate_decisions (
+    request_id TEXT PRIMARY KEY,
+    digest     TEXT NOT NULL,
+    at_ms      BIGINT NOT NULL,
+    answer     TEXT NOT NULL
+);
+CREATE INDEX tss_gate_decisions_age ON tss_gate_decisions (at_ms);
+";
+
+/// Takes the advisory locks of `$1` (lock names) in lock-id order.
+const Q_LOCK: &str = "SELECT count(pg_advisory_xact_lock(h)) FROM \
+     (SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest($1::text[]) AS k ORDER BY h) AS locks";
+pub const Q_RECORD: &str = "SELECT digest, answer FROM tss_gate_decisions WHERE request_id = $1";
+/// Usage of each group `(limit, key, since)`, in the order given.
+pub const Q_USAGE: &str = "SELECT g.i, coalesce(sum(l.amount), 0)::text, count(l.amount) \
+     FROM unnest($1::text[], $2::text[], $3::bigint[]) WITH ORDINALITY AS g(limit_id, group_key, since, i) \
+     LEFT JOIN tss_gate_ledger l ON l.limit_id = g.limit_id AND l.group_key = g.group_key \
+         AND l.at_ms > g.since AND l.voided_at IS NULL \
+     GROUP BY g.i ORDER BY g.i";
+const Q_NOW: &str = "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+const Q_INSERT: &str = "INSERT INTO tss_gate_ledger \
+     (limit_id, group_key, at_ms, request_id, group_name, token, amount, digest) \
+     SELECT l, g, $3, $4, n, t, a::numeric, $8 \
+     FROM unnest($1::text[], $2::text[], $5::text[], $6::text[], $7::text[]) AS r(l, g, n, t, a)";
+const Q_RECORD_INSERT: &str =
+    "INSERT INTO tss_gate_decisions (request_id, digest, at_ms, answer) VALUES ($1, $2, $3, $4)";
+
+type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+
+pub struct PostgresStore {
+    pool: Pool,
+    /// What to name in messages: host, port and database, never the password.
+    target: String,
+    /// Why the last connection attempt failed: r2d2 reports only that it
+    /// timed out.
+    last_error: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+/// Keeps the last connection error (with its cause) for the message of a
+/// checkout that timed out.
+#[derive(Debug)]
+struct KeepLast(std::sync::Arc<std::sync::Mutex<String>>);
+
+impl r2d2::HandleError<postgres::Error> for KeepLast {
+    fn handle_error(&self, e: postgres::Error) {
+        let text = match std::error::Error::source(&e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        };
+        if let Ok(mut last) = self.0.lock() {
+            *last = text;
+        }
+    }
+}
+
+/// The text of an error from a database call, with its cause (the
+/// server's message: `postgres::Error` alone says only "db error").
+fn db(e: postgres::Error) -> StoreError {
+    match std::error::Error::source(&e) {
+        Some(cause) => StoreError::Io(format!("{e}: {cause}")),
+        None => StoreError::Io(e.to_string()),
+    }
+}
+
+fn io(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Io(e.to_string())
+}
+
+/// The client configuration: the URL, the password from where the config
+/// says, and time limits on everything.
+pub fn client_config(pg: &PostgresSection) -> Result<(postgres::Config, String), StoreError> {
+    let open_err = |target: &str, reason: String| StoreError::Open {
+        path: target.to_owned(),
+        reason,
+    };
+    let mut cfg = postgres::Config::from_str(&pg.url)
+        .map_err(|e| open_err("state.postgres.url", format!("not a PostgreSQL URL: {e}")))?;
+    let target = describe(&cfg);
+    if cfg.get_password().is_some() {
+        return Err(open_err(
+            &target,
+            "the URL carries a password; put it in `password_env` or `password_file` instead".into(),
+        ));
+    }
+    let password = match (&pg.password_env, &pg.password_file) {
+        (Some(var), _) => Some(std::env::var(var).map_err(|_| {
+            open_err(
+                &target,
+                format!("environment variable `{var}` (state.postgres.password_env) is not set"),
+            )
+        })?),
+        (None, Some(file)) => {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                open_err(
+                    &target,
+                    format!("cannot read password file `{}`: {e}", file.display()),
+                )
+            })?;
+            Some(text.lines().next().unwrap_or_default().to_owned())
+        }
+        (None, None) => None,
+    };
+    if let Some(p) = password {
+        cfg.password(p);
+    }
+    let timeout = Duration::from_millis(pg.statement_timeout_ms);
+    cfg.connect_timeout(Duration::from_millis(pg.connect_timeout_ms))
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30))
+        .application_name("tss-gate")
+        .options(&format!(
+            "-c statement_timeout={ms} -c lock_timeout={ms} -c idle_in_transaction_session_timeout={idle}",
+            ms = timeout.as_millis(),
+            idle = timeout.as_millis() * 5
+        ));
+    Ok((cfg, target))
+}
+
+fn describe(cfg: &postgres::Config) -> String {
+    let host = cfg
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            postgres::config::Host::Tcp(s) => s.clone(),
+            postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = cfg.get_ports().first().copied().unwrap_or(5432);
+    let db = cfg.get_dbname().unwrap_or("");
+    format!("postgres://{host}:{port}/{db}")
+}
+
+impl PostgresStore {
+    /// Connects, applies the schema (serialised between instances) and
+    /// checks its version. Fails if the database is unreachable, or its
+    /// schema is newer than this binary's.
+    pub fn open(pg: &PostgresSection) -> Result<PostgresStore, StoreError> {
+        let (cfg, target) = client_config(pg)?;
+        let open_err = |reason: String| StoreError::Open {
+            path: target.clone(),
+            reason,
+        };
+        let manager = PostgresConnectionManager::new(cfg, NoTls);
+        let last_error = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let pool = r2d2::Pool::builder()
+            .max_size(pg.pool_size)
+            .min_idle(Some(0))
+            .connection_timeout(Duration::from_millis(pg.connect_timeout_ms))
+            // A connection dropped by a restarted server is found at
+            // checkout, not by the request that uses it.
+            .test_on_check_out(true)
+            .error_handler(Box::new(KeepLast(last_error.clone())))
+            .build(manager)
+            .map_err(|e| open_err(format!("cannot connect: {e}")))?;
+        let store = PostgresStore {
+            pool,
+            target: target.clone(),
+            last_error,
+        };
+        store.migrate().map_err(|e| match e {
+            StoreError::Io(reason) => open_err(reason),
+            other => other,
+        })?;
+        Ok(store)
+    }
+
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    fn conn(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, StoreError> {
+        self.pool.get().map_err(|e| {
+            let last = self.last_error.lock().map(|l| l.clone()).unwrap_or_default();
+            StoreError::Io(if last.is_empty() {
+                format!("{}: no connection: {e}", self.target)
+            } else {
+                format!("{}: no connection: {e} (last attempt: {last})", self.target)
+            })
+        })
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(db)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .map_err(db)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS tss_gate_meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+        )
+        .map_err(db)?;
+        let version: Option<i64> = tx
+            .query_opt("SELECT value FROM tss_gate_meta WHERE key = 'schema'", &[])
+            .map_err(db)?
+            .map(|r| r.get(0));
+        match version {
+            None => {
+                tx.batch_execute(SCHEMA).map_err(db)?;
+                tx.execute(
+                    "INSERT INTO tss_gate_meta (key, value) VALUES ('schema', $1)",
+                    &[&SCHEMA_VERSION],
+                )
+                .map_err(db)?;
+            }
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(io(format!(
+                    "schema version {v} is newer than this binary's ({SCHEMA_VERSION}); upgrade tss-gate"
+                )));
+            }
+            Some(_) => {}
+        }
+        tx.commit().map_err(db)
+    }
+
+    /// Deletes rows and records older than any window (any instance may).
+    pub fn prune(&self, now_ms: i64) -> Result<(), StoreError> {
+        let cutoff = now_ms - super::sqlite::RETENTION_MS;
+        let mut conn = self.conn()?;
+        conn.execute("DELETE FROM tss_gate_ledger WHERE at_ms < $1", &[&cutoff])
+            .map_err(db)?;
+        conn.execute("DELETE FROM tss_gate_decisions WHERE at_ms < $1", &[&cutoff])
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// `ledger show`'s report: every (limit, group) with rows in the
+    /// retention time, with usage inside `window_of(limit)` (24h for a limit
+    /// no longer configured).
+    pub fn report(
+        &self,
+        now_ms: i64,
+        window_of: &dyn Fn(&str) -> Option<i64>,
+    ) -> Result<Vec<GroupUsage>, StoreError> {
+        let mut conn = self.conn()?;
+        let groups = conn
+            .query(
+                "SELECT limit_id, group_key, max(group_name) FROM tss_gate_ledger WHERE at_ms > $1 \
+                 GROUP BY limit_id, group_key ORDER BY limit_id, group_key",
+                &[&(now_ms - super::sqlite::RETENTION_MS)],
+            )
+            .map_err(db)?;
+        let mut out = Vec::new();
+        for g in groups {
+            let (limit, key, name): (String, String, String) = (g.get(0), g.get(1), g.get(2));
+            let since = now_ms - window_of(&limit).unwrap_or(86_400_000);
+            let r = conn
+                .query_one(
+                    "SELECT coalesce(sum(amount), 0)::text, count(*) FROM tss_gate_ledger \
+                     WHERE limit_id = $1 AND group_key = $2 AND at_ms > $3 AND voided_at IS NULL",
+                    &[&limit, &key, &since],
+                )
+                .map_err(db)?;
+            let count: i64 = r.get(1);
+            out.push(GroupUsage {
+                limit,
+                group: name,
+                usage: Usage {
+                    amount: units(r.get(0))?,
+                    count: count as u64,
+                },
+                held: count as u64,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Rows of one request, or of all requests since `since_ms`.
+    pub fn entries(
+        &self,
+        request_id: Option<&str>,
+        since_ms: i64,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        let mut conn = self.conn()?;
+        let rows = conn
+            .query(
+                "SELECT request_id, limit_id, group_name, at_ms, amount::text, token, voided_at, void_reason \
+                 FROM tss_gate_ledger WHERE ($1::text IS NULL OR request_id = $1) AND at_ms > $2 \
+                 ORDER BY at_ms, limit_id, id",
+                &[&request_id, &since_ms],
+            )
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let voided_at: Option<i64> = r.get(6);
+                let reason: Option<String> = r.get(7);
+                Ok(LedgerEntry {
+                    request_id: r.get(0),
+                    limit: r.get(1),
+                    group: r.get(2),
+                    at_ms: r.get(3),
+                    amount: units(r.get(4))?,
+                    token: r.get(5),
+                    voided: voided_at.map(|t| (t, reason.unwrap_or_default())),
+                })
+            })
+            .collect()
+    }
+
+    /// Releases every row of `request_id`; returns how many were released.
+    /// Under the request's lock, so it never races its own decision.
+    pub fn void(&self, request_id: &str, at_ms: i64, reason: &str) -> Result<usize, StoreError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(db)?;
+        tx.query_one(Q_LOCK, &[&vec![request_lock(request_id)]])
+            .map_err(db)?;
+        let n = tx
+            .execute(
+                "UPDATE tss_gate_ledger SET voided_at = $2, void_reason = $3 \
+                 WHERE request_id = $1 AND voided_at IS NULL",
+                &[&request_id, &at_ms, &reason],
+            )
+            .map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(n as usize)
+    }
+
+    /// `EXPLAIN` of the decision's queries, for `ledger plan`.
+    pub fn plans(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut conn = self.conn()?;
+        let mut out = Vec::new();
+        let usage = format!("EXPLAIN {Q_USAGE}");
+        let limits = vec!["l".to_owned()];
+        let keys = vec!["k".to_owned()];
+        let since = vec![0i64];
+        let rows = conn
+            .query(usage.as_str(), &[&limits, &keys, &since])
+            .map_err(db)?;
+        out.push((Q_USAGE.to_owned(), plan_text(&rows)));
+        let record = format!("EXPLAIN {Q_RECORD}");
+        let rows = conn.query(record.as_str(), &[&"r"]).map_err(db)?;
+        out.push((Q_RECORD.to_owned(), plan_text(&rows)));
+        Ok(out)
+    }
+}
+
+fn plan_text(rows: &[postgres::Row]) -> String {
+    rows.iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn units(s: String) -> Result<Amount, StoreError> {
+    Amount::from_units(&s).ok_or_else(|| io(format!("amount `{s}` in the ledger is not an integer")))
+}
+
+fn group_lock(limit: &str, key: &str) -> String {
+    format!("g\u{1f}{limit}\u{1f}{key}")
+}
+
+fn request_lock(request_id: &str) -> String {
+    format!("r\u{1f}{request_id}")
+}
+
+fn resolved() -> Pending {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let _ = tx.send(Ok(()));
+    Pending(rx)
+}
+
+impl Store for PostgresStore {
+    fn decide(
+        &self,
+        request_id: &str,
+        digest: &[u8; 32],
+        groups: &[GroupRef],
+        hold: &[(Row, String)],
+        now_ms: Option<i64>,
+        _fits: &dyn Fn(&[Usage]) -> bool,
+        decide: &mut dyn FnMut(i64, &[Usage]) -> Verdict,
+    ) -> Result<Outcome, StoreError> {
+        let digest_hex = hex::encode(digest);
+        let mut conn = self.conn()?;
+        let mut tx = conn
+            .build_transaction()
+            .isolation_level(IsolationLevel::ReadCommitted)
+            .start()
+            .map_err(db)?;
+        let mut locks: Vec<String> = groups.iter().map(|g| group_lock(&g.limit, &g.key)).collect();
+        locks.extend(hold.iter().map(|(r, _)| group_lock(&r.limit, &r.group_key)));
+        locks.push(request_lock(request_id));
+        tx.query_one(Q_LOCK, &[&locks]).map_err(db)?;
+        // Each statement from here on sees what committed before the locks.
+        if let Some(r) = tx.query_opt(Q_RECORD, &[&request_id]).map_err(db)? {
+            let (d, answer): (String, String) = (r.get(0), r.get(1));
+            return Ok(Outcome::Prior(if d == digest_hex {
+                Prior::Same(answer)
+            } else {
+                Prior::Different
+            }));
+        }
+        let now = match now_ms {
+            Some(t) => t,
+            None => tx.query_one(Q_NOW, &[]).map_err(db)?.get(0),
+        };
+        let mut usages = Vec::with_capacity(groups.len());
+        if !groups.is_empty() {
+            let limits: Vec<&str> = groups.iter().map(|g| g.limit.as_str()).collect();
+            let keys: Vec<&str> = groups.iter().map(|g| g.key.as_str()).collect();
+            let since: Vec<i64> = groups.iter().map(|g| now - g.window_ms).collect();
+            for r in tx.query(Q_USAGE, &[&limits, &keys, &since]).map_err(db)? {
+                let count: i64 = r.get(2);
+                usages.push(Usage {
+                    amount: units(r.get(1))?,
+                    count: count as u64,
+                });
+            }
+            if usages.len() != groups.len() {
+                return Err(io("usage query returned the wrong number of groups"));
+            }
+        }
+        let verdict = decide(now, &usages);
+        if verdict.approved && !hold.is_empty() {
+            let limits: Vec<&str> = hold.iter().map(|(r, _)| r.limit.as_str()).collect();
+            let keys: Vec<&str> = hold.iter().map(|(r, _)| r.group_key.as_str()).collect();
+            let names: Vec<&str> = hold.iter().map(|(_, n)| n.as_str()).collect();
+            let tokens: Vec<&str> = hold.iter().map(|(r, _)| r.token.as_str()).collect();
+            let amounts: Vec<String> = hold.iter().map(|(r, _)| r.amount.units()).collect();
+            tx.execute(
+                Q_INSERT,
+                &[
+                    &limits,
+                    &keys,
+                    &now,
+                    &request_id,
+                    &names,
+                    &tokens,
+                    &amounts,
+                    &digest_hex,
+                ],
+            )
+            .map_err(db)?;
+        }
+        if !verdict.answer.is_empty() {
+            tx.execute(
+                Q_RECORD_INSERT,
+                &[&request_id, &digest_hex, &now, &verdict.answer],
+            )
+            .map_err(db)?;
+        }
+        // Committed before the answer may leave: the pending is resolved.
+        tx.commit().map_err(db)?;
+        Ok(Outcome::Decided(resolved()))
+    }
+
+    fn lookup(&self, request_id: &str, digest: &[u8; 32]) -> Result<Option<Prior>, StoreError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(db)?;
+        tx.query_one(Q_LOCK, &[&vec![request_lock(request_id)]])
+            .map_err(db)?;
+        let found = tx.query_opt(Q_RECORD, &[&request_id]).map_err(db)?;
+        tx.commit().map_err(db)?;
+        let digest_hex = hex::encode(digest);
+        Ok(found.map(|r| {
+            let (d, answer): (String, String) = (r.get(0), r.get(1));
+            if d == digest_hex {
+                Prior::Same(answer)
+            } else {
+                Prior::Different
+            }
+        }))
+    }
+
+    fn seed(&self, request_id: &str, at_ms: i64, rows: &[(Row, String)]) -> Result<(), StoreError> {
+        let verdict = Verdict {
+            answer: String::new(),
+            approved: true,
+        };
+        match self.decide(
+            request_id,
+            &[0u8; 32],
+            &[],
+            rows,
+            Some(at_ms),
+            &|_| true,
+            &mut |_, _| verdict.clone(),
+        )? {
+            Outcome::Decided(p) => p.wait(),
+            Outcome::Prior(_) => Err(io(format!(
+                "history request id `{request_id}` is used twice"
+            ))),
+        }
+    }
+}
