@@ -3,10 +3,18 @@
 //! rejections of several rules, token failures of several reasons, malformed
 //! requests, pings) every PromQL expression of `dashboards/tss-gate.json` and
 //! `dashboards/alerts.yml` is evaluated through Prometheus's HTTP API.
-//! Without Prometheus this test FAILS (scripts/test.sh installs it).
+//!
+//! Issue 17 (item 8): every ratio the dashboard and the rules show must read
+//! 0 % — a value, not "No data" — when nothing is approved, and
+//! `TssGatePolicyLoadFailing` must stop once a later reload is good; both
+//! checked against a real Prometheus scraping the real server, plus
+//! generated `promtool test rules` cases for the no-traffic and exact-value
+//! sides of every ratio panel.
+//! Without Prometheus these tests FAIL (scripts/test.sh installs it).
 
 mod common;
 mod obs;
+mod resil;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -15,7 +23,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use obs::*;
-use serde_json::Value;
+use resil::{NO_WATCH, hup, policy_copy, write_atomic, write_config};
+use serde_json::{Value, json};
+use tss_gate::protocol::{Action, Status};
 
 const MISSING: &str = "Prometheus is required by this test and was not found: install Debian's \
      `prometheus` package (`apt-get install -y --no-install-recommends prometheus`, which \
@@ -136,6 +146,21 @@ impl Prometheus {
         }
     }
 
+    /// Waits until the tss-gate target is up and a first sample is stored.
+    fn wait_scraping(&mut self) {
+        self.wait_for("the tss-gate target to be up", |p| {
+            let v = p.api("/api/v1/targets", &[])?;
+            let up = v["data"]["activeTargets"]
+                .as_array()?
+                .iter()
+                .any(|t| t["health"] == "up");
+            up.then_some(())
+        });
+        self.wait_for("a first sample", |p| {
+            (!p.query("tss_gate_build_info").is_empty()).then_some(())
+        });
+    }
+
     fn scalar(&self, expr: &str) -> Option<f64> {
         let r = self.query(expr);
         r.first()?["value"][1].as_str()?.parse().ok()
@@ -217,17 +242,7 @@ fn dashboard_and_alert_queries_return_data_in_a_real_prometheus() {
     let mut prom = Prometheus::start(ws.path(), &server.addr);
     let instance = server.addr.clone();
 
-    prom.wait_for("the tss-gate target to be up", |p| {
-        let v = p.api("/api/v1/targets", &[])?;
-        let up = v["data"]["activeTargets"]
-            .as_array()?
-            .iter()
-            .any(|t| t["health"] == "up");
-        up.then_some(())
-    });
-    prom.wait_for("a first sample", |p| {
-        (!p.query("tss_gate_build_info").is_empty()).then_some(())
-    });
+    prom.wait_scraping();
 
     // Round 1 creates the series; later rounds make them increase between
     // scrapes, so rate() and increase() have something to show.
@@ -395,4 +410,338 @@ fn dashboard_and_alert_queries_return_data_in_a_real_prometheus() {
     });
 
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Whether a PromQL expression divides: a `/` outside quoted strings (label
+/// values and regexes may contain one).
+fn is_ratio(expr: &str) -> bool {
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in expr.chars() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' && q != '`' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '"' | '\'' | '`' => quote = Some(c),
+                '/' => return true,
+                _ => {}
+            },
+        }
+    }
+    false
+}
+
+fn dashboard() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(repo().join("dashboards/tss-gate.json")).unwrap())
+        .unwrap()
+}
+
+fn alert_rules() -> Value {
+    serde_yaml_ng::from_str(&std::fs::read_to_string(repo().join("dashboards/alerts.yml")).unwrap())
+        .unwrap()
+}
+
+/// Every dashboard query that divides, as (panel title, raw expression),
+/// read from the JSON so the dashboard and these tests cannot drift
+/// (panels inside a collapsed row included).
+fn ratio_targets(dash: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let top = dash["panels"].as_array().unwrap();
+    let nested = top
+        .iter()
+        .flat_map(|p| p["panels"].as_array().into_iter().flatten());
+    for panel in top.iter().chain(nested) {
+        for t in panel["targets"].as_array().into_iter().flatten() {
+            let expr = t["expr"].as_str().unwrap();
+            if is_ratio(expr) {
+                out.push((panel["title"].as_str().unwrap().to_owned(), expr.to_owned()));
+            }
+        }
+    }
+    assert!(
+        out.len() >= 2,
+        "the approval-rate panels are ratios; found only {out:?}"
+    );
+    out
+}
+
+/// (name, expression) of every alert rule.
+fn alert_exprs(rules: &Value) -> Vec<(String, String)> {
+    rules["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+        .map(|r| {
+            (
+                r["alert"].as_str().unwrap().to_owned(),
+                r["expr"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn alert_expr(rules: &Value, name: &str) -> String {
+    alert_exprs(rules)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no alert `{name}` in alerts.yml"))
+        .1
+}
+
+/// Alerts that divide, and what a rejects-only run must make them return:
+/// a new ratio alert has to be added here with its own expectation.
+const RATIO_ALERTS: &[&str] = &["TssGateApprovalRateDrop"];
+
+/// One round of traffic in which nothing is approved: three request types
+/// refused by the policy and a malformed token (counted as type NONE).
+/// Returns the number of answers; adds the request types to `types`.
+fn rejects_only(server: &Server, tag: &str, types: &mut BTreeSet<String>) -> u64 {
+    let k = test_keys();
+    let mut n = 0;
+    for (file, t) in [
+        ("keysign_token_not_allowed_reject.json", "KEYSIGN"),
+        ("keysharesign_reject.json", "KEYSHARESIGN"),
+        ("keygen_unknown_node_reject.json", "KEYGEN"),
+    ] {
+        for i in 0..2 {
+            let id = format!("{tag}-{t}-{i}");
+            let a = answer(server, &mint(&fixture(file, &id), &k.node));
+            assert_eq!(a.action, Some(Action::Reject), "{file}: {a:?}");
+            assert_eq!(a.status, Status::Ok, "{file}: {a:?}");
+            types.insert(t.to_owned());
+            n += 1;
+        }
+    }
+    let a = answer(server, "hello");
+    assert_eq!(a.status, Status::InvalidToken, "{a:?}");
+    types.insert("NONE".to_owned());
+    n + 1
+}
+
+/// Issue 17, item 8, against a real Prometheus scraping the real server:
+/// with rejections only (no `action="APPROVE"` series exists at all) every
+/// ratio panel reads 0 for each of its series, and so does the approval
+/// alert; a refused reload fires `TssGatePolicyLoadFailing` and a later good
+/// reload ends it.
+#[test]
+fn ratios_read_zero_without_approvals_and_a_good_reload_ends_the_load_alert() {
+    let ws = Workspace::new();
+    let dir = policy_copy(&ws);
+    let server = Server::start(&write_config(&ws, &dir, &["node-a"], NO_WATCH, ""));
+    let mut prom = Prometheus::start(ws.path(), &server.addr);
+    let instance = server.addr.clone();
+    prom.wait_scraping();
+
+    // Several rounds, each scraped, so rate() over the window sees traffic
+    // and the alert's ">= 10 answers" guard is met.
+    let mut types = BTreeSet::new();
+    let mut total = 0;
+    for round in 0..4 {
+        total += rejects_only(&server, &format!("r{round}"), &mut types);
+        let want = total as f64;
+        prom.wait_for(&format!("round {round} to be scraped"), |p| {
+            (p.scalar("sum(tss_gate_decisions_total)") == Some(want)).then_some(())
+        });
+    }
+    assert!(
+        prom.query("tss_gate_decisions_total{action=\"APPROVE\"}")
+            .is_empty(),
+        "the premise: not one approval series"
+    );
+
+    let mut problems = Vec::new();
+    let value = |s: &Value| -> f64 { s["value"][1].as_str().unwrap().parse().unwrap() };
+    for (title, raw) in ratio_targets(&dashboard()) {
+        let expr = substitute(&raw, &instance);
+        let r = prom.query(&expr);
+        if r.is_empty() {
+            problems.push(format!("panel `{title}`: no data instead of 0: `{expr}`"));
+            continue;
+        }
+        for s in &r {
+            if value(s) != 0.0 {
+                problems.push(format!("panel `{title}`: {s} is not 0: `{expr}`"));
+            }
+        }
+        // Each series of a breakdown gets its 0.
+        let keys: BTreeSet<&str> = r
+            .iter()
+            .flat_map(|s| s["metric"].as_object().unwrap().keys())
+            .map(String::as_str)
+            .collect();
+        let keys: Vec<&str> = keys.into_iter().collect();
+        match keys.as_slice() {
+            [] => assert_eq!(r.len(), 1, "panel `{title}`: {r:?}"),
+            ["request_type"] => {
+                let got: BTreeSet<String> = r
+                    .iter()
+                    .map(|s| s["metric"]["request_type"].as_str().unwrap().to_owned())
+                    .collect();
+                if got != types {
+                    problems.push(format!(
+                        "panel `{title}`: series for {got:?}, want one per request type sent {types:?}"
+                    ));
+                }
+            }
+            other => panic!("panel `{title}` breaks down by {other:?}: extend this test"),
+        }
+    }
+
+    let rules = alert_rules();
+    let ratio_alerts: Vec<String> = alert_exprs(&rules)
+        .into_iter()
+        .filter(|(_, e)| is_ratio(e))
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(
+        ratio_alerts, RATIO_ALERTS,
+        "ratio alerts covered by this test"
+    );
+    // Nothing approved of >= 10 tasks: the approval alert holds, at 0.
+    let expr = alert_expr(&rules, "TssGateApprovalRateDrop");
+    let r = prom.query(&expr);
+    if r.len() != 1 || value(&r[0]) != 0.0 || r[0]["metric"]["instance"] != instance.as_str() {
+        problems.push(format!(
+            "alert `TssGateApprovalRateDrop`: want one result of 0 for {instance}, got {r:?}"
+        ));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+    // Policy load: refused, then a good reload.
+    let load = alert_expr(&rules, "TssGatePolicyLoadFailing");
+    let firing = |p: &Prometheus| -> bool {
+        !p.query("ALERTS{alertname=\"TssGatePolicyLoadFailing\", alertstate=\"firing\"}")
+            .is_empty()
+    };
+    assert!(prom.query(&load).is_empty(), "loaded fine: {load}");
+    let broken = dir.join("tss/common/broken.rego");
+    write_atomic(
+        &broken,
+        "package tss.common\n\ndeny contains x if {\n\tx := )\n}\n",
+    );
+    hup(&server);
+    prom.wait_for("the refusal to be scraped", |p| {
+        (p.scalar("tss_gate_policy_load_ok") == Some(0.0)).then_some(())
+    });
+    assert!(!prom.query(&load).is_empty(), "refused: `{load}` holds");
+    prom.wait_for("TssGatePolicyLoadFailing to fire", |p| {
+        firing(p).then_some(())
+    });
+
+    std::fs::remove_file(&broken).unwrap();
+    hup(&server);
+    prom.wait_for("the good reload to be scraped", |p| {
+        (p.scalar("tss_gate_policy_load_ok") == Some(1.0)
+            && p.scalar("tss_gate_policy_reloads_total{result=\"success\"}") == Some(2.0))
+        .then_some(())
+    });
+    let r = prom.query(&load);
+    assert!(
+        r.is_empty(),
+        "the load is OK again, yet `{load}` still holds: {r:?}"
+    );
+    prom.wait_for("TssGatePolicyLoadFailing to resolve", |p| {
+        (!firing(p)).then_some(())
+    });
+}
+
+/// `promtool test rules` cases generated from the dashboard JSON, one per
+/// ratio query and traffic pattern, on synthetic series (15 s apart):
+/// - `idle`: counters that exist, approvals included, but do not move —
+///   no traffic in the window: no value at all (not NaN, not 0);
+/// - `rejects`: only rejections, no approval series: every series is 0;
+/// - `quarter`: every request type approves exactly 1 of 4: every series is
+///   0.25, and the `or` that supplies the zeros adds no extra series.
+#[test]
+fn ratio_panels_pass_generated_promtool_cases() {
+    let series = |instance: &str, t: &str, action: &str, status: &str, values: &str| {
+        json!({
+            "series": format!(
+                "tss_gate_decisions_total{{job=\"tss-gate\", instance=\"{instance}\", request_type=\"{t}\", action=\"{action}\", status=\"{status}\"}}"
+            ),
+            "values": values,
+        })
+    };
+    let mut input = Vec::new();
+    for t in ["PING", "KEYSIGN", "KEYGEN"] {
+        input.push(series("idle", t, "APPROVE", "0", "5x40"));
+        input.push(series("idle", t, "REJECT", "0", "3x40"));
+    }
+    input.push(series("idle", "NONE", "REJECT", "20", "2x40"));
+    for t in ["KEYSIGN", "KEYSHARESIGN", "KEYGEN"] {
+        input.push(series("rejects", t, "REJECT", "0", "0+2x40"));
+    }
+    input.push(series("rejects", "NONE", "REJECT", "20", "0+1x40"));
+    for (t, n) in [
+        ("PING", 4),
+        ("KEYSIGN", 1),
+        ("KEYGEN", 2),
+        ("KEYSHARESIGN", 1),
+    ] {
+        input.push(series("quarter", t, "APPROVE", "0", &format!("0+{n}x40")));
+        input.push(series(
+            "quarter",
+            t,
+            "REJECT",
+            "0",
+            &format!("0+{}x40", 2 * n),
+        ));
+        input.push(series("quarter", t, "REJECT", "20", &format!("0+{n}x40")));
+    }
+
+    let one = |expr: String, value: f64| {
+        json!({
+            "expr": expr,
+            "eval_time": "8m",
+            "exp_samples": [{"labels": "{}", "value": value}],
+        })
+    };
+    let mut cases = Vec::new();
+    for (_, raw) in ratio_targets(&dashboard()) {
+        let idle = substitute(&raw, "idle");
+        cases.push(one(format!("count({idle}) or vector(0)"), 0.0));
+        let rejects = substitute(&raw, "rejects");
+        cases.push(one(format!("count({rejects} != 0) or vector(0)"), 0.0));
+        cases.push(one(
+            format!("clamp_max(count({rejects}) or vector(0), 1)"),
+            1.0,
+        ));
+        let quarter = substitute(&raw, "quarter");
+        cases.push(one(
+            format!("count(abs({quarter} - 0.25) > 1e-9) or vector(0)"),
+            0.0,
+        ));
+        cases.push(one(
+            format!("clamp_max(count({quarter}) or vector(0), 1)"),
+            1.0,
+        ));
+    }
+    let doc = json!({
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "15s", "input_series": input, "promql_expr_test": cases}],
+    });
+    let dir = tempfile::tempdir().unwrap();
+    // JSON is YAML: promtool reads it as is.
+    let file = dir.path().join("ratio_panels_test.yml");
+    std::fs::write(&file, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    let out = Command::new(tool("promtool"))
+        .args(["test", "rules"])
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run promtool: {e}. {MISSING}"));
+    assert!(
+        out.status.success(),
+        "promtool test rules (generated ratio panel cases) failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
