@@ -660,7 +660,9 @@ impl Config {
             "postgres" => {
                 let pg = &self.state.postgres;
                 if pg.url.trim().is_empty() {
-                    out.push(self.invalid("state.postgres.url", "is required with `backend: postgres`"));
+                    out.push(
+                        self.invalid("state.postgres.url", "is required with `backend: postgres`"),
+                    );
                 }
                 if pg.password_env.is_some() && pg.password_file.is_some() {
                     out.push(self.invalid(
@@ -669,11 +671,17 @@ impl Config {
                     ));
                 }
                 if !(1..=512).contains(&pg.pool_size) {
-                    out.push(self.invalid("state.postgres.pool_size", format!("{} is outside 1..=512", pg.pool_size)));
+                    out.push(self.invalid(
+                        "state.postgres.pool_size",
+                        format!("{} is outside 1..=512", pg.pool_size),
+                    ));
                 }
                 for (key, v) in [
                     ("state.postgres.connect_timeout_ms", pg.connect_timeout_ms),
-                    ("state.postgres.statement_timeout_ms", pg.statement_timeout_ms),
+                    (
+                        "state.postgres.statement_timeout_ms",
+                        pg.statement_timeout_ms,
+                    ),
                 ] {
                     if !(1..=600_000).contains(&v) {
                         out.push(self.invalid(key, format!("{v} is outside 1..=600000")));

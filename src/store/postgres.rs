@@ -140,7 +140,8 @@ pub fn client_config(pg: &PostgresSection) -> Result<(postgres::Config, String),
     if cfg.get_password().is_some() {
         return Err(open_err(
             &target,
-            "the URL carries a password; put it in `password_env` or `password_file` instead".into(),
+            "the URL carries a password; put it in `password_env` or `password_file` instead"
+                .into(),
         ));
     }
     let password = match (&pg.password_env, &pg.password_file) {
@@ -231,7 +232,11 @@ impl PostgresStore {
 
     fn conn(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, StoreError> {
         self.pool.get().map_err(|e| {
-            let last = self.last_error.lock().map(|l| l.clone()).unwrap_or_default();
+            let last = self
+                .last_error
+                .lock()
+                .map(|l| l.clone())
+                .unwrap_or_default();
             StoreError::Io(if last.is_empty() {
                 format!("{}: no connection: {e}", self.target)
             } else {
@@ -278,8 +283,11 @@ impl PostgresStore {
         let mut conn = self.conn()?;
         conn.execute("DELETE FROM tss_gate_ledger WHERE at_ms < $1", &[&cutoff])
             .map_err(db)?;
-        conn.execute("DELETE FROM tss_gate_decisions WHERE at_ms < $1", &[&cutoff])
-            .map_err(db)?;
+        conn.execute(
+            "DELETE FROM tss_gate_decisions WHERE at_ms < $1",
+            &[&cutoff],
+        )
+        .map_err(db)?;
         Ok(())
     }
 
@@ -401,7 +409,8 @@ fn plan_text(rows: &[postgres::Row]) -> String {
 }
 
 fn units(s: String) -> Result<Amount, StoreError> {
-    Amount::from_units(&s).ok_or_else(|| io(format!("amount `{s}` in the ledger is not an integer")))
+    Amount::from_units(&s)
+        .ok_or_else(|| io(format!("amount `{s}` in the ledger is not an integer")))
 }
 
 fn group_lock(limit: &str, key: &str) -> String {
@@ -436,7 +445,10 @@ impl Store for PostgresStore {
             .isolation_level(IsolationLevel::ReadCommitted)
             .start()
             .map_err(db)?;
-        let mut locks: Vec<String> = groups.iter().map(|g| group_lock(&g.limit, &g.key)).collect();
+        let mut locks: Vec<String> = groups
+            .iter()
+            .map(|g| group_lock(&g.limit, &g.key))
+            .collect();
         locks.extend(hold.iter().map(|(r, _)| group_lock(&r.limit, &r.group_key)));
         locks.push(request_lock(request_id));
         tx.query_one(Q_LOCK, &[&locks]).map_err(db)?;
