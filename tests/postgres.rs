@@ -1,0 +1,344 @@
+//! Several instances on one PostgreSQL (issue 15), against a real
+//! throwaway cluster each test starts itself: two instances never exceed a
+//! cap together, a retry sent to the other instance gets the identical
+//! answer, SIGKILL of one instance under load loses no committed approval
+//! while the other keeps serving, and a stopped database gives only signed
+//! status-30 answers until it is back, without a restart.
+
+mod common;
+#[path = "common/pg.rs"]
+mod pg;
+mod resil;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use pg::PgCluster;
+use resil::metric;
+use tss_gate::protocol::{Action, CallbackRequest, CallbackResponse, Status};
+
+const USDT_FIXTURE: &str = "tests/fixtures/integrity_eip1559_eth_usdt_approve.json";
+const USDT_AMOUNT: &str = "9999.99";
+
+fn usdt_limit(max: &str) -> String {
+    format!(
+        "- id: usdt_wallet_24h\n  match: {{token_ids: [ETH_USDT]}}\n  group_by: [wallet, token]\n  window: 24h\n  max_amount: \"{max}\"\n"
+    )
+}
+
+fn usdt_request(id: &str) -> CallbackRequest {
+    let mut r = tss_gate::fixture::load_request(&repo().join(USDT_FIXTURE)).expect("fixture");
+    r.request_id = id.to_owned();
+    r
+}
+
+/// `USDT_AMOUNT * n` as a decimal string.
+fn times(n: u64) -> String {
+    let a = tss_gate::velocity::Amount::parse(USDT_AMOUNT).unwrap();
+    let mut sum = tss_gate::velocity::Amount::ZERO;
+    for _ in 0..n {
+        sum = sum.checked_add(a).unwrap();
+    }
+    sum.to_string()
+}
+
+fn approved(a: &CallbackResponse) -> bool {
+    a.status == Status::Ok && a.action == Some(Action::Approve)
+}
+
+fn rejected_by_limit(a: &CallbackResponse) -> bool {
+    a.status == Status::Ok
+        && a.action == Some(Action::Reject)
+        && a.error.contains("usdt_wallet_24h")
+}
+
+/// Two configs (`a.yaml`, `b.yaml`) for instances sharing `db`, each with
+/// its own log; the password is in a 0600 file, never in the config.
+fn two_configs(ws: &Workspace, db: &PgCluster, max: &str, extra: &str) -> (PathBuf, PathBuf) {
+    let policy = policy_with_limits(ws, Some(&usdt_limit(max)));
+    let secret = ws.path().join("pg-password");
+    std::fs::write(&secret, format!("{}\n", db.password())).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let cfg = ws.config_with_policy(
+        &policy,
+        &format!(
+            "state:\n  backend: postgres\n  postgres:\n    url: {}\n    password_file: {}\n    connect_timeout_ms: 1000\n    statement_timeout_ms: 2000\n{extra}",
+            db.url(),
+            secret.display()
+        ),
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(!text.contains(&db.password()), "no password in the config");
+    let a = ws.path().join("a.yaml");
+    let b = ws.path().join("b.yaml");
+    std::fs::write(&a, &text).unwrap();
+    std::fs::write(&b, &text).unwrap();
+    (a, b)
+}
+
+/// Posts a token on a fresh connection: (HTTP status, body), or None when
+/// the server is gone (killed under load).
+fn post_token_lenient(url: &str, token: &str) -> (Option<u16>, String) {
+    use std::io::{Read, Write};
+    let addr = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let body = serde_urlencoded::to_string([("TSS_JWT_MSG", token)]).unwrap();
+    let Ok(mut s) = std::net::TcpStream::connect(&addr) else {
+        return (None, String::new());
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    let req = format!(
+        "POST /v2/check HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    if s.write_all(req.as_bytes()).is_err() {
+        return (None, String::new());
+    }
+    let mut out = Vec::new();
+    if s.read_to_end(&mut out).is_err() {
+        return (None, String::new());
+    }
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok());
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+fn ledger_json(config: &Path) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_tss-gate"))
+        .args(["ledger", "show", "--json", "--entries", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn two_instances_with_64_concurrent_requests_never_exceed_a_cap() {
+    let db = PgCluster::start();
+    let ws = Workspace::new();
+    let (a, b) = two_configs(&ws, &db, &times(10), "");
+    let servers = [Arc::new(Server::start(&a)), Arc::new(Server::start(&b))];
+    let handles: Vec<_> = (0..64)
+        .map(|i| {
+            let s = servers[i % 2].clone();
+            std::thread::spawn(move || send(&s, &usdt_request(&format!("two-{i}"))))
+        })
+        .collect();
+    let answers: Vec<CallbackResponse> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let ok = answers.iter().filter(|a| approved(a)).count();
+    let stopped = answers.iter().filter(|a| rejected_by_limit(a)).count();
+    assert_eq!(
+        ok, 10,
+        "exactly the ten that fit, across both: {answers:#?}"
+    );
+    assert_eq!(stopped, 54, "{answers:#?}");
+    let l = ledger_json(&a);
+    assert_eq!(l["groups"][0]["used_count"], 10, "{l:#}");
+    assert_eq!(l["groups"][0]["used_amount"], times(10), "{l:#}");
+}
+
+#[test]
+fn a_retry_sent_to_the_other_instance_gets_the_identical_answer() {
+    let db = PgCluster::start();
+    let ws = Workspace::new();
+    let (a, b) = two_configs(&ws, &db, &times(2), "");
+    let sa = Server::start(&a);
+    let sb = Server::start(&b);
+    let first = send(&sa, &usdt_request("r-1"));
+    assert!(approved(&first), "{first:?}");
+    assert_eq!(send(&sb, &usdt_request("r-1")), first, "the retry on B");
+    assert!(approved(&send(&sb, &usdt_request("r-2"))));
+    let over = send(&sa, &usdt_request("r-3"));
+    assert!(rejected_by_limit(&over), "{over:?}");
+    assert_eq!(
+        send(&sb, &usdt_request("r-3")),
+        over,
+        "a REJECT is repeated too"
+    );
+    // The same id with another payload, on the other instance: refused.
+    let mut other = usdt_request("r-1");
+    other.extra_info = other
+        .extra_info
+        .replace("Ops hot wallet", "Ops hot wallet 2");
+    let answer = send(&sb, &other);
+    assert_eq!(answer.action, Some(Action::Reject), "{answer:?}");
+    assert!(answer.error.contains("different payload"), "{answer:?}");
+    // Counted once each.
+    assert_eq!(ledger_json(&b)["groups"][0]["used_count"], 2);
+}
+
+#[test]
+fn sigkill_of_one_instance_under_load_loses_no_committed_approval() {
+    let db = PgCluster::start();
+    let ws = Workspace::new();
+    // Room for every request: each approval must be in the ledger.
+    let (a, b) = two_configs(&ws, &db, &times(100_000), "");
+    let mut sa = Server::start(&a);
+    let sb = Arc::new(Server::start(&b));
+    let url_a = sa.check_url();
+    let stop = Arc::new(AtomicBool::new(false));
+    // Load on A from four threads, until it dies.
+    let loaders: Vec<_> = (0..4)
+        .map(|t| {
+            let (stop, url) = (stop.clone(), url_a.clone());
+            std::thread::spawn(move || {
+                let mut approved_ids = Vec::new();
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let req = usdt_request(&format!("kill-{t}-{i}"));
+                    i += 1;
+                    let (status, body) = post_token_lenient(&url, &mint(&req, &test_keys().node));
+                    if status == Some(200) {
+                        let a = verify_answer(&body);
+                        if approved(&a) {
+                            approved_ids.push(req.request_id);
+                        }
+                    }
+                }
+                approved_ids
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    sa.child.kill().unwrap();
+    sa.child.wait().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let answered: Vec<String> = loaders
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    assert!(answered.len() > 5, "load ran: {}", answered.len());
+    // Every approval A answered is committed.
+    let l = ledger_json(&b);
+    let held: std::collections::BTreeSet<String> = l["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["request_id"].as_str().unwrap().to_owned())
+        .collect();
+    let lost: Vec<&String> = answered.iter().filter(|id| !held.contains(*id)).collect();
+    assert!(lost.is_empty(), "approved but not committed: {lost:?}");
+    // B keeps serving, and sees A's approvals.
+    let after = send(&sb, &usdt_request("after-kill"));
+    assert!(approved(&after), "{after:?}");
+    let retry = send(&sb, &usdt_request(&answered[0]));
+    assert!(approved(&retry), "A's approval is repeated by B: {retry:?}");
+}
+
+#[test]
+fn a_stopped_database_gives_signed_status_30_and_service_resumes_when_it_is_back() {
+    let db = PgCluster::start();
+    let ws = Workspace::new();
+    let (a, _) = two_configs(&ws, &db, &times(100_000), "");
+    let server = Server::start(&a);
+    assert!(approved(&send(&server, &usdt_request("up-1"))));
+    db.stop();
+    let started = Instant::now();
+    let mut answers = Vec::new();
+    for i in 0..6 {
+        answers.push(send(&server, &usdt_request(&format!("down-{i}"))));
+    }
+    let each = started.elapsed() / 6;
+    for a in &answers {
+        assert_eq!(
+            a.status,
+            Status::InternalError,
+            "only status 30 while down: {a:?}"
+        );
+        assert!(a.action != Some(Action::Approve));
+    }
+    assert!(
+        each < Duration::from_secs(5),
+        "within the deadline: {each:?}"
+    );
+    let logs = server.logs();
+    assert!(
+        logs.contains("spending-limit store"),
+        "a clear log line: {logs}"
+    );
+    let errors = metric(&server, "tss_gate_store_errors_total{op=\"decide\"}").unwrap_or(0.0);
+    assert!(errors >= 6.0, "counted: {errors}");
+    let failures =
+        metric(&server, "tss_gate_request_failures_total{reason=\"store\"}").unwrap_or(0.0);
+    assert!(failures >= 6.0, "{failures}");
+
+    db.start_again();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut i = 0;
+    loop {
+        let a = send(&server, &usdt_request(&format!("back-{i}")));
+        i += 1;
+        if approved(&a) {
+            break;
+        }
+        assert_eq!(a.status, Status::InternalError, "{a:?}");
+        assert!(Instant::now() < deadline, "service did not resume");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The ones answered with status 30 left nothing behind.
+    let l = ledger_json(&a);
+    let ids: Vec<&str> = l["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["request_id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"up-1"));
+    assert!(!ids.iter().any(|id| id.starts_with("down-")), "{ids:?}");
+}
+
+#[test]
+fn the_password_never_sits_in_the_config_and_a_newer_schema_is_refused() {
+    let db = PgCluster::start();
+    let ws = Workspace::new();
+    let (a, _) = two_configs(&ws, &db, &times(1), "");
+    // A URL with the password in it is refused, without echoing it.
+    let text = std::fs::read_to_string(&a).unwrap();
+    let with_pw = text.replace(
+        &db.url(),
+        &db.url()
+            .replace("tss_gate@", &format!("tss_gate:{}@", db.password())),
+    );
+    let bad = ws.path().join("bad.yaml");
+    std::fs::write(&bad, with_pw).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tss-gate"))
+        .args(["ledger", "show", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("password_env") && !err.contains(&db.password()),
+        "{err}"
+    );
+
+    // Schema applied on first start; a newer one refuses the start.
+    drop(Server::start(&a));
+    db.psql("UPDATE tss_gate_meta SET value = 99 WHERE key = 'schema'");
+    let out = Command::new(env!("CARGO_BIN_EXE_tss-gate"))
+        .args(["serve", "--config"])
+        .arg(&a)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("schema version 99 is newer"), "{err}");
+}
