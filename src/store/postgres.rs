@@ -85,6 +85,11 @@ const Q_INSERT: &str = "INSERT INTO tss_gate_ledger \
      FROM unnest($1::text[], $2::text[], $5::text[], $6::text[], $7::text[]) AS r(l, g, n, t, a)";
 const Q_RECORD_INSERT: &str =
     "INSERT INTO tss_gate_decisions (request_id, digest, at_ms, answer) VALUES ($1, $2, $3, $4)";
+const Q_RECORD_DELETE: &str = "DELETE FROM tss_gate_decisions WHERE request_id = $1";
+/// Releases a hold that was never answered.
+const Q_RELEASE: &str = "DELETE FROM tss_gate_ledger WHERE request_id = $1 AND voided_at IS NULL";
+const Q_SESSION_LOCK: &str = "SELECT pg_advisory_lock(hashtextextended($1, 0))";
+const Q_SESSION_UNLOCK: &str = "SELECT pg_advisory_unlock(hashtextextended($1, 0))";
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 
@@ -427,19 +432,31 @@ fn resolved() -> Pending {
     Pending(rx)
 }
 
-impl Store for PostgresStore {
-    fn decide(
-        &self,
+/// What the first phase of a decision found.
+enum Held {
+    Prior(Prior),
+    Usage {
+        now: i64,
+        usages: Vec<Usage>,
+        /// The rows are in the ledger already (the request fitted).
+        held: bool,
+    },
+}
+
+impl PostgresStore {
+    /// Phase one, under the groups' locks: the retry record, the usage,
+    /// and when the request fits, its rows and a pending record, committed
+    /// so that every other decision counts them.
+    #[allow(clippy::too_many_arguments)]
+    fn hold(
+        conn: &mut postgres::Client,
         request_id: &str,
-        digest: &[u8; 32],
+        digest_hex: &str,
         groups: &[GroupRef],
         hold: &[(Row, String)],
         now_ms: Option<i64>,
-        _fits: &dyn Fn(&[Usage]) -> bool,
-        decide: &mut dyn FnMut(i64, &[Usage]) -> Verdict,
-    ) -> Result<Outcome, StoreError> {
-        let digest_hex = hex::encode(digest);
-        let mut conn = self.conn()?;
+        fits: &dyn Fn(&[Usage]) -> bool,
+    ) -> Result<Held, StoreError> {
         let mut tx = conn
             .build_transaction()
             .isolation_level(IsolationLevel::ReadCommitted)
@@ -450,16 +467,21 @@ impl Store for PostgresStore {
             .map(|g| group_lock(&g.limit, &g.key))
             .collect();
         locks.extend(hold.iter().map(|(r, _)| group_lock(&r.limit, &r.group_key)));
-        locks.push(request_lock(request_id));
         tx.query_one(Q_LOCK, &[&locks]).map_err(db)?;
         // Each statement from here on sees what committed before the locks.
         if let Some(r) = tx.query_opt(Q_RECORD, &[&request_id]).map_err(db)? {
             let (d, answer): (String, String) = (r.get(0), r.get(1));
-            return Ok(Outcome::Prior(if d == digest_hex {
-                Prior::Same(answer)
-            } else {
-                Prior::Different
-            }));
+            if d != digest_hex {
+                return Ok(Held::Prior(Prior::Different));
+            }
+            if !answer.is_empty() {
+                return Ok(Held::Prior(Prior::Same(answer)));
+            }
+            // A pending record whose decider died before answering (we hold
+            // the request's lock, so it is not deciding any more): it never
+            // answered, so its hold is released and the request decided anew.
+            tx.execute(Q_RELEASE, &[&request_id]).map_err(db)?;
+            tx.execute(Q_RECORD_DELETE, &[&request_id]).map_err(db)?;
         }
         let now = match now_ms {
             Some(t) => t,
@@ -481,28 +503,45 @@ impl Store for PostgresStore {
                 return Err(io("usage query returned the wrong number of groups"));
             }
         }
-        let verdict = decide(now, &usages);
-        if verdict.approved && !hold.is_empty() {
-            let limits: Vec<&str> = hold.iter().map(|(r, _)| r.limit.as_str()).collect();
-            let keys: Vec<&str> = hold.iter().map(|(r, _)| r.group_key.as_str()).collect();
-            let names: Vec<&str> = hold.iter().map(|(_, n)| n.as_str()).collect();
-            let tokens: Vec<&str> = hold.iter().map(|(r, _)| r.token.as_str()).collect();
-            let amounts: Vec<String> = hold.iter().map(|(r, _)| r.amount.units()).collect();
-            tx.execute(
-                Q_INSERT,
-                &[
-                    &limits,
-                    &keys,
-                    &now,
-                    &request_id,
-                    &names,
-                    &tokens,
-                    &amounts,
-                    &digest_hex,
-                ],
-            )
-            .map_err(db)?;
+        let held = fits(&usages);
+        if held {
+            insert_rows(&mut tx, request_id, digest_hex, hold, now)?;
+            tx.execute(Q_RECORD_INSERT, &[&request_id, &digest_hex, &now, &""])
+                .map_err(db)?;
         }
+        tx.commit().map_err(db)?;
+        Ok(Held::Usage { now, usages, held })
+    }
+
+    /// Phase two: an approval keeps its rows (or, approved over a limit by
+    /// the policy's own rules, gets them now), a rejection releases them;
+    /// the retry record gets the answer.
+    #[allow(clippy::too_many_arguments)]
+    fn settle(
+        conn: &mut postgres::Client,
+        request_id: &str,
+        digest_hex: &str,
+        hold: &[(Row, String)],
+        now: i64,
+        held: bool,
+        verdict: &Verdict,
+    ) -> Result<(), StoreError> {
+        let mut tx = conn.transaction().map_err(db)?;
+        match (verdict.approved, held) {
+            (true, true) | (false, false) => {}
+            (true, false) => {
+                let locks: Vec<String> = hold
+                    .iter()
+                    .map(|(r, _)| group_lock(&r.limit, &r.group_key))
+                    .collect();
+                tx.query_one(Q_LOCK, &[&locks]).map_err(db)?;
+                insert_rows(&mut tx, request_id, digest_hex, hold, now)?;
+            }
+            (false, true) => {
+                tx.execute(Q_RELEASE, &[&request_id]).map_err(db)?;
+            }
+        }
+        tx.execute(Q_RECORD_DELETE, &[&request_id]).map_err(db)?;
         if !verdict.answer.is_empty() {
             tx.execute(
                 Q_RECORD_INSERT,
@@ -510,9 +549,93 @@ impl Store for PostgresStore {
             )
             .map_err(db)?;
         }
-        // Committed before the answer may leave: the pending is resolved.
-        tx.commit().map_err(db)?;
-        Ok(Outcome::Decided(resolved()))
+        tx.commit().map_err(db)
+    }
+}
+
+fn insert_rows(
+    tx: &mut postgres::Transaction<'_>,
+    request_id: &str,
+    digest_hex: &str,
+    hold: &[(Row, String)],
+    now: i64,
+) -> Result<(), StoreError> {
+    if hold.is_empty() {
+        return Ok(());
+    }
+    let limits: Vec<&str> = hold.iter().map(|(r, _)| r.limit.as_str()).collect();
+    let keys: Vec<&str> = hold.iter().map(|(r, _)| r.group_key.as_str()).collect();
+    let names: Vec<&str> = hold.iter().map(|(_, n)| n.as_str()).collect();
+    let tokens: Vec<&str> = hold.iter().map(|(r, _)| r.token.as_str()).collect();
+    let amounts: Vec<String> = hold.iter().map(|(r, _)| r.amount.units()).collect();
+    tx.execute(
+        Q_INSERT,
+        &[
+            &limits,
+            &keys,
+            &now,
+            &request_id,
+            &names,
+            &tokens,
+            &amounts,
+            &digest_hex,
+        ],
+    )
+    .map_err(db)?;
+    Ok(())
+}
+
+impl Store for PostgresStore {
+    /// Two short transactions around the evaluation, so that decisions on
+    /// the same groups are not serialised behind each other's policy run
+    /// (as the SQLite store does with its in-memory holds). The request's
+    /// own session lock is held throughout: a retry of it, on any instance,
+    /// waits and then finds the answer.
+    fn decide(
+        &self,
+        request_id: &str,
+        digest: &[u8; 32],
+        groups: &[GroupRef],
+        hold: &[(Row, String)],
+        now_ms: Option<i64>,
+        fits: &dyn Fn(&[Usage]) -> bool,
+        decide: &mut dyn FnMut(i64, &[Usage]) -> Verdict,
+    ) -> Result<Outcome, StoreError> {
+        let digest_hex = hex::encode(digest);
+        let mut conn = self.conn()?;
+        let key = request_lock(request_id);
+        conn.execute(Q_SESSION_LOCK, &[&key]).map_err(db)?;
+        let result = (|| {
+            let held = Self::hold(
+                &mut conn,
+                request_id,
+                &digest_hex,
+                groups,
+                hold,
+                now_ms,
+                fits,
+            )?;
+            let (now, usages, held) = match held {
+                Held::Prior(p) => return Ok(Outcome::Prior(p)),
+                Held::Usage { now, usages, held } => (now, usages, held),
+            };
+            let verdict = decide(now, &usages);
+            Self::settle(
+                &mut conn,
+                request_id,
+                &digest_hex,
+                hold,
+                now,
+                held,
+                &verdict,
+            )?;
+            // Committed before the answer may leave: the pending is resolved.
+            Ok(Outcome::Decided(resolved()))
+        })();
+        // Never back in the pool holding the lock. If this fails the
+        // connection is broken and is dropped, which releases it too.
+        let _ = conn.execute(Q_SESSION_UNLOCK, &[&key]);
+        result
     }
 
     fn lookup(&self, request_id: &str, digest: &[u8; 32]) -> Result<Option<Prior>, StoreError> {
@@ -523,12 +646,16 @@ impl Store for PostgresStore {
         let found = tx.query_opt(Q_RECORD, &[&request_id]).map_err(db)?;
         tx.commit().map_err(db)?;
         let digest_hex = hex::encode(digest);
-        Ok(found.map(|r| {
+        Ok(found.and_then(|r| {
             let (d, answer): (String, String) = (r.get(0), r.get(1));
-            if d == digest_hex {
-                Prior::Same(answer)
+            if d != digest_hex {
+                Some(Prior::Different)
+            } else if answer.is_empty() {
+                // Pending from a decider that died before answering: this
+                // payload was never answered, so it is decided.
+                None
             } else {
-                Prior::Different
+                Some(Prior::Same(answer))
             }
         }))
     }
