@@ -384,6 +384,8 @@ fn dashboard_and_alert_queries_return_data_in_a_real_prometheus() {
         "TssGateDecisionLogFailing",
         "TssGateOverloaded",
         "TssGateSpendingLimitNearCap",
+        "TssGateStoreErrors",
+        "TssGateStoreSlow",
     ]
     .map(String::from)
     .into();

@@ -1,26 +1,30 @@
+# Tests for amount.rego; each asserts only the codes of its rules.
 package tss.keysign_test
+
+# amount.rego's codes.
+amount_codes := {"keysign.amount_missing", "keysign.amount_malformed", "keysign.amount_over_cap", "keysign.cap_malformed"}
 
 test_amount_under_and_at_cap_pass if {
 	_r1 := all_codes with input as req({"destination": dest_to("0xaaaa", "49.999999999999999999")}) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
-	_r1 == set()
+	codes_in(_r1, amount_codes) == set()
 	_r2 := all_codes with input as req({"destination": dest_to("0xaaaa", "50.000")}) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
-	_r2 == set()
+	codes_in(_r2, amount_codes) == set()
 }
 
 test_amount_over_cap if {
-	_r3 := all_msgs with input as req({"destination": dest_to("0xaaaa", "50.000000000000000001")}) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
-	_r3 == {"amount `50.000000000000000001` of token `ETH` exceeds the per-transaction cap `50`"}
+	_r3 := all_denies with input as req({"destination": dest_to("0xaaaa", "50.000000000000000001")}) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
+	msgs_in(_r3, amount_codes) == {"amount `50.000000000000000001` of token `ETH` exceeds the per-transaction cap `50`"}
 }
 
 test_amount_beyond_2_pow_53_over_cap if {
 	r := req({"token_id": "ETH_USDT", "destination": dest_to("0xtreasury", "9007199254740993")})
 	_r4 := all_codes with input as r with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
-	_r4 == {"keysign.amount_over_cap"}
+	codes_in(_r4, amount_codes) == {"keysign.amount_over_cap"}
 }
 
 test_amount_malformed if {
-	_r5 := all_msgs with input as req({"destination": dest_to("0xaaaa", "1e3")}) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
-	_r5 == {"amount `\"1e3\"` is not a plain decimal string"}
+	_r5 := all_denies with input as req({"destination": dest_to("0xaaaa", "1e3")}) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
+	msgs_in(_r5, amount_codes) == {"amount `\"1e3\"` is not a plain decimal string"}
 	_r6 := all_msgs with input as req({"destination": dest_to("0xaaaa", 1.5)}) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
 	"amount `1.5` is not a plain decimal string" in _r6
 	_r7 := all_msgs with input as req({"destination": {"destination_type": "Address", "account_output": {"address": "0xaaaa"}}}) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
@@ -29,43 +33,40 @@ test_amount_malformed if {
 
 test_utxo_total_is_capped if {
 	two := [{"address": "bc1qa", "amount": "1.5"}, {"address": "bc1qb", "amount": "1.00000001"}]
-	_r8 := all_msgs with input as req({"chain_id": "BTC", "token_id": "BTC", "destination": {"destination_type": "Address", "utxo_outputs": two}}) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
-	_r8 == {"amount `2.50000001` of token `BTC` exceeds the per-transaction cap `2.5`"}
+	_r8 := all_denies with input as req({"chain_id": "BTC", "token_id": "BTC", "destination": {"destination_type": "Address", "utxo_outputs": two}}) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
+	msgs_in(_r8, amount_codes) == {"amount `2.50000001` of token `BTC` exceeds the per-transaction cap `2.5`"}
 	ok := [{"address": "bc1qa", "amount": "1.5"}, {"address": "bc1qb", "amount": "1"}]
 	_r9 := all_codes with input as req({"chain_id": "BTC", "token_id": "BTC", "destination": {"destination_type": "Address", "utxo_outputs": ok}}) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
-	_r9 == set()
+	codes_in(_r9, amount_codes) == set()
 }
 
 test_uncapped_token_has_no_limit if {
 	r := req({"token_id": "ETH_USDT", "destination": dest_to("0xtreasury", "999999999999")})
 	_r10 := all_codes with input as r with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
-	_r10 == {"keysign.amount_over_cap"}
+	codes_in(_r10, amount_codes) == {"keysign.amount_over_cap"}
 	r2 := req({"token_id": "ETH_USDT", "destination": dest_to("0xtreasury", "999999999999")})
 	c := {d.code | some d in data.tss.keysign.deny} with input as r2
 		with data.keysign as object.union(td, {"max_amount_per_tx": {"ETH_USDT": null}})
 		with data.integrity as no_integrity
 		with data.embedded_risk_control_rules as erc_cfg
-	c == {"keysign.cap_malformed"}
+	codes_in(c, amount_codes) == {"keysign.cap_malformed"}
 	c2 := {d.code | some d in data.tss.keysign.deny} with input as req({"token_id": "BTC", "chain_id": "BTC", "destination": dest_to("bc1qa", "1000")})
 		with data.keysign as json.remove(td, ["max_amount_per_tx/BTC"])
 		with data.integrity as no_integrity
 		with data.embedded_risk_control_rules as erc_cfg
-	c2 == set()
+	codes_in(c2, amount_codes) == set()
 }
 
 test_cap_malformed_fails_closed if {
-	c := {d.msg | some d in data.tss.keysign.deny} with input as req({})
+	c := amount_rule_msgs with input as req({})
 		with data.keysign as object.union(td, {"max_amount_per_tx": {"ETH": 50}})
 		with data.integrity as no_integrity
 		with data.embedded_risk_control_rules as erc_cfg
 	c == {"configured cap `50` for token `ETH` is not a decimal string"}
 }
 
-# amount.rego's codes, for tests that must not depend on other rules.
-amount_rule_msgs := {d.msg |
-	some d in data.tss.keysign.deny
-	d.code in {"keysign.amount_missing", "keysign.amount_malformed", "keysign.amount_over_cap", "keysign.cap_malformed"}
-}
+# amount.rego's messages, evaluated under each test's `with` modifiers.
+amount_rule_msgs := {d.msg | some d in data.tss.keysign.deny; d.code in amount_codes}
 
 # A message signature carries no amount. When its destination type is not
 # allowed, that is the reason (destination.rego); no amount or cap reason

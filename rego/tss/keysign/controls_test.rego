@@ -11,8 +11,8 @@ control_code_set := {
 	"keysign.destination_not_allowed",
 }
 
-# 0xaaaa (req's destination) listed on 2025-11-30T10:00:00Z under a 24h
-# cool-down: usable from 2025-12-01T10:00:00Z (1764583200000).
+# 0xaaaa (cd_base's destination) listed on 2025-11-30T10:00:00Z under a
+# 24h cool-down: usable from 2025-12-01T10:00:00Z (1764583200000).
 cd_added := "2025-11-30T10:00:00Z"
 
 cd_td(entry, cooldown) := object.union(td, {
@@ -20,7 +20,16 @@ cd_td(entry, cooldown) := object.union(td, {
 	"allowed_destinations": {"ETH": {"0xaaaa": entry}},
 })
 
-cd_req(ms) := object.union(req({}), {"decided_at_ms": ms})
+# td without a cool-down (the shipped data.yaml configures one).
+no_cd_td := json.remove(td, ["destination_cooldown"])
+
+cd_base := req({"destination": dest_to("0xAAAA", "1.5")})
+
+cd_req(ms) := object.union(cd_base, {"decided_at_ms": ms})
+
+# cd_base as an input built without a decision time (tss-gate always sets
+# one; `opa eval` inputs may not).
+cd_timeless := json.remove(cd_base, ["decided_at_ms", "received_at_ms", "received_at"])
 
 c_codes(inp, keysign_data, freeze) := c if {
 	c := {d.code | some d in data.tss.keysign.deny; d.code in control_code_set} with input as inp
@@ -73,10 +82,18 @@ test_freeze_malformed_switch_freezes if {
 	c_codes(req({}), td, null) == {"keysign.frozen"}
 }
 
+# Compared with the same PING unfrozen rather than with "approved", so a
+# PING rule added later cannot make this fail.
 test_freeze_only_governs_keysign if {
-	d := data.tss.decision with input as {"request_id": "p-1", "request_type": "PING", "request_type_code": 0}
-		with data.freeze as {"keysign": true}
-	d.allow == true
+	ping := {
+		"request_id": "3f2b8c1e-6a4d-4f7b-9e2c-1d5a8b3c7e90", "request_type": "PING", "request_type_code": 0,
+		"detail": {}, "extra": {}, "verified_by": "tss-node-1", "token": {"iat": 1764000000, "exp": 1764000060},
+		"received_at_ms": 1764000000123, "received_at": "2025-11-24T16:00:00.123Z", "decided_at_ms": 1764000000123,
+	}
+	frozen := data.tss.decision with input as ping with data.freeze as {"keysign": true}
+	thawed := data.tss.decision with input as ping with data.freeze as off
+	frozen == thawed
+	not "keysign.frozen" in frozen.codes
 }
 
 # --- cool-down ---------------------------------------------------------------------
@@ -115,7 +132,7 @@ test_added_at_offsets_and_fractions if {
 # An object entry counts as listed; `true` entries never cool down; without
 # destination_cooldown nothing cools down.
 test_object_entry_is_listed if {
-	c_codes(cd_req(1764496800000), object.union(td, {"allowed_destinations": {"ETH": {"0xaaaa": {"added_at": cd_added}}}}), off) == set()
+	c_codes(cd_req(1764496800000), object.union(no_cd_td, {"allowed_destinations": {"ETH": {"0xaaaa": {"added_at": cd_added}}}}), off) == set()
 	c_codes(cd_req(1764496800000), object.union(td, {"destination_cooldown": "24h"}), off) == set()
 	c_codes(cd_req(1764496800000), cd_td(true, "24h"), off) == set()
 
@@ -143,7 +160,7 @@ test_malformed_added_at_denies if {
 	}
 
 	# Without a cool-down too: the entry itself is wrong.
-	c_codes(cd_req(1795856197403), object.union(td, {"allowed_destinations": {"ETH": {"0xaaaa": {"added_at": "soon"}}}}), off) == {"keysign.destination_entry_malformed"}
+	c_codes(cd_req(1795856197403), object.union(no_cd_td, {"allowed_destinations": {"ETH": {"0xaaaa": {"added_at": "soon"}}}}), off) == {"keysign.destination_entry_malformed"}
 }
 
 test_valid_added_at_forms if {
@@ -171,14 +188,14 @@ test_malformed_cooldown_denies_cooling_entries if {
 # it is missing, and with neither the cool-down cannot be judged.
 test_cooldown_decision_time if {
 	kd := cd_td({"added_at": cd_added}, "24h")
-	r := object.union(req({}), {"received_at_ms": 1764496800000})
+	r := object.union(cd_timeless, {"received_at_ms": 1764496800000})
 	c_codes(r, kd, off) == {"keysign.destination_cooling_down"}
 	c_codes(object.union(r, {"decided_at_ms": 1764583200000}), kd, off) == set()
-	c_msgs(req({}), kd, off) == {"destination address `0xAAAA` on chain `ETH` was added at 2025-11-30T10:00:00Z and has a 24h cool-down, but the input carries no decision time (decided_at_ms) to tell whether it is over"}
-	c_codes(object.union(req({}), {"decided_at_ms": "1764583200000"}), kd, off) == {"keysign.destination_cooling_down"}
+	c_msgs(cd_timeless, kd, off) == {"destination address `0xAAAA` on chain `ETH` was added at 2025-11-30T10:00:00Z and has a 24h cool-down, but the input carries no decision time (decided_at_ms) to tell whether it is over"}
+	c_codes(object.union(cd_timeless, {"decided_at_ms": "1764583200000"}), kd, off) == {"keysign.destination_cooling_down"}
 
 	# No cool-down configured: no decision time needed.
-	c_codes(req({}), object.union(td, {"allowed_destinations": {"ETH": {"0xaaaa": {"added_at": cd_added}}}}), off) == set()
+	c_codes(cd_timeless, object.union(no_cd_td, {"allowed_destinations": {"ETH": {"0xaaaa": {"added_at": cd_added}}}}), off) == set()
 }
 
 test_duration_parsing if {

@@ -5,7 +5,9 @@ package tss.keysign_test
 # asserts only the integrity codes, so the business rules (their own tests)
 # cannot make these fail or pass.
 
-integrity_cfg := {
+# The shipped data.integrity with the tables these tests rely on pinned
+# (merged into the shipped ones; lists replaced).
+integrity_cfg := object.union(data.integrity, {
 	"chains": {
 		"ETH": {"family": "evm", "evm_chain_id": 1, "native_token": "ETH", "coin_type": 60, "max_fee": "0.05"},
 		"BTC": {"family": "bitcoin", "network": "bitcoin", "native_token": "BTC", "coin_type": 0, "max_fee": "0.01"},
@@ -19,7 +21,7 @@ integrity_cfg := {
 	},
 	"evm_tx_kinds": ["legacy_eip155", "eip2930", "eip1559"],
 	"unverified_chains": [],
-}
+})
 
 raw_tx := {"unsigned_raw_tx": "0x02f0"}
 
@@ -38,7 +40,16 @@ good_derived := {
 	"violations": [],
 }
 
-with_derived(tx_patch, derived) := object.union(req(tx_patch), {"derived": derived})
+# Replaces req's facts (those of the approving fixture) wholesale: merged,
+# they would fill in the fields a test leaves out on purpose.
+with_derived(tx_patch, derived) := shallow_merge(req(tx_patch), {"derived": derived})
+
+# req without a raw transaction, hence without derived facts (a message
+# signature, or an upstream that sent none).
+no_raw_tx(tx_patch) := json.remove(req(tx_patch), ["extra/transaction/raw_tx_info", "derived"])
+
+# req with a raw transaction but no facts (derivation off or failed).
+no_facts(tx_patch) := json.remove(req(tx_patch), ["derived"])
 
 good := with_derived({"raw_tx_info": raw_tx}, good_derived)
 
@@ -70,20 +81,23 @@ integrity_msgs(inp) := m if {
 
 test_agreeing_raw_tx_passes if {
 	integrity_codes(good) == set()
+
+	# req carries the approving fixture's raw transaction and facts.
+	integrity_codes(req({})) == set()
 }
 
 test_raw_tx_missing_on_every_chain if {
-	integrity_codes(req({})) == {"keysign.raw_tx_missing"}
-	"chain `ETH` requires `unsigned_raw_tx` to verify what is signed, but this `Address` transaction has none (only data.integrity.unverified_chains exempts a chain)" in integrity_msgs(req({}))
-	integrity_codes(req({"chain_id": "BTC", "token_id": "BTC"})) == {"keysign.raw_tx_missing"}
-	integrity_codes(req({"raw_tx_info": {"unsigned_raw_tx": ""}})) == {"keysign.raw_tx_missing"}
-	integrity_codes(req({"raw_tx_info": {"unsigned_raw_tx": null}})) == {"keysign.raw_tx_missing"}
+	integrity_codes(no_raw_tx({})) == {"keysign.raw_tx_missing"}
+	"chain `ETH` requires `unsigned_raw_tx` to verify what is signed, but this `Address` transaction has none (only data.integrity.unverified_chains exempts a chain)" in integrity_msgs(no_raw_tx({}))
+	integrity_codes(no_raw_tx({"chain_id": "BTC", "token_id": "BTC"})) == {"keysign.raw_tx_missing"}
+	integrity_codes(no_facts({"raw_tx_info": {"unsigned_raw_tx": ""}})) == {"keysign.raw_tx_missing"}
+	integrity_codes(no_facts({"raw_tx_info": {"unsigned_raw_tx": null}})) == {"keysign.raw_tx_missing"}
 }
 
 # A message signature carries no transaction to verify: it is rejected
 # unless its chain is exempted (and its destination type allowed).
 test_message_signatures_need_an_exemption if {
-	r := req({"destination": {"destination_type": "EVM_EIP_191_Signature", "message": "hi"}})
+	r := no_raw_tx({"destination": {"destination_type": "EVM_EIP_191_Signature", "message": "hi"}})
 	integrity_codes(r) == {"keysign.raw_tx_missing"}
 	"chain `ETH` requires `unsigned_raw_tx` to verify what is signed, but this `EVM_EIP_191_Signature` transaction has none (only data.integrity.unverified_chains exempts a chain)" in integrity_msgs(r)
 	c := {d.code | some d in data.tss.keysign.deny; d.code in integrity_code_set} with input as r
@@ -96,7 +110,7 @@ test_message_signatures_need_an_exemption if {
 test_missing_tables_fail_closed if {
 	c := {d.code | some d in data.tss.keysign.deny; d.code in integrity_code_set} with input as good
 		with data.keysign as td
-		with data.integrity as {}
+		with data.integrity as json.remove(integrity_cfg, ["chains", "tokens", "evm_tx_kinds"])
 		with data.embedded_risk_control_rules as erc_cfg
 	c == {"keysign.chain_unknown", "keysign.token_unknown", "keysign.evm_tx_kind_not_admitted"}
 }
@@ -121,7 +135,7 @@ test_unpinned_token_denied if {
 }
 
 test_raw_tx_without_derived_facts_denied if {
-	integrity_codes(req({"raw_tx_info": raw_tx})) == {"keysign.raw_tx_not_derived"}
+	integrity_codes(no_facts({"raw_tx_info": raw_tx})) == {"keysign.raw_tx_not_derived"}
 }
 
 test_undecodable_raw_tx_denied if {

@@ -52,7 +52,7 @@ test_partial_derived_facts_deny if {
 }
 
 test_request_without_type_is_not_allowed if {
-	d := data.tss.decision with input as {"request_id": "r-1"}
+	d := data.tss.decision with input as json.remove(req({}), ["request_type", "request_type_code"])
 	d.allow == false
-	d.codes == ["request.unknown_type"]
+	"request.unknown_type" in d.codes
 }

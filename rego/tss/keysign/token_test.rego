@@ -1,3 +1,4 @@
+# Tests for token.rego; each asserts only its code.
 package tss.keysign_test
 
 test_allowed_token_passes if {

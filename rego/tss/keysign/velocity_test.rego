@@ -72,20 +72,26 @@ test_velocity_within_limits_approves if {
 	v_codes(v_req({"eth_usdt_wallet_24h": [v_within("0", "2000", "2000")], "keysign_wallet_1h": [v_count_fact]})) == set()
 }
 
-# The whole decision: a request within its limits approves, one over them
-# is rejected for that reason only.
+# The whole decision: facts within their limits change nothing, facts over
+# them reject for that reason only. Compared with the same request without
+# facts rather than with "approved", so a rule added later cannot make this
+# fail.
 test_velocity_in_the_decision if {
+	plain := data.tss.decision with input as req({})
+		with data.keysign as td
+		with data.integrity as no_integrity
+		with data.embedded_risk_control_rules as erc_cfg
 	ok := data.tss.decision with input as v_req({"keysign_wallet_1h": [v_count_fact]})
 		with data.keysign as td
 		with data.integrity as no_integrity
 		with data.embedded_risk_control_rules as erc_cfg
-	ok == {"allow": true, "reasons": [], "codes": []}
+	ok == plain
 	over := data.tss.decision with input as v_req({"eth_usdt_wallet_24h": [v_amount_fact]})
 		with data.keysign as td
 		with data.integrity as no_integrity
 		with data.embedded_risk_control_rules as erc_cfg
 	over.allow == false
-	over.codes == ["keysign.velocity_exceeded"]
+	{c | some c in over.codes} == {c | some c in plain.codes} | {"keysign.velocity_exceeded"}
 }
 
 # --- amount limits -------------------------------------------------------------------
