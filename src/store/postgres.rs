@@ -83,8 +83,9 @@ const Q_INSERT: &str = "INSERT INTO tss_gate_ledger \
      (limit_id, group_key, at_ms, request_id, group_name, token, amount, digest) \
      SELECT l, g, $3, $4, n, t, a::numeric, $8 \
      FROM unnest($1::text[], $2::text[], $5::text[], $6::text[], $7::text[]) AS r(l, g, n, t, a)";
-const Q_RECORD_INSERT: &str =
-    "INSERT INTO tss_gate_decisions (request_id, digest, at_ms, answer) VALUES ($1, $2, $3, $4)";
+const Q_RECORD_UPSERT: &str = "INSERT INTO tss_gate_decisions (request_id, digest, at_ms, answer) \
+     VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (request_id) DO UPDATE SET digest = $2, at_ms = $3, answer = $4";
 const Q_RECORD_DELETE: &str = "DELETE FROM tss_gate_decisions WHERE request_id = $1";
 /// Releases a hold that was never answered.
 const Q_RELEASE: &str = "DELETE FROM tss_gate_ledger WHERE request_id = $1 AND voided_at IS NULL";
@@ -467,9 +468,13 @@ impl PostgresStore {
             .map(|g| group_lock(&g.limit, &g.key))
             .collect();
         locks.extend(hold.iter().map(|(r, _)| group_lock(&r.limit, &r.group_key)));
-        tx.query_one(Q_LOCK, &[&locks]).map_err(db)?;
+        tx.query_typed_one(Q_LOCK, &[(&locks, postgres::types::Type::TEXT_ARRAY)])
+            .map_err(db)?;
         // Each statement from here on sees what committed before the locks.
-        if let Some(r) = tx.query_opt(Q_RECORD, &[&request_id]).map_err(db)? {
+        if let Some(r) = tx
+            .query_typed_opt(Q_RECORD, &[(&request_id, postgres::types::Type::TEXT)])
+            .map_err(db)?
+        {
             let (d, answer): (String, String) = (r.get(0), r.get(1));
             if d != digest_hex {
                 return Ok(Held::Prior(Prior::Different));
@@ -480,19 +485,34 @@ impl PostgresStore {
             // A pending record whose decider died before answering (we hold
             // the request's lock, so it is not deciding any more): it never
             // answered, so its hold is released and the request decided anew.
-            tx.execute(Q_RELEASE, &[&request_id]).map_err(db)?;
-            tx.execute(Q_RECORD_DELETE, &[&request_id]).map_err(db)?;
+            tx.execute_typed(Q_RELEASE, &[(&request_id, postgres::types::Type::TEXT)])
+                .map_err(db)?;
+            tx.execute_typed(
+                Q_RECORD_DELETE,
+                &[(&request_id, postgres::types::Type::TEXT)],
+            )
+            .map_err(db)?;
         }
         let now = match now_ms {
             Some(t) => t,
-            None => tx.query_one(Q_NOW, &[]).map_err(db)?.get(0),
+            None => tx.query_typed_one(Q_NOW, &[]).map_err(db)?.get(0),
         };
         let mut usages = Vec::with_capacity(groups.len());
         if !groups.is_empty() {
             let limits: Vec<&str> = groups.iter().map(|g| g.limit.as_str()).collect();
             let keys: Vec<&str> = groups.iter().map(|g| g.key.as_str()).collect();
             let since: Vec<i64> = groups.iter().map(|g| now - g.window_ms).collect();
-            for r in tx.query(Q_USAGE, &[&limits, &keys, &since]).map_err(db)? {
+            let rows = tx
+                .query_typed(
+                    Q_USAGE,
+                    &[
+                        (&limits, postgres::types::Type::TEXT_ARRAY),
+                        (&keys, postgres::types::Type::TEXT_ARRAY),
+                        (&since, postgres::types::Type::INT8_ARRAY),
+                    ],
+                )
+                .map_err(db)?;
+            for r in rows {
                 let count: i64 = r.get(2);
                 usages.push(Usage {
                     amount: units(r.get(1))?,
@@ -506,8 +526,7 @@ impl PostgresStore {
         let held = fits(&usages);
         if held {
             insert_rows(&mut tx, request_id, digest_hex, hold, now)?;
-            tx.execute(Q_RECORD_INSERT, &[&request_id, &digest_hex, &now, &""])
-                .map_err(db)?;
+            record(&mut tx, request_id, digest_hex, now, "")?;
         }
         tx.commit().map_err(db)?;
         Ok(Held::Usage { now, usages, held })
@@ -534,20 +553,24 @@ impl PostgresStore {
                     .iter()
                     .map(|(r, _)| group_lock(&r.limit, &r.group_key))
                     .collect();
-                tx.query_one(Q_LOCK, &[&locks]).map_err(db)?;
+                tx.query_typed_one(Q_LOCK, &[(&locks, postgres::types::Type::TEXT_ARRAY)])
+                    .map_err(db)?;
                 insert_rows(&mut tx, request_id, digest_hex, hold, now)?;
             }
             (false, true) => {
-                tx.execute(Q_RELEASE, &[&request_id]).map_err(db)?;
+                tx.execute_typed(Q_RELEASE, &[(&request_id, postgres::types::Type::TEXT)])
+                    .map_err(db)?;
             }
         }
-        tx.execute(Q_RECORD_DELETE, &[&request_id]).map_err(db)?;
-        if !verdict.answer.is_empty() {
-            tx.execute(
-                Q_RECORD_INSERT,
-                &[&request_id, &digest_hex, &now, &verdict.answer],
+        if verdict.answer.is_empty() {
+            // Not a decision to repeat (status 30 and the like): no record.
+            tx.execute_typed(
+                Q_RECORD_DELETE,
+                &[(&request_id, postgres::types::Type::TEXT)],
             )
             .map_err(db)?;
+        } else {
+            record(&mut tx, request_id, digest_hex, now, &verdict.answer)?;
         }
         tx.commit().map_err(db)
     }
@@ -568,17 +591,38 @@ fn insert_rows(
     let names: Vec<&str> = hold.iter().map(|(_, n)| n.as_str()).collect();
     let tokens: Vec<&str> = hold.iter().map(|(r, _)| r.token.as_str()).collect();
     let amounts: Vec<String> = hold.iter().map(|(r, _)| r.amount.units()).collect();
-    tx.execute(
+    tx.execute_typed(
         Q_INSERT,
         &[
-            &limits,
-            &keys,
-            &now,
-            &request_id,
-            &names,
-            &tokens,
-            &amounts,
-            &digest_hex,
+            (&limits, postgres::types::Type::TEXT_ARRAY),
+            (&keys, postgres::types::Type::TEXT_ARRAY),
+            (&now, postgres::types::Type::INT8),
+            (&request_id, postgres::types::Type::TEXT),
+            (&names, postgres::types::Type::TEXT_ARRAY),
+            (&tokens, postgres::types::Type::TEXT_ARRAY),
+            (&amounts, postgres::types::Type::TEXT_ARRAY),
+            (&digest_hex, postgres::types::Type::TEXT),
+        ],
+    )
+    .map_err(db)?;
+    Ok(())
+}
+
+/// Writes (or replaces the pending one with) the request's retry record.
+fn record(
+    tx: &mut postgres::Transaction<'_>,
+    request_id: &str,
+    digest_hex: &str,
+    now: i64,
+    answer: &str,
+) -> Result<(), StoreError> {
+    tx.execute_typed(
+        Q_RECORD_UPSERT,
+        &[
+            (&request_id, postgres::types::Type::TEXT),
+            (&digest_hex, postgres::types::Type::TEXT),
+            (&now, postgres::types::Type::INT8),
+            (&answer, postgres::types::Type::TEXT),
         ],
     )
     .map_err(db)?;
@@ -604,7 +648,8 @@ impl Store for PostgresStore {
         let digest_hex = hex::encode(digest);
         let mut conn = self.conn()?;
         let key = request_lock(request_id);
-        conn.execute(Q_SESSION_LOCK, &[&key]).map_err(db)?;
+        conn.query_typed(Q_SESSION_LOCK, &[(&key, postgres::types::Type::TEXT)])
+            .map_err(db)?;
         let result = (|| {
             let held = Self::hold(
                 &mut conn,
@@ -634,7 +679,7 @@ impl Store for PostgresStore {
         })();
         // Never back in the pool holding the lock. If this fails the
         // connection is broken and is dropped, which releases it too.
-        let _ = conn.execute(Q_SESSION_UNLOCK, &[&key]);
+        let _ = conn.query_typed(Q_SESSION_UNLOCK, &[(&key, postgres::types::Type::TEXT)]);
         result
     }
 
