@@ -129,20 +129,31 @@ fn pkcs1_and_pkcs8_private_and_spki_and_pkcs1_public_keys_all_load() {
     );
 }
 
-fn send(
+/// `tss-gate send` of a fixture as node-a, with extra flags.
+fn send_args(
     server: &Server,
     ws: &Workspace,
     fixture: &str,
-) -> (Option<i32>, serde_json::Value, String) {
-    let out = bin()
+    extra: &[&str],
+) -> std::process::Output {
+    bin()
         .args(["send", &server.check_url()])
         .arg(repo().join("tests/fixtures").join(fixture))
         .arg("--key")
         .arg(ws.path().join("keys/node-a.pem"))
         .arg("--server-key")
         .arg(ws.path().join("keys/callback-server.pub.pem"))
+        .args(extra)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+fn send(
+    server: &Server,
+    ws: &Workspace,
+    fixture: &str,
+) -> (Option<i32>, serde_json::Value, String) {
+    let out = send_args(server, ws, fixture, &[]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let v = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
     (
@@ -279,24 +290,6 @@ fn keys_generate_refuses_a_bad_size_before_saying_it_generates() {
         assert!(!err.contains("generating"), "refused first: {err}");
         assert!(!dir.path().join("callback-server.pem").exists());
     }
-}
-
-fn send_args(
-    server: &Server,
-    ws: &Workspace,
-    fixture: &str,
-    extra: &[&str],
-) -> std::process::Output {
-    bin()
-        .args(["send", &server.check_url()])
-        .arg(repo().join("tests/fixtures").join(fixture))
-        .arg("--key")
-        .arg(ws.path().join("keys/node-a.pem"))
-        .arg("--server-key")
-        .arg(ws.path().join("keys/callback-server.pub.pem"))
-        .args(extra)
-        .output()
-        .unwrap()
 }
 
 #[test]

@@ -136,8 +136,28 @@ pub trait Store: Send + Sync {
     /// for another payload, after a restart too.
     fn lookup(&self, request_id: &str, digest: &[u8; 32]) -> Result<Option<Prior>, StoreError>;
 
-    /// Appends rows as if approved at `at_ms` (fixture history, benches).
-    fn seed(&self, request_id: &str, at_ms: i64, rows: &[(Row, String)]) -> Result<(), StoreError>;
+    /// Appends rows as if approved at `at_ms` (fixture history, benches):
+    /// a decision that approves without a retry record.
+    fn seed(&self, request_id: &str, at_ms: i64, rows: &[(Row, String)]) -> Result<(), StoreError> {
+        let verdict = Verdict {
+            answer: String::new(),
+            approved: true,
+        };
+        match self.decide(
+            request_id,
+            &[0u8; 32],
+            &[],
+            rows,
+            Some(at_ms),
+            &|_| true,
+            &mut |_, _| verdict.clone(),
+        )? {
+            Outcome::Decided(p) => p.wait(),
+            Outcome::Prior(_) => Err(StoreError::Io(format!(
+                "history request id `{request_id}` is used twice"
+            ))),
+        }
+    }
 }
 
 /// A store that records each operation's time (the policy evaluation it

@@ -704,25 +704,4 @@ impl Store for PostgresStore {
             }
         }))
     }
-
-    fn seed(&self, request_id: &str, at_ms: i64, rows: &[(Row, String)]) -> Result<(), StoreError> {
-        let verdict = Verdict {
-            answer: String::new(),
-            approved: true,
-        };
-        match self.decide(
-            request_id,
-            &[0u8; 32],
-            &[],
-            rows,
-            Some(at_ms),
-            &|_| true,
-            &mut |_, _| verdict.clone(),
-        )? {
-            Outcome::Decided(p) => p.wait(),
-            Outcome::Prior(_) => Err(io(format!(
-                "history request id `{request_id}` is used twice"
-            ))),
-        }
-    }
 }
