@@ -130,6 +130,9 @@ pub struct Config {
     /// durable retry records).
     #[serde(default)]
     pub state: StateSection,
+    /// Opt-in: the node's events (`/v2/event`) on their own listener.
+    #[serde(default)]
+    pub event_server: Option<EventServer>,
     /// Opt-in: write each verified request as a fixture file here.
     #[serde(default)]
     pub record_dir: Option<PathBuf>,
@@ -169,7 +172,75 @@ pub struct CallbackServer {
     pub clock_skew_leeway_seconds: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// The node's event reports (Cobo's event-server sample keys, accepted
+/// unchanged, plus named keys and the path). Present: the listener runs and
+/// every approval is recorded for the audit.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventServer {
+    #[serde(default = "default_event_service_name")]
+    pub service_name: String,
+    #[serde(default = "default_event_endpoint")]
+    pub endpoint: String,
+    /// The sample's single node event key; named `client_public_key`.
+    #[serde(default)]
+    pub client_public_key_path: Option<PathBuf>,
+    #[serde(default)]
+    pub enable_debug: bool,
+    /// Named node event public keys (one per node).
+    #[serde(default)]
+    pub event_keys: Vec<NamedKey>,
+    #[serde(default = "default_event_path")]
+    pub path: String,
+    /// An approved task with no terminal event after this long counts as
+    /// stalled (`tss_gate_tasks_stalled`).
+    #[serde(default = "default_stalled_after")]
+    pub stalled_after_seconds: u64,
+    /// Which outcomes release a task's spending-limit hold: any of
+    /// `failed`, `canceled`, `declined` (default all three).
+    #[serde(default = "default_release_on")]
+    pub release_on: Vec<String>,
+}
+
+fn default_release_on() -> Vec<String> {
+    vec!["failed".into(), "canceled".into(), "declined".into()]
+}
+
+fn default_event_service_name() -> String {
+    "tss-gate-events".into()
+}
+fn default_event_endpoint() -> String {
+    "0.0.0.0:11030".into()
+}
+fn default_event_path() -> String {
+    "/v2/event".into()
+}
+fn default_stalled_after() -> u64 {
+    3600
+}
+
+impl EventServer {
+    /// All event keys, the sample's single key first.
+    pub fn keys(&self) -> Vec<NamedKey> {
+        let mut out = Vec::new();
+        if let Some(p) = &self.client_public_key_path {
+            out.push(NamedKey {
+                name: "client_public_key".into(),
+                path: p.clone(),
+            });
+        }
+        out.extend(self.event_keys.iter().cloned());
+        out
+    }
+
+    pub fn endpoint(&self) -> SocketAddr {
+        self.endpoint
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 11030)))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NamedKey {
     pub name: String,
@@ -198,6 +269,13 @@ pub struct PolicySection {
     /// `require_passing_tests`. Unset: the Rego tests alone.
     #[serde(default)]
     pub fixtures: Option<PathBuf>,
+    /// Shadow mode: a second policy set evaluated beside this one on live
+    /// traffic and compared, never answered (see [`crate::shadow`]).
+    #[serde(default)]
+    pub shadow_dir: Option<PathBuf>,
+    /// The shadow set's extra data files, as `data_files` is the live set's.
+    #[serde(default)]
+    pub shadow_data_files: Vec<PathBuf>,
 }
 
 impl Default for PolicySection {
@@ -210,6 +288,8 @@ impl Default for PolicySection {
             watch: true,
             require_passing_tests: true,
             fixtures: None,
+            shadow_dir: None,
+            shadow_data_files: Vec::new(),
         }
     }
 }
@@ -593,11 +673,25 @@ impl Config {
         for p in &mut self.policy.data_files {
             fix(p);
         }
+        if let Some(p) = self.policy.shadow_dir.as_mut() {
+            fix(p);
+        }
+        for p in &mut self.policy.shadow_data_files {
+            fix(p);
+        }
         if let Some(p) = self.decision_log.path.as_mut() {
             fix(p);
         }
         if let Some(p) = self.record_dir.as_mut() {
             fix(p);
+        }
+        if let Some(ev) = self.event_server.as_mut() {
+            if let Some(p) = ev.client_public_key_path.as_mut() {
+                fix(p);
+            }
+            for k in &mut ev.event_keys {
+                fix(&mut k.path);
+            }
         }
         fix(&mut self.state.sqlite.path);
     }
@@ -739,6 +833,25 @@ impl Config {
                 ),
             ));
         }
+        if self.policy.shadow_dir.is_none() && !self.policy.shadow_data_files.is_empty() {
+            out.push(self.invalid(
+                "policy.shadow_data_files",
+                "needs `policy.shadow_dir` (the shadow set they belong to)",
+            ));
+        }
+        if let Some(sd) = &self.policy.shadow_dir
+            && (sd.starts_with(&self.policy.dir) || self.policy.dir.starts_with(sd))
+        {
+            // The loader reads every `.rego` below a directory, so nested
+            // sets would each load the other's rules.
+            out.push(self.invalid(
+                "policy.shadow_dir",
+                format!(
+                    "`{}` must lie outside `policy.dir` and not contain it",
+                    sd.display()
+                ),
+            ));
+        }
         if !(1..=10_000).contains(&self.policy.eval_timeout_ms) {
             out.push(self.invalid(
                 "policy.eval_timeout_ms",
@@ -777,6 +890,9 @@ impl Config {
         if self.retry_cache.enabled && self.retry_cache.max_entries == 0 {
             out.push(self.invalid("retry_cache.max_entries", "must be at least 1"));
         }
+        if let Some(ev) = &self.event_server {
+            self.validate_events(ev, &mut out);
+        }
         if !matches!(self.logging.format.as_str(), "pretty" | "json") {
             out.push(self.invalid(
                 "logging.format",
@@ -787,6 +903,56 @@ impl Config {
             Ok(())
         } else {
             Err(ConfigError::Problems { problems: out })
+        }
+    }
+
+    fn validate_events(&self, ev: &EventServer, out: &mut Vec<Problem>) {
+        match ev.endpoint.parse::<SocketAddr>() {
+            Err(_) => out.push(self.invalid(
+                "event_server.endpoint",
+                format!("`{}` is not an ADDR:PORT socket address", ev.endpoint),
+            )),
+            Ok(a) if clash(a, self.endpoint()) => out.push(self.invalid(
+                "event_server.endpoint",
+                "must differ from callback_server.endpoint (events have their own listener)",
+            )),
+            Ok(_) => {}
+        }
+        if !ev.path.starts_with('/') || ev.path.len() > 128 {
+            out.push(self.invalid(
+                "event_server.path",
+                format!("`{}` must start with `/` (at most 128 characters)", ev.path),
+            ));
+        }
+        let keys = ev.keys();
+        if keys.is_empty() {
+            out.push(self.invalid(
+                "event_server.event_keys",
+                "no node event public key configured (set `event_keys` or `client_public_key_path`)",
+            ));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for k in &keys {
+            if k.name.trim().is_empty() || k.name.len() > 64 || !names.insert(k.name.clone()) {
+                out.push(self.invalid(
+                    "event_server.event_keys.name",
+                    format!("`{}`: names must be unique, 1 to 64 characters", k.name),
+                ));
+            }
+        }
+        for o in &ev.release_on {
+            if !matches!(o.as_str(), "failed" | "canceled" | "declined") {
+                out.push(self.invalid(
+                    "event_server.release_on",
+                    format!("`{o}` is not an outcome (failed, canceled, declined)"),
+                ));
+            }
+        }
+        if !(60..=30 * 86_400).contains(&ev.stalled_after_seconds) {
+            out.push(self.invalid(
+                "event_server.stalled_after_seconds",
+                format!("{} is outside 60..=2592000", ev.stalled_after_seconds),
+            ));
         }
     }
 
@@ -823,6 +989,26 @@ impl Config {
         }
     }
 
+    /// The shadow set's options and gate, when `policy.shadow_dir` is set.
+    /// Same entrypoint and time limit as the live set. Its own `test_*`
+    /// rules must pass under `require_passing_tests`, but not the live
+    /// fixtures: a shadow set exists to decide some of them differently.
+    pub fn shadow_options(
+        &self,
+    ) -> Option<(crate::policy::PolicyOptions, crate::reload::TestGate)> {
+        let dir = self.policy.shadow_dir.clone()?;
+        let opts = crate::policy::PolicyOptions {
+            dir,
+            data_files: self.policy.shadow_data_files.clone(),
+            ..self.policy_options()
+        };
+        let gate = crate::reload::TestGate {
+            require: self.policy.require_passing_tests,
+            fixtures: None,
+        };
+        Some((opts, gate))
+    }
+
     pub fn policy_options(&self) -> crate::policy::PolicyOptions {
         crate::policy::PolicyOptions {
             dir: self.policy.dir.clone(),
@@ -831,6 +1017,14 @@ impl Config {
             eval_timeout: Duration::from_millis(self.policy.eval_timeout_ms),
         }
     }
+}
+
+/// Two listen addresses that cannot both be bound: the same port on the
+/// same address, or on any address when either is unspecified (0.0.0.0).
+fn clash(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port()
+        && a.port() != 0
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 /// A key given by path alone is named after its file: `node-a.pub.pem` → `node-a`.
@@ -907,6 +1101,47 @@ mod tests {
     }
 
     #[test]
+    fn event_server_problems_are_reported_with_their_lines() {
+        let text = format!(
+            "{MIN}event_server:\n  endpoint: \"127.0.0.1:11020\"\n  path: v2/event\n  stalled_after_seconds: 5\n"
+        );
+        let cfg = Config::parse(Path::new("/etc/c.yaml"), &text).expect("parses");
+        let err = cfg.validate().unwrap_err();
+        let ConfigError::Problems { problems } = &err else {
+            panic!("{err}")
+        };
+        let got: Vec<(Option<usize>, String)> = problems
+            .iter()
+            .map(|p| (p.line, p.key.clone().unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some(5), "event_server.endpoint".into()),
+                (Some(6), "event_server.path".into()),
+                (Some(4), "event_server.event_keys".into()),
+                (Some(7), "event_server.stalled_after_seconds".into()),
+            ],
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("must differ from callback_server.endpoint")
+        );
+
+        // The sample's keys alone are a complete section, with defaults.
+        let ok = format!(
+            "{MIN}event_server:\n  service_name: ev\n  endpoint: \"0.0.0.0:11030\"\n  client_public_key_path: ev.pem\n  enable_debug: false\n"
+        );
+        let cfg = Config::parse(Path::new("/etc/c.yaml"), &ok).expect("valid");
+        cfg.validate().expect("valid");
+        let ev = cfg.event_server.expect("section");
+        assert_eq!(ev.path, "/v2/event");
+        assert_eq!(ev.keys().len(), 1);
+        assert_eq!(ev.keys()[0].path, Path::new("/etc/ev.pem"));
+    }
+
+    #[test]
     fn every_problem_of_a_file_is_reported_with_its_line() {
         let text = "callback_server:\n  endpoint: nope\n  token_expire_minutes: abc\n  bogus: 1\n  service_private_key_path: k.pem\n  tss_node_keys:\n    - name: a\n      path: a.pem\n    - name: a\n      path: b.pem\npolicy:\n  eval_timeout_ms: 0\nlimits:\n  max_queue: 0\n";
         let err = Config::parse(Path::new("/etc/c.yaml"), text).unwrap_err();
@@ -972,6 +1207,35 @@ mod tests {
             !cfg.generate_dev_keys,
             "the production example never generates keys"
         );
+    }
+
+    #[test]
+    fn shadow_settings_are_checked_and_resolved() {
+        let parse = |policy: &str| {
+            Config::parse(
+                Path::new("/etc/t/c.yaml"),
+                &format!("{MIN}policy:\n{policy}"),
+            )
+            .unwrap()
+        };
+        let cfg = parse("  shadow_dir: draft\n  shadow_data_files: [d.yaml]\n");
+        cfg.validate().unwrap();
+        let (opts, gate) = cfg.shadow_options().expect("on");
+        assert_eq!(opts.dir, PathBuf::from("/etc/t/draft"));
+        assert_eq!(opts.data_files, vec![PathBuf::from("/etc/t/d.yaml")]);
+        assert_eq!(opts.entrypoint, cfg.policy.entrypoint);
+        assert!(gate.require && gate.fixtures.is_none());
+        assert!(parse("  watch: true\n").shadow_options().is_none());
+        for (policy, key) in [
+            (
+                "  shadow_data_files: [d.yaml]\n",
+                "policy.shadow_data_files",
+            ),
+            ("  dir: p\n  shadow_dir: p/draft\n", "policy.shadow_dir"),
+        ] {
+            let msg = parse(policy).validate().unwrap_err().to_string();
+            assert!(msg.contains(key), "{msg}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //!   answer → sign) shared by the server and the CLI tools.
 //! - [`retry`]: the retry cache, so a retried request gets the answer it got before.
 //! - [`reload`]: hot reload of policies, data and keys (file watch, SIGHUP).
+//! - [`shadow`]: shadow mode, a second policy set judged beside the live one.
 //! - [`config`]: the YAML configuration and its validation.
 //! - [`server`]: the axum HTTP layer, handed its state by the caller.
 //! - [`workers`]: the server's CPU worker pool and pre-signed answer cache.
@@ -28,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod decision_log;
 pub mod derive;
+pub mod events;
 pub mod fixture;
 pub mod input;
 pub mod keys;
@@ -41,6 +43,7 @@ pub mod record;
 pub mod reload;
 pub mod retry;
 pub mod server;
+pub mod shadow;
 pub mod state;
 pub mod store;
 pub mod testing;

@@ -47,6 +47,16 @@ pub const STORE_ERRORS_TOTAL: &str = "tss_gate_store_errors_total";
 /// `op` label values of the store metrics.
 pub const STORE_OPS: [&str; 2] = ["decide", "lookup"];
 
+pub const SHADOW_EVALUATIONS_TOTAL: &str = "tss_gate_shadow_evaluations_total";
+pub const SHADOW_DISAGREEMENTS_TOTAL: &str = "tss_gate_shadow_disagreements_total";
+pub const SHADOW_EVAL_DURATION_SECONDS: &str = "tss_gate_shadow_eval_duration_seconds";
+pub const SHADOW_POLICY_INFO: &str = "tss_gate_shadow_policy_info";
+pub const SHADOW_POLICY_LOAD_OK: &str = "tss_gate_shadow_policy_load_ok";
+/// `result` label values of the shadow evaluations (see [`crate::shadow`]).
+pub const SHADOW_RESULTS: [&str; 4] = ["agree", "disagree", "error", "dropped"];
+/// `direction` label values of the shadow disagreements.
+pub const SHADOW_DIRECTIONS: [&str; 3] = ["would_approve", "would_reject", "codes_changed"];
+
 pub struct Metrics {
     registry: Registry,
     pub decisions: IntCounterVec,
@@ -73,6 +83,17 @@ pub struct Metrics {
     pub store_duration: prometheus::HistogramVec,
     /// State store operations that failed (answered with status 30).
     pub store_errors: IntCounterVec,
+    /// Shadow evaluations by outcome (`policy.shadow_dir`).
+    pub shadow_evaluations: IntCounterVec,
+    /// Shadow decisions that differ from the live one, by direction.
+    pub shadow_disagreements: IntCounterVec,
+    /// Shadow evaluation wall time (off the answer's path, so not in the
+    /// request duration).
+    pub shadow_eval_duration: Histogram,
+    /// The shadow set evaluating now (value 1); no series while off.
+    pub shadow_policy_info: IntGaugeVec,
+    /// 0 when the last shadow load attempt was refused.
+    pub shadow_policy_load_ok: IntGauge,
     seen_rules: Mutex<HashSet<String>>,
 }
 
@@ -194,6 +215,45 @@ impl Metrics {
             ),
             &["op"],
         ));
+        let shadow_evaluations = must(IntCounterVec::new(
+            Opts::new(
+                SHADOW_EVALUATIONS_TOTAL,
+                "Shadow policy evaluations by result (agree, disagree, error, dropped when the shadow queue was full); never affects answers.",
+            ),
+            &["result"],
+        ));
+        let shadow_disagreements = must(IntCounterVec::new(
+            Opts::new(
+                SHADOW_DISAGREEMENTS_TOTAL,
+                "Shadow decisions that differ from the live one: would_approve (shadow APPROVE, live REJECT), would_reject, codes_changed.",
+            ),
+            &["direction"],
+        ));
+        let shadow_eval_duration = must(Histogram::with_opts(
+            HistogramOpts::new(
+                SHADOW_EVAL_DURATION_SECONDS,
+                "Wall time of one shadow policy evaluation; the shadow thread runs at idle priority, so this includes time it was preempted by requests.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        ));
+        let shadow_policy_info = must(IntGaugeVec::new(
+            Opts::new(
+                SHADOW_POLICY_INFO,
+                "The shadow policy revision evaluating now (value is always 1; absent while shadow mode is off).",
+            ),
+            &["revision"],
+        ));
+        let shadow_policy_load_ok = must(IntGauge::new(
+            SHADOW_POLICY_LOAD_OK,
+            "0 when the last shadow policy load attempt was refused, else 1.",
+        ));
+        shadow_policy_load_ok.set(1);
+        for r in SHADOW_RESULTS {
+            shadow_evaluations.with_label_values(&[r]).inc_by(0);
+        }
+        for d in SHADOW_DIRECTIONS {
+            shadow_disagreements.with_label_values(&[d]).inc_by(0);
+        }
         for op in STORE_OPS {
             store_errors.with_label_values(&[op]).inc_by(0);
             let _ = store_duration.with_label_values(&[op]);
@@ -217,6 +277,11 @@ impl Metrics {
             Box::new(retry_cache_hits.clone()),
             Box::new(decision_log_writes.clone()),
             Box::new(pings.clone()),
+            Box::new(shadow_evaluations.clone()),
+            Box::new(shadow_disagreements.clone()),
+            Box::new(shadow_eval_duration.clone()),
+            Box::new(shadow_policy_info.clone()),
+            Box::new(shadow_policy_load_ok.clone()),
         ] {
             must(registry.register(c));
         }
@@ -251,8 +316,19 @@ impl Metrics {
             velocity_utilization,
             store_duration,
             store_errors,
+            shadow_evaluations,
+            shadow_disagreements,
+            shadow_eval_duration,
+            shadow_policy_info,
+            shadow_policy_load_ok,
             seen_rules: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Registers a collector another module owns (the event metrics) in
+    /// the same registry, so one `/metrics` shows everything.
+    pub fn register(&self, c: Box<dyn prometheus::core::Collector>) -> prometheus::Result<()> {
+        self.registry.register(c)
     }
 
     pub fn record_decision(&self, request_type: &str, action: &str, status: &str) {
@@ -338,6 +414,31 @@ impl Metrics {
         self.policy_last_load.set(now);
         self.policy_reloads.with_label_values(&["success"]).inc();
         self.policy_load_ok.set(1);
+    }
+
+    /// Counts one shadow evaluation under `result` ([`SHADOW_RESULTS`]).
+    pub fn shadow_result(&self, result: &str) {
+        self.shadow_evaluations.with_label_values(&[result]).inc();
+    }
+
+    /// Counts one disagreement under `direction` ([`SHADOW_DIRECTIONS`]).
+    pub fn shadow_disagreement(&self, direction: &str) {
+        self.shadow_disagreements
+            .with_label_values(&[direction])
+            .inc();
+    }
+
+    /// Marks shadow set `revision` as evaluating; None: shadow mode is off.
+    pub fn shadow_loaded(&self, revision: Option<&str>) {
+        self.shadow_policy_info.reset();
+        if let Some(r) = revision {
+            self.shadow_policy_info.with_label_values(&[r]).set(1);
+        }
+        self.shadow_policy_load_ok.set(1);
+    }
+
+    pub fn shadow_refused(&self) {
+        self.shadow_policy_load_ok.set(0);
     }
 
     pub fn policy_refused(&self) {

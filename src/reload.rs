@@ -15,8 +15,18 @@
 //! `tss_gate_policy_load_ok 0`); the old set keeps serving. Requests in flight
 //! finish on the set they started with (see [`crate::server::AppState`]).
 //!
+//! The shadow set (`policy.shadow_dir`, [`crate::shadow`]) is tried after the
+//! live one on every reload, through the same loader and gate (its own
+//! `test_*` rules, not the live fixtures). A refused shadow set is logged
+//! with its file, line and reason (`tss_gate_shadow_policy_load_ok 0`) and
+//! the last good one keeps evaluating; with none loaded yet (a broken set at
+//! start) the server serves without shadow until one loads. A SIGHUP whose
+//! config no longer sets `shadow_dir` turns shadow mode off. The shadow set
+//! never affects the live reload's result.
+//!
 //! Owns: the reload task, the watcher, and the minimal Rego test check used
-//! as a reload gate. It touches only `AppState::{gate, policy}` and metrics.
+//! as a reload gate. It touches only `AppState::{gate, policy, shadow}` and
+//! metrics.
 //! Limits (except the JSON depth, which the rebuilt token gate carries),
 //! endpoints and the retry cache are read once at start; changing them
 //! needs a restart. So do the watched paths: a SIGHUP that moves
@@ -174,6 +184,8 @@ pub struct Reloader {
     policy: Mutex<(PolicyOptions, TestGate)>,
     /// Policy loads refused since the last good one.
     refused: Mutex<u64>,
+    /// Shadow set settings of the last config that loaded; None: off.
+    shadow: Mutex<Option<(PolicyOptions, TestGate)>>,
     /// The settings read once at start, as the running server uses them.
     started_with: Config,
     /// Serialises reloads: the watcher and SIGHUP may fire together.
@@ -188,6 +200,7 @@ impl Reloader {
             overrides,
             policy: Mutex::new((cfg.policy_options(), cfg.test_gate())),
             refused: Mutex::new(0),
+            shadow: Mutex::new(cfg.shadow_options()),
             started_with: cfg.clone(),
             busy: Mutex::new(()),
         }
@@ -204,7 +217,68 @@ impl Reloader {
     /// serving and its revision is returned; on failure the old one still is.
     pub fn reload_policy(&self) -> Result<String, ReloadError> {
         let _one = self.busy.lock().unwrap_or_else(|p| p.into_inner());
-        self.reload_policy_locked()
+        let live = self.reload_policy_locked();
+        self.reload_shadow_locked();
+        live
+    }
+
+    /// Tries the shadow set as it is now (or turns shadow mode off when
+    /// none is configured). Never fails: a refused set is logged and
+    /// counted, and whatever was evaluating before goes on.
+    pub fn reload_shadow(&self) {
+        let _one = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        self.reload_shadow_locked();
+    }
+
+    fn reload_shadow_locked(&self) {
+        let settings = self
+            .shadow
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let shadow = &self.state.shadow;
+        let Some((opts, gate)) = settings else {
+            if shadow.turn_off() {
+                info!("shadow mode off: `policy.shadow_dir` is no longer set");
+            }
+            self.state.metrics.shadow_loaded(None);
+            return;
+        };
+        let old = shadow.revision();
+        match load_checked(&opts, &gate) {
+            Ok(set) => {
+                let rev = set.revision.clone();
+                if let Err(e) = shadow.install(set) {
+                    self.state.metrics.shadow_refused();
+                    error!("cannot start the shadow thread, running without shadow: {e}");
+                    return;
+                }
+                self.state.metrics.shadow_loaded(Some(&rev));
+                if old.as_deref() == Some(rev.as_str()) {
+                    debug!(shadow_revision = %rev, "shadow policy reloaded, unchanged");
+                } else {
+                    info!(
+                        shadow_revision = %rev,
+                        previous_shadow_revision = old.as_deref().unwrap_or("none"),
+                        shadow_dir = %opts.dir.display(),
+                        "shadow policy loaded: evaluating beside the live policy, answers unaffected"
+                    );
+                }
+            }
+            Err(e) => {
+                self.state.metrics.shadow_refused();
+                let keeps = match &old {
+                    Some(_) => "the previous shadow set keeps evaluating",
+                    None => "running without shadow until it loads",
+                };
+                error!(
+                    shadow_dir = %opts.dir.display(),
+                    shadow_revision = old.as_deref().unwrap_or("none"),
+                    "shadow policy load refused, {keeps} (answers unaffected): {}",
+                    one_line(&e.to_string())
+                );
+            }
+        }
     }
 
     fn reload_policy_locked(&self) -> Result<String, ReloadError> {
@@ -266,12 +340,15 @@ impl Reloader {
                 ));
                 *self.policy.lock().unwrap_or_else(|p| p.into_inner()) =
                     (cfg.policy_options(), cfg.test_gate());
+                *self.shadow.lock().unwrap_or_else(|p| p.into_inner()) = cfg.shadow_options();
             }
             Err(e) => {
                 error!("key reload refused, previous keys keep serving: {e}");
             }
         }
-        self.reload_policy_locked()
+        let live = self.reload_policy_locked();
+        self.reload_shadow_locked();
+        live
     }
 
     fn reload_keys(&self) -> Result<Config, ReloadError> {
@@ -290,7 +367,19 @@ impl Reloader {
     fn watch_paths(&self) -> Vec<(PathBuf, notify::RecursiveMode)> {
         let (opts, _) = self.policy_settings();
         let mut out = vec![(opts.dir.clone(), notify::RecursiveMode::Recursive)];
-        for f in &opts.data_files {
+        let shadow = self
+            .shadow
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut data_files = opts.data_files.clone();
+        if let Some((s, _)) = shadow {
+            if s.dir.is_dir() && !out.iter().any(|(p, _)| *p == s.dir) {
+                out.push((s.dir.clone(), notify::RecursiveMode::Recursive));
+            }
+            data_files.extend(s.data_files);
+        }
+        for f in &data_files {
             let parent = f.parent().map(Path::to_path_buf).unwrap_or_default();
             if !parent.as_os_str().is_empty() && !out.iter().any(|(p, _)| *p == parent) {
                 out.push((parent, notify::RecursiveMode::NonRecursive));
@@ -395,6 +484,10 @@ pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str>
     }
     if running.record_dir != new.record_dir {
         out.push("record_dir");
+    }
+    // The event listener and its keys are built once at start.
+    if running.event_server != new.event_server {
+        out.push("event_server");
     }
     out
 }

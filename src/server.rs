@@ -91,6 +91,11 @@ pub struct AppState {
     /// The spending-limit ledger and durable retry records; None serves
     /// without spending limits (facts show zero usage).
     pub store: Option<Arc<dyn crate::store::Store>>,
+    /// Shadow mode (`policy.shadow_dir`): off until a shadow set loads.
+    pub shadow: crate::shadow::Shadow,
+    /// The event endpoint is on: every APPROVE of a task is recorded in the
+    /// store before it leaves, for the audit of the node's events.
+    pub record_approvals: bool,
 }
 
 impl AppState {
@@ -124,6 +129,8 @@ impl AppState {
             decision_log: None,
             retry: crate::retry::RetryCache::default(),
             store: None,
+            shadow: crate::shadow::Shadow::default(),
+            record_approvals: false,
         })
     }
 }
@@ -365,7 +372,7 @@ fn decide_stage(
     let gate = state.gate.load();
     let policy = state.policy.load();
     // admit → retry-cache lookup → decide → cache store (see crate::retry).
-    let (p, stored) = crate::retry::process(
+    let (mut p, mut stored) = crate::retry::process(
         &state.retry,
         &state.metrics,
         &gate,
@@ -374,6 +381,15 @@ fn decide_stage(
         token,
         received_ms,
     );
+    let approval = record_approval(state, &mut p);
+    if let Some(a) = approval {
+        // The approval record and any ledger rows become durable together
+        // before the answer leaves.
+        stored = Some(match stored {
+            Some(rows) => rows.and(a),
+            None => a,
+        });
+    }
     if !p.response.request_id.is_empty() {
         span.record("request_id", p.response.request_id.as_str());
     }
@@ -423,6 +439,10 @@ fn decide_stage(
             .metrics
             .record_velocity(facts, p.response.is_approval());
     }
+    // Off the answer's path: queued for the shadow thread, never waited for.
+    state
+        .shadow
+        .submit(&p, &state.metrics, state.decision_log.as_ref());
     if let Some(pending) = stored {
         let done = Done {
             response: p.response.clone(),
@@ -468,6 +488,32 @@ fn decide_stage(
             Stage::Done(done)
         }
         Some(pending) => Stage::Logging(Box::new(Logging { done, pending })),
+    }
+}
+
+/// With the event endpoint on, an APPROVE of a task is recorded for the
+/// audit of the node's later events; returns the record's pending commit.
+/// When it cannot be recorded the answer becomes status 30: an approval
+/// the audit cannot check is not given.
+fn record_approval(state: &AppState, p: &mut pipeline::Processed) -> Option<crate::store::Pending> {
+    if !state.record_approvals {
+        return None;
+    }
+    let rec = crate::events::approval_record(p)?;
+    let recorded = match (rec, state.store.as_deref()) {
+        (Ok(rec), Some(store)) => store.record_approval(&rec).map_err(|e| e.to_string()),
+        (Ok(_), None) => Err("no state store".to_owned()),
+        (Err(e), _) => Err(format!("the approval cannot be audited: {e}")),
+    };
+    match recorded {
+        Ok(pending) => Some(pending),
+        Err(e) => {
+            error!("approval not recorded for the event audit, answering status 30: {e}");
+            let f = Failure::Store;
+            p.response = f.answer(&p.response.request_id);
+            p.failure = Some(f);
+            None
+        }
     }
 }
 

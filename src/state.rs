@@ -15,19 +15,25 @@ use crate::policy::PolicySet;
 pub struct Loaded {
     pub gate: Gate,
     pub policy: PolicySet,
+    /// The node event keys, when `event_server` is configured.
+    pub events: Option<crate::token::Verifier>,
 }
 
 /// Loads everything `serve` needs; the same checks `check` runs.
 /// Keys and policies are both tried so that one run reports every problem.
 pub fn load_all(cfg: &Config) -> anyhow::Result<Loaded> {
-    let gate = load_gate(cfg);
+    let gate = load_gate(cfg).and_then(|g| load_event_verifier(cfg).map(|ev| (g, ev)));
     crate::policy::install_time_limit(std::time::Duration::from_millis(cfg.policy.eval_timeout_ms));
     // The same gate a reload passes through, so a set that could never be
     // reloaded cannot be started with either.
     let policy = crate::reload::load_checked(&cfg.policy_options(), &cfg.test_gate())
         .map_err(anyhow::Error::from);
     match (gate, policy) {
-        (Ok(gate), Ok(policy)) => Ok(Loaded { gate, policy }),
+        (Ok((gate, events)), Ok(policy)) => Ok(Loaded {
+            gate,
+            policy,
+            events,
+        }),
         (Err(e), Ok(_)) => Err(e),
         (Ok(_), Err(e)) => Err(e),
         (Err(k), Err(p)) => Err(anyhow::anyhow!(
@@ -36,6 +42,21 @@ pub fn load_all(cfg: &Config) -> anyhow::Result<Loaded> {
             crate::error_text(&p)
         )),
     }
+}
+
+/// The verifier of the node's event tokens (`event_server` keys).
+pub fn load_event_verifier(cfg: &Config) -> anyhow::Result<Option<crate::token::Verifier>> {
+    let Some(ev) = &cfg.event_server else {
+        return Ok(None);
+    };
+    let mut keys = Vec::new();
+    for k in ev.keys() {
+        keys.push(crate::keys::load_verifying_key(&k.name, &k.path)?);
+    }
+    Ok(Some(crate::token::Verifier::new(
+        keys,
+        cfg.callback_server.clock_skew_leeway_seconds,
+    )))
 }
 
 /// Loads the keys into a [`Gate`]; used at start and on key reload.

@@ -238,7 +238,14 @@ fn dashboard_and_alert_queries_return_data_in_a_real_prometheus() {
 
     let ws = Workspace::new();
     let dl = ws.path().join("decisions.log");
-    let server = Server::start(&ws.config(&format!("decision_log:\n  path: {}\n", dl.display())));
+    // The event listener on, so the event metrics the dashboard reads exist.
+    let kd = ws.path().join("keys");
+    tss_gate::keys::write_pair(&test_keys().stranger, &kd, "node-event", false).unwrap();
+    let server = Server::start(&ws.config(&format!(
+        "decision_log:\n  path: {}\nevent_server:\n  endpoint: \"127.0.0.1:0\"\n  client_public_key_path: {}\n",
+        dl.display(),
+        kd.join("node-event.pub.pem").display()
+    )));
     let mut prom = Prometheus::start(ws.path(), &server.addr);
     let instance = server.addr.clone();
 
@@ -386,6 +393,9 @@ fn dashboard_and_alert_queries_return_data_in_a_real_prometheus() {
         "TssGateSpendingLimitNearCap",
         "TssGateStoreErrors",
         "TssGateStoreSlow",
+        "TssGateUnapprovedSignature",
+        "TssGateTasksStalled",
+        "TssGateShadowWouldApprove",
     ]
     .map(String::from)
     .into();

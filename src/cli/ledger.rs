@@ -102,6 +102,16 @@ impl Ledger {
         })
     }
 
+    /// Approvals recorded for the node's events (`event_server`), newest
+    /// first, with the state of their task.
+    fn tasks(&self, since: i64) -> anyhow::Result<Vec<crate::store::Approval>> {
+        const MAX: usize = 100_000;
+        Ok(match self {
+            Ledger::Sqlite(c, _) => sqlite::approvals_since(c, since, MAX)?,
+            Ledger::Postgres(p) => crate::store::Store::approvals(p, since, MAX)?,
+        })
+    }
+
     fn void(&self, request: &str, at: i64, reason: &str) -> anyhow::Result<usize> {
         Ok(match self {
             Ledger::Sqlite(c, _) => sqlite::void(c, request, at, reason)?,
@@ -150,6 +160,24 @@ fn show(a: ShowArgs) -> anyhow::Result<Exit> {
     } else {
         Vec::new()
     };
+    // The task state of each hold, when the node reports events.
+    let tasks: std::collections::HashMap<String, crate::store::Approval> = if rows.is_empty() {
+        Default::default()
+    } else {
+        conn.tasks(now - sqlite::RETENTION_MS)?
+            .into_iter()
+            .map(|t| (t.record.request_id.clone(), t))
+            .collect()
+    };
+    let task_json = |id: &str| {
+        tasks.get(id).map(|t| {
+            json!({
+                "state": t.state.as_str(),
+                "changed_at_ms": t.changed.as_ref().map(|c| c.0),
+                "change_reason": t.changed.as_ref().map(|c| c.1.clone()),
+            })
+        })
+    };
     let mut out = std::io::stdout().lock();
     if a.json {
         let groups: Vec<_> = report
@@ -176,6 +204,7 @@ fn show(a: ShowArgs) -> anyhow::Result<Exit> {
                     "at_ms": e.at_ms, "amount": e.amount.to_string(), "token": e.token,
                     "state": if e.voided.is_some() { "voided" } else { "held" },
                     "void_reason": e.voided.as_ref().map(|v| v.1.clone()),
+                    "task": task_json(&e.request_id),
                 })
             })
             .collect();
@@ -209,6 +238,17 @@ fn show(a: ShowArgs) -> anyhow::Result<Exit> {
         let state = match &e.voided {
             Some((t, r)) => format!("voided {} ({r})", crate::decision_log::timestamp(*t)),
             None => "held".to_owned(),
+        };
+        let state = match tasks.get(&e.request_id) {
+            Some(t) => match &t.changed {
+                Some((at, why)) => format!(
+                    "{state}, task {} {} ({why})",
+                    t.state.as_str(),
+                    crate::decision_log::timestamp(*at)
+                ),
+                None => format!("{state}, task {}", t.state.as_str()),
+            },
+            None => state,
         };
         writeln!(
             out,

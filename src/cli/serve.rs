@@ -227,6 +227,7 @@ async fn serve(
         state.metrics.clone(),
     )));
     state.retry = crate::retry::RetryCache::from_config(&cfg.retry_cache);
+    state.record_approvals = cfg.event_server.is_some();
     if backtraces_slow_evaluation(
         std::env::var_os("RUST_BACKTRACE").as_deref(),
         std::env::var_os("RUST_LIB_BACKTRACE").as_deref(),
@@ -259,6 +260,9 @@ async fn serve(
         // Hot reload (SIGHUP, and file changes when `policy.watch`); in place
         // before the line below, so a SIGHUP after it cannot kill us.
         let reloader = Arc::new(crate::reload::Reloader::new(state.clone(), &cfg, overrides));
+        // Shadow mode, before the first request. A broken shadow set is
+        // logged and the server serves without it (crate::reload).
+        reloader.reload_shadow();
         let mut rx = tx.subscribe();
         crate::reload::start(reloader, cfg.policy.watch, async move {
             let _ = rx.recv().await;
@@ -286,6 +290,11 @@ async fn serve(
             .await;
         });
     }
+    if let (Some(evc), Some(verifier), Some(store)) =
+        (&cfg.event_server, loaded.events, state.store.clone())
+    {
+        start_events(&state, &cfg, evc, verifier, store, &tx).await?;
+    }
     // Machine-readable line for tests and scripts that bind port 0; printed
     // last, once every listener (the metrics one included) is bound.
     println!("listening on {addr}");
@@ -311,6 +320,48 @@ async fn serve(
         log.close();
     }
     info!("stopped");
+    Ok(())
+}
+
+/// Starts the node's event listener (`event_server`).
+async fn start_events(
+    state: &Arc<AppState>,
+    cfg: &Config,
+    evc: &crate::config::EventServer,
+    verifier: crate::token::Verifier,
+    store: Arc<dyn crate::store::Store>,
+    tx: &tokio::sync::broadcast::Sender<()>,
+) -> anyhow::Result<()> {
+    use crate::events::ingest;
+    let metrics = crate::events::metrics::EventMetrics::new(&state.metrics)
+        .map_err(|e| anyhow::anyhow!("event metrics: {e}"))?;
+    let svc = Arc::new(ingest::EventService {
+        verifier,
+        store,
+        metrics,
+        log: state.decision_log.clone(),
+        max_body_bytes: cfg.limits.max_body_bytes,
+        body_read_timeout: state.limits.body_read_timeout,
+        service_name: evc.service_name.clone(),
+        stalled_after_ms: evc.stalled_after_seconds as i64 * 1000,
+        release_on: evc.release_on.clone(),
+        admission: tokio::sync::Semaphore::new(ingest::MAX_CONCURRENT_EVENTS),
+    });
+    let mut rx = tx.subscribe();
+    let addr = ingest::start(
+        svc,
+        evc.endpoint(),
+        &evc.path,
+        state.limits.header_read_timeout,
+        state.limits.shutdown_grace,
+        async move {
+            let _ = rx.recv().await;
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot listen on event endpoint `{}`: {e}", evc.endpoint))?;
+    info!(endpoint = %addr, path = %evc.path, "node events accepted");
+    println!("events on {addr}");
     Ok(())
 }
 

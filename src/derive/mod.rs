@@ -73,7 +73,7 @@ mod amount;
 mod binding;
 mod bitcoin;
 mod evm;
-mod signer;
+pub(crate) mod signer;
 mod solana;
 mod tables;
 mod tron;

@@ -78,6 +78,32 @@ impl Pending {
     }
 }
 
+impl Pending {
+    /// Resolves once both are durable; the first failure is the result.
+    pub fn and(self, other: Pending) -> Pending {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let both = async move {
+            let first = self.await;
+            let second = other.await;
+            let _ = tx.send(first.and(second));
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                h.spawn(both);
+            }
+            // Off the runtime (tests, tools): resolve on a thread.
+            Err(_) => {
+                std::thread::spawn(move || {
+                    tokio::runtime::Builder::new_current_thread()
+                        .build()
+                        .map(|rt| rt.block_on(both))
+                });
+            }
+        }
+        Pending(rx)
+    }
+}
+
 impl Future for Pending {
     type Output = Result<(), StoreError>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -108,6 +134,85 @@ pub struct GroupUsage {
     pub held: u64,
 }
 
+/// What tss-gate approved for one request, kept so the node's events can
+/// be checked against it (issue 18): `facts` is the JSON the signature
+/// audit reads ([`crate::events::audit::ApprovedSign`] for KEYSIGN).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalRecord {
+    pub request_id: String,
+    /// `KEYSIGN`, `KEYGEN`, `KEYRESHARE`, `KEYSHARESIGN`.
+    pub request_type: String,
+    pub at_ms: i64,
+    /// Hex SHA-256 of the request bytes (as the retry record).
+    pub digest: String,
+    pub facts: String,
+}
+
+/// Where an approved task stands, as the node's events tell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskState {
+    /// Approved; no terminal event yet. Its spending-limit rows count.
+    Approved,
+    /// `succeeded`: executed. Its rows count for the whole window.
+    Executed,
+    /// `failed` / `canceled`: its rows are released.
+    Released,
+}
+
+impl TaskState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Approved => "approved",
+            TaskState::Executed => "executed",
+            TaskState::Released => "released",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "approved" => Some(TaskState::Approved),
+            "executed" => Some(TaskState::Executed),
+            "released" => Some(TaskState::Released),
+            _ => None,
+        }
+    }
+}
+
+/// An approval and its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    pub record: ApprovalRecord,
+    pub state: TaskState,
+    /// When and why the state last changed (`event <event_id> <type>`).
+    pub changed: Option<(i64, String)>,
+}
+
+/// One accepted event as stored (its JSON body whole).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub event_id: String,
+    pub received_at_ms: i64,
+    pub node_id: String,
+    pub event_type: String,
+    /// `data.request_id`, `""` when the event has none (ping).
+    pub request_id: String,
+    pub body: String,
+}
+
+/// What [`Store::transition`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// None: no approval of that request is recorded; nothing changed.
+    pub before: Option<TaskState>,
+    pub after: Option<TaskState>,
+    /// Ledger rows released (to Released) or re-held (Released → Executed).
+    pub rows: usize,
+}
+
+fn unsupported(what: &str) -> StoreError {
+    StoreError::Io(format!("this state store does not support {what}"))
+}
+
 pub trait Store: Send + Sync {
     /// The atomic read → decide → record step for `groups` (see the module
     /// doc). Under the groups' locks: the usage of each group before this
@@ -135,6 +240,51 @@ pub trait Store: Send + Sync {
     /// matches use it so an id first used under a limit cannot be reused
     /// for another payload, after a restart too.
     fn lookup(&self, request_id: &str, digest: &[u8; 32]) -> Result<Option<Prior>, StoreError>;
+
+    /// Records an approval before its answer leaves (only when the event
+    /// endpoint is on). Durable once the returned `Pending` resolves Ok.
+    /// The first record of a request id wins: a retry's record is ignored.
+    fn record_approval(&self, _rec: &ApprovalRecord) -> Result<Pending, StoreError> {
+        Err(unsupported("approval records"))
+    }
+
+    /// The approval of `request_id` and its state, if recorded.
+    fn approval(&self, _request_id: &str) -> Result<Option<Approval>, StoreError> {
+        Err(unsupported("approval records"))
+    }
+
+    /// Stores an accepted event durably (before the 200). Ok(false): an
+    /// event with that `event_id` is already stored (the node's at-least-once
+    /// delivery), and nothing changed.
+    fn put_event(&self, _ev: &StoredEvent) -> Result<bool, StoreError> {
+        Err(unsupported("events"))
+    }
+
+    /// Moves the approval of `request_id` to `to`, atomically with its
+    /// ledger rows, durably on return:
+    /// - Approved → Released: every row of the request is voided with
+    ///   `reason`; Approved → Executed: rows stay.
+    /// - Released → Executed (a `succeeded` after a `failed`): the rows this
+    ///   request's release voided count again; the node's last word on
+    ///   execution wins and the hold is never lost.
+    /// - Executed → Released is refused (unchanged, `rows` 0): a task that
+    ///   executed spent its amount whatever comes later.
+    /// - Same state, or to Approved: unchanged.
+    fn transition(
+        &self,
+        _request_id: &str,
+        _to: TaskState,
+        _at_ms: i64,
+        _reason: &str,
+    ) -> Result<Transition, StoreError> {
+        Err(unsupported("task states"))
+    }
+
+    /// Approvals recorded since `since_ms`, newest first, at most `limit`
+    /// (`ledger show --holds`, the stalled-task gauge).
+    fn approvals(&self, _since_ms: i64, _limit: usize) -> Result<Vec<Approval>, StoreError> {
+        Err(unsupported("approval records"))
+    }
 
     /// Appends rows as if approved at `at_ms` (fixture history, benches):
     /// a decision that approves without a retry record.
@@ -221,5 +371,43 @@ impl Store for Metered {
 
     fn seed(&self, request_id: &str, at_ms: i64, rows: &[(Row, String)]) -> Result<(), StoreError> {
         self.inner.seed(request_id, at_ms, rows)
+    }
+
+    fn record_approval(&self, rec: &ApprovalRecord) -> Result<Pending, StoreError> {
+        let started = std::time::Instant::now();
+        let r = self.inner.record_approval(rec);
+        self.observe("record_approval", started.elapsed(), &r);
+        r
+    }
+
+    fn approval(&self, request_id: &str) -> Result<Option<Approval>, StoreError> {
+        let started = std::time::Instant::now();
+        let r = self.inner.approval(request_id);
+        self.observe("approval", started.elapsed(), &r);
+        r
+    }
+
+    fn put_event(&self, ev: &StoredEvent) -> Result<bool, StoreError> {
+        let started = std::time::Instant::now();
+        let r = self.inner.put_event(ev);
+        self.observe("put_event", started.elapsed(), &r);
+        r
+    }
+
+    fn transition(
+        &self,
+        request_id: &str,
+        to: TaskState,
+        at_ms: i64,
+        reason: &str,
+    ) -> Result<Transition, StoreError> {
+        let started = std::time::Instant::now();
+        let r = self.inner.transition(request_id, to, at_ms, reason);
+        self.observe("transition", started.elapsed(), &r);
+        r
+    }
+
+    fn approvals(&self, since_ms: i64, limit: usize) -> Result<Vec<Approval>, StoreError> {
+        self.inner.approvals(since_ms, limit)
     }
 }

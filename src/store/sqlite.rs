@@ -47,7 +47,7 @@ use super::{
 use crate::velocity::{Amount, Row, Usage};
 
 /// The schema this binary writes. A file with a newer one is refused.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Rows and records older than this are deleted: longer than any window.
 pub const RETENTION_MS: i64 = crate::velocity::limits::MAX_WINDOW_MS + 86_400_000;
@@ -85,6 +85,37 @@ CREATE TABLE meta (
 ) WITHOUT ROWID;
 INSERT INTO meta (key, value) VALUES ('batch', 0), ('voids', 0);
 ";
+
+/// Version 2: what tss-gate approved and the node's events (issue 18),
+/// and which voids a task's failure made (a `succeeded` reported later
+/// re-holds exactly those, never a void made by hand).
+const SCHEMA_V2: &str = "
+ALTER TABLE ledger ADD COLUMN void_source TEXT;
+CREATE TABLE approvals (
+    request_id    TEXT PRIMARY KEY,
+    request_type  TEXT NOT NULL,
+    at_ms         INTEGER NOT NULL,
+    digest        TEXT NOT NULL,
+    facts         TEXT NOT NULL,
+    state         TEXT NOT NULL,
+    changed_at_ms INTEGER,
+    change_reason TEXT
+) WITHOUT ROWID;
+CREATE INDEX approvals_age ON approvals (at_ms);
+CREATE TABLE events (
+    event_id       TEXT PRIMARY KEY,
+    received_at_ms INTEGER NOT NULL,
+    node_id        TEXT NOT NULL,
+    event_type     TEXT NOT NULL,
+    request_id     TEXT NOT NULL,
+    body           TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX events_age ON events (received_at_ms);
+CREATE INDEX events_request ON events (request_id);
+";
+
+/// `void_source` of rows a task's release voided.
+const VOID_BY_EVENT: &str = "event";
 
 /// The queries a decision runs, named for `ledger plan` and tests.
 pub const Q_HEAD: &str = "SELECT seq, at_ms, cum_amount, cum_count FROM ledger \
@@ -139,6 +170,9 @@ struct PendingState {
 
 struct Shared {
     reader: Mutex<Connection>,
+    /// Events and task-state changes: written outside the writer thread
+    /// (each durable on its own commit; SQLite serialises the writers).
+    events: Mutex<Connection>,
     pending: Mutex<PendingState>,
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     clock: AtomicI64,
@@ -161,6 +195,7 @@ struct JobRow {
 struct Job {
     rows: Vec<JobRow>,
     record: Option<(String, String, i64, String)>,
+    approval: Option<super::ApprovalRecord>,
     reply: Option<tokio::sync::oneshot::Sender<Result<(), StoreError>>>,
 }
 
@@ -237,6 +272,14 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     if ok != "ok" {
         return Err(open_err(path, format!("the file is damaged: {ok}")));
     }
+    if version == 1 {
+        let tx = conn.transaction().map_err(|e| open_err(path, e))?;
+        tx.execute_batch(SCHEMA_V2)
+            .map_err(|e| open_err(path, format!("migrating to schema 2: {e}")))?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(|e| open_err(path, e))?;
+        tx.commit().map_err(|e| open_err(path, e))?;
+    }
     if version == 0 {
         let tables: i64 = conn
             .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
@@ -249,6 +292,7 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
         }
         let tx = conn.transaction().map_err(|e| open_err(path, e))?;
         tx.execute_batch(SCHEMA).map_err(|e| open_err(path, e))?;
+        tx.execute_batch(SCHEMA_V2).map_err(|e| open_err(path, e))?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(|e| open_err(path, e))?;
         tx.commit().map_err(|e| open_err(path, e))?;
@@ -290,8 +334,10 @@ impl SqliteStore {
         let mut writer = connect(path, true)?;
         migrate(&mut writer, path)?;
         let reader = connect(path, false)?;
+        let events = connect(path, false)?;
         let shared = Arc::new(Shared {
             reader: Mutex::new(reader),
+            events: Mutex::new(events),
             pending: Mutex::new(PendingState::default()),
             locks: Mutex::new(HashMap::new()),
             clock: AtomicI64::new(0),
@@ -615,6 +661,7 @@ impl Store for SqliteStore {
             let job = Job {
                 rows,
                 record,
+                approval: None,
                 reply: Some(reply),
             };
             if let Err(e) = self.send(job) {
@@ -633,6 +680,208 @@ impl Store for SqliteStore {
         let id_lock = [format!("\u{1}{request_id}")];
         self.with_locks(&id_lock, || self.prior(request_id, &hex::encode(digest)))
     }
+
+    fn record_approval(&self, rec: &super::ApprovalRecord) -> Result<Pending, StoreError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.send(Job {
+            rows: Vec::new(),
+            record: None,
+            approval: Some(rec.clone()),
+            reply: Some(reply),
+        })?;
+        Ok(Pending(rx))
+    }
+
+    fn approval(&self, request_id: &str) -> Result<Option<super::Approval>, StoreError> {
+        let conn = lock(&self.shared.reader);
+        approval_of(&conn, request_id)
+    }
+
+    fn put_event(&self, ev: &super::StoredEvent) -> Result<bool, StoreError> {
+        let conn = lock(&self.shared.events);
+        let n = conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO events (event_id, received_at_ms, node_id, event_type, request_id, body) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    ev.event_id,
+                    ev.received_at_ms,
+                    ev.node_id,
+                    ev.event_type,
+                    ev.request_id,
+                    ev.body
+                ])
+            })
+            .map_err(io)?;
+        Ok(n == 1)
+    }
+
+    fn transition(
+        &self,
+        request_id: &str,
+        to: super::TaskState,
+        at_ms: i64,
+        reason: &str,
+    ) -> Result<super::Transition, StoreError> {
+        // One transition of a request at a time; then the locks of its
+        // groups, so no decision reads their usage half-way through.
+        let id_lock = [format!("\u{2}{request_id}")];
+        self.with_locks(&id_lock, || {
+            let mut names: Vec<String> = {
+                let conn = lock(&self.shared.reader);
+                let mut st = conn
+                    .prepare_cached(
+                        "SELECT DISTINCT limit_id, group_key FROM ledger WHERE request_id = ?1",
+                    )
+                    .map_err(io)?;
+                st.query_map([request_id], |r| {
+                    Ok(slot(&r.get::<_, String>(0)?, &r.get::<_, String>(1)?))
+                })
+                .map_err(io)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(io)?
+            };
+            names.sort();
+            names.dedup();
+            self.with_locks(&names, || {
+                let mut conn = lock(&self.shared.events);
+                apply_transition(&mut conn, request_id, to, at_ms, reason)
+            })
+        })
+    }
+
+    fn approvals(&self, since_ms: i64, limit: usize) -> Result<Vec<super::Approval>, StoreError> {
+        let conn = lock(&self.shared.reader);
+        approvals_since(&conn, since_ms, limit)
+    }
+}
+
+const APPROVAL_COLUMNS: &str =
+    "request_id, request_type, at_ms, digest, facts, state, changed_at_ms, change_reason";
+
+fn approval_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<super::Approval> {
+    let state: String = r.get(5)?;
+    let changed_at: Option<i64> = r.get(6)?;
+    let reason: Option<String> = r.get(7)?;
+    Ok(super::Approval {
+        record: super::ApprovalRecord {
+            request_id: r.get(0)?,
+            request_type: r.get(1)?,
+            at_ms: r.get(2)?,
+            digest: r.get(3)?,
+            facts: r.get(4)?,
+        },
+        // An unknown state (a newer writer) is read as still approved:
+        // its hold keeps counting.
+        state: super::TaskState::parse(&state).unwrap_or(super::TaskState::Approved),
+        changed: changed_at.map(|t| (t, reason.unwrap_or_default())),
+    })
+}
+
+/// The approval of `request_id`, from any connection.
+pub fn approval_of(
+    conn: &Connection,
+    request_id: &str,
+) -> Result<Option<super::Approval>, StoreError> {
+    conn.prepare_cached(&format!(
+        "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE request_id = ?1"
+    ))
+    .and_then(|mut st| st.query_row([request_id], approval_row).optional())
+    .map_err(io)
+}
+
+/// Approvals since `since_ms`, newest first, from any connection.
+pub fn approvals_since(
+    conn: &Connection,
+    since_ms: i64,
+    limit: usize,
+) -> Result<Vec<super::Approval>, StoreError> {
+    let mut st = conn
+        .prepare_cached(&format!(
+            "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE at_ms > ?1 ORDER BY at_ms DESC LIMIT ?2"
+        ))
+        .map_err(io)?;
+    st.query_map(params![since_ms, limit as i64], approval_row)
+        .map_err(io)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(io)
+}
+
+/// The state machine of [`super::Store::transition`], in one transaction.
+fn apply_transition(
+    conn: &mut Connection,
+    request_id: &str,
+    to: super::TaskState,
+    at_ms: i64,
+    reason: &str,
+) -> Result<super::Transition, StoreError> {
+    use super::TaskState::*;
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(io)?;
+    let before: Option<String> = tx
+        .query_row(
+            "SELECT state FROM approvals WHERE request_id = ?1",
+            [request_id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(io)?;
+    let Some(before) = before else {
+        return Ok(super::Transition {
+            before: None,
+            after: None,
+            rows: 0,
+        });
+    };
+    let before = super::TaskState::parse(&before).unwrap_or(Approved);
+    let (after, rows) = match (before, to) {
+        (Approved, Released) => {
+            let n = tx
+                .execute(
+                    "UPDATE ledger SET voided_at = ?2, void_reason = ?3, void_source = ?4 \
+                     WHERE request_id = ?1 AND voided_at IS NULL",
+                    params![request_id, at_ms, reason, VOID_BY_EVENT],
+                )
+                .map_err(io)?;
+            // Readers skip the voided-rows query while this counter says
+            // there never was a void.
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('voids', 1) \
+                 ON CONFLICT (key) DO UPDATE SET value = value + 1",
+                [],
+            )
+            .map_err(io)?;
+            (Released, n)
+        }
+        (Released, Executed) => {
+            let n = tx
+                .execute(
+                    "UPDATE ledger SET voided_at = NULL, void_reason = NULL, void_source = NULL \
+                     WHERE request_id = ?1 AND void_source = ?2",
+                    params![request_id, VOID_BY_EVENT],
+                )
+                .map_err(io)?;
+            (Executed, n)
+        }
+        (Approved, Executed) => (Executed, 0),
+        (b, _) => (b, 0),
+    };
+    if after != before {
+        tx.execute(
+            "UPDATE approvals SET state = ?2, changed_at_ms = ?3, change_reason = ?4 WHERE request_id = ?1",
+            params![request_id, after.as_str(), at_ms, reason],
+        )
+        .map_err(io)?;
+    }
+    tx.commit().map_err(io)?;
+    Ok(super::Transition {
+        before: Some(before),
+        after: Some(after),
+        rows,
+    })
 }
 
 impl SqliteStore {
@@ -872,6 +1121,10 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, shared: Arc<Shared
             if let Err(e) = conn
                 .execute("DELETE FROM ledger WHERE at_ms < ?1", [cutoff])
                 .and_then(|_| conn.execute("DELETE FROM decisions WHERE at_ms < ?1", [cutoff]))
+                .and_then(|_| conn.execute("DELETE FROM approvals WHERE at_ms < ?1", [cutoff]))
+                .and_then(|_| {
+                    conn.execute("DELETE FROM events WHERE received_at_ms < ?1", [cutoff])
+                })
             {
                 tracing::warn!("state store: pruning old rows failed: {e}");
             }
@@ -937,6 +1190,17 @@ fn commit(
             }
             if let Some((id, d, at, answer)) = &j.record {
                 rec.execute(params![id, d, at, answer]).map_err(io)?;
+            }
+            if let Some(a) = &j.approval {
+                // The first record of an id wins: a retry's is ignored.
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO approvals (request_id, request_type, at_ms, digest, facts, state) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'approved')",
+                )
+                .and_then(|mut st| {
+                    st.execute(params![a.request_id, a.request_type, a.at_ms, a.digest, a.facts])
+                })
+                .map_err(io)?;
             }
         }
         tx.execute(
@@ -1025,6 +1289,175 @@ mod tests {
         // Other groups and limits are separate.
         assert_eq!(usage(&s, "l", "h", 10_000, 3_000), Usage::default());
         assert_eq!(usage(&s, "m", "g", 10_000, 3_000), Usage::default());
+    }
+
+    fn approval(id: &str) -> crate::store::ApprovalRecord {
+        crate::store::ApprovalRecord {
+            request_id: id.into(),
+            request_type: "KEYSIGN".into(),
+            at_ms: 1_000,
+            digest: "ab".into(),
+            facts: format!("{{\"of\":\"{id}\"}}"),
+        }
+    }
+
+    #[test]
+    fn task_states_release_and_rehold_exactly_their_own_rows() {
+        use crate::store::TaskState::*;
+        let (_d, s) = store();
+        for id in ["a", "b", "c"] {
+            s.seed(id, 1_000, &[row("l", "g", "10"), row("m", "h", "1")])
+                .unwrap();
+            s.record_approval(&approval(id)).unwrap().wait().unwrap();
+        }
+        // The first record of an id wins.
+        let mut other = approval("a");
+        other.facts = "{}".into();
+        s.record_approval(&other).unwrap().wait().unwrap();
+        let a = s.approval("a").unwrap().unwrap();
+        assert_eq!(
+            (a.record.facts.as_str(), a.state),
+            ("{\"of\":\"a\"}", Approved)
+        );
+        assert!(s.approval("zz").unwrap().is_none());
+
+        let u = |s: &SqliteStore| usage(s, "l", "g", 100_000, 2_000).amount.to_string();
+        assert_eq!(u(&s), "30");
+        // Released: exactly a's rows stop counting, in both its groups.
+        let t = s
+            .transition("a", Released, 1_500, "event e1 failed")
+            .unwrap();
+        assert_eq!(
+            (t.before, t.after, t.rows),
+            (Some(Approved), Some(Released), 2)
+        );
+        assert_eq!(u(&s), "20");
+        assert_eq!(usage(&s, "m", "h", 100_000, 2_000).count, 2);
+        // Again: nothing more.
+        let t = s
+            .transition("a", Released, 1_600, "event e2 failed")
+            .unwrap();
+        assert_eq!(
+            (t.before, t.after, t.rows),
+            (Some(Released), Some(Released), 0)
+        );
+        assert_eq!(u(&s), "20");
+        // A late `succeeded` re-holds them.
+        let t = s
+            .transition("a", Executed, 1_700, "event e3 succeeded")
+            .unwrap();
+        assert_eq!(
+            (t.before, t.after, t.rows),
+            (Some(Released), Some(Executed), 2)
+        );
+        assert_eq!(u(&s), "30");
+        // Executed never goes back to released.
+        let t = s
+            .transition("a", Released, 1_800, "event e4 failed")
+            .unwrap();
+        assert_eq!(
+            (t.before, t.after, t.rows),
+            (Some(Executed), Some(Executed), 0)
+        );
+        assert_eq!(u(&s), "30");
+        // A hand-made void stays when a later `succeeded` re-holds the
+        // event's voids.
+        let conn = connect(s.path(), false).unwrap();
+        assert_eq!(void(&conn, "b", 1_900, "checked the chain").unwrap(), 2);
+        assert_eq!(u(&s), "20");
+        let t = s
+            .transition("b", Released, 2_000, "event e5 failed")
+            .unwrap();
+        assert_eq!(t.rows, 0, "nothing left to release");
+        let t = s
+            .transition("b", Executed, 2_100, "event e6 succeeded")
+            .unwrap();
+        assert_eq!((t.after, t.rows), (Some(Executed), 0));
+        assert_eq!(u(&s), "20", "the manual void stands");
+        // Unknown request: nothing.
+        let t = s
+            .transition("nope", Released, 2_200, "event e7 failed")
+            .unwrap();
+        assert_eq!((t.before, t.after, t.rows), (None, None, 0));
+        let b = s.approval("b").unwrap().unwrap();
+        assert_eq!(b.changed, Some((2_100, "event e6 succeeded".into())));
+        let listed: Vec<String> = s
+            .approvals(0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|a| a.record.request_id)
+            .collect();
+        assert_eq!(listed.len(), 3);
+    }
+
+    #[test]
+    fn events_are_stored_once_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let ev = crate::store::StoredEvent {
+            event_id: "e1".into(),
+            received_at_ms: 5,
+            node_id: "n".into(),
+            event_type: "request.keysign.failed".into(),
+            request_id: "r".into(),
+            body: "{}".into(),
+        };
+        {
+            let s = SqliteStore::open(&path).unwrap();
+            assert!(s.put_event(&ev).unwrap());
+            let mut again = ev.clone();
+            again.body = "{\"other\":1}".into();
+            assert!(!s.put_event(&again).unwrap());
+            s.record_approval(&approval("r")).unwrap().wait().unwrap();
+            s.transition("r", crate::store::TaskState::Released, 6, "event e1")
+                .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        assert!(!s.put_event(&ev).unwrap(), "still there after a reopen");
+        let conn = connect(&path, false).unwrap();
+        let body: String = conn
+            .query_row("SELECT body FROM events WHERE event_id = 'e1'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(body, "{}", "the first delivery is kept");
+        assert_eq!(
+            s.approval("r").unwrap().unwrap().state,
+            crate::store::TaskState::Released
+        );
+    }
+
+    #[test]
+    fn a_version_1_file_migrates_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.sqlite");
+        {
+            let mut conn = connect(&path, true).unwrap();
+            let tx = conn.transaction().unwrap();
+            tx.execute_batch(SCHEMA).unwrap();
+            tx.pragma_update(None, "user_version", 1).unwrap();
+            tx.execute(
+                "INSERT INTO ledger (limit_id, group_key, seq, at_ms, request_id, group_name, token, amount, cum_amount, cum_count, digest) \
+                 VALUES ('l', 'g', 1, 1000, 'old', 'g', 'T', '5', '5', 1, 'd')",
+                [],
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let conn = connect(&path, false).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        assert_eq!(usage(&s, "l", "g", 100_000, 2_000).count, 1);
+        // Its old rows can be released by a task's failure like new ones.
+        s.record_approval(&approval("old")).unwrap().wait().unwrap();
+        let t = s
+            .transition("old", crate::store::TaskState::Released, 1_500, "event x")
+            .unwrap();
+        assert_eq!(t.rows, 1);
+        assert_eq!(usage(&s, "l", "g", 100_000, 2_000).count, 0);
     }
 
     #[test]

@@ -95,6 +95,8 @@ pub struct Server {
     pub child: Child,
     pub addr: String,
     pub metrics_addr: Option<String>,
+    /// The node event listener (`event_server`), when configured.
+    pub events_addr: Option<String>,
     pub stderr_log: PathBuf,
 }
 
@@ -120,6 +122,7 @@ impl Server {
         let mut reader = BufReader::new(stdout);
         let mut addr = None;
         let mut metrics_addr = None;
+        let mut events_addr = None;
         let mut line = String::new();
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while std::time::Instant::now() < deadline {
@@ -129,6 +132,9 @@ impl Server {
             }
             if let Some(a) = line.trim().strip_prefix("metrics on ") {
                 metrics_addr = Some(a.to_owned());
+            }
+            if let Some(a) = line.trim().strip_prefix("events on ") {
+                events_addr = Some(a.to_owned());
             }
             if let Some(a) = line.trim().strip_prefix("listening on ") {
                 addr = Some(a.to_owned());
@@ -151,6 +157,7 @@ impl Server {
             child,
             addr,
             metrics_addr,
+            events_addr,
             stderr_log: log,
         }
     }

@@ -1,0 +1,634 @@
+//! The node's events through the real server: a test plays the TSS Node
+//! with its own event key over real HTTP. Holds follow the task (a failed
+//! KEYSIGN frees its amount, after a restart too), events are idempotent
+//! and handled out of order, bad tokens and payloads get 400, and a
+//! `succeeded` task is audited: real signatures made with keys derived as
+//! the node derives them pass, a tampered signature, a foreign hash or an
+//! unapproved request raise the alarm.
+
+mod common;
+#[path = "common/node_sign.rs"]
+mod node_sign;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use common::*;
+use rsa::RsaPrivateKey;
+use serde_json::{Value, json};
+use tss_gate::protocol::{Action, CallbackRequest, CallbackResponse};
+
+const USDT_FIXTURE: &str = "tests/fixtures/integrity_eip1559_eth_usdt_approve.json";
+
+/// The node's event key: its own pair, not the callback key.
+fn event_key() -> &'static RsaPrivateKey {
+    static K: OnceLock<RsaPrivateKey> = OnceLock::new();
+    K.get_or_init(|| tss_gate::keys::generate(2048).expect("keygen"))
+}
+
+/// `event_server` section with the node's event key written into `ws`.
+fn events_section(ws: &Workspace) -> String {
+    let kd = ws.path().join("keys");
+    tss_gate::keys::write_pair(event_key(), &kd, "node-a-event", false).expect("write");
+    format!(
+        "event_server:\n  endpoint: \"127.0.0.1:0\"\n  event_keys:\n    - name: node-a-event\n      path: {}\n",
+        kd.join("node-a-event.pub.pem").display()
+    )
+}
+
+fn decision_log_section(ws: &Workspace) -> (String, PathBuf) {
+    let p = ws.path().join("decisions.log");
+    (
+        format!("decision_log:\n  path: {}\n  input: full\n", p.display()),
+        p,
+    )
+}
+
+fn state_section(ws: &Workspace) -> String {
+    format!(
+        "state:\n  sqlite:\n    path: {}\n",
+        ws.path().join("state.db").display()
+    )
+}
+
+/// Posts an event document as the node, signed with `key`.
+fn post_event(server: &Server, doc: &Value, key: &RsaPrivateKey) -> (u16, String) {
+    let bytes = serde_json::to_vec(doc).expect("json");
+    let token =
+        tss_gate::token::sign_package(&bytes, &signing(key), "tss-node", 120).expect("sign");
+    let addr = server.events_addr.as_ref().expect("event listener");
+    post_token(&format!("http://{addr}/v2/event"), &token)
+}
+
+fn event(id: &str, event_type: &str, request_id: &str, status: i64, result: Value) -> Value {
+    let data_type = match event_type.split('.').nth(1) {
+        Some("keygen") => "KeyGen",
+        Some("keyreshare") => "KeyReshare",
+        Some("keysharesign") => "KeyShareSign",
+        _ => "KeySign",
+    };
+    let request_type = match data_type {
+        "KeyGen" => 1,
+        "KeyReshare" => 3,
+        "KeyShareSign" => 5,
+        _ => 2,
+    };
+    json!({
+        "event_id": id,
+        "created_timestamp": tss_gate::pipeline::now_ms(),
+        "node_id": "node-a",
+        "event_type": event_type,
+        "data": {
+            "data_type": data_type,
+            "request_id": request_id,
+            "request_type": request_type,
+            "request_status": status,
+            "extra_info": "{}",
+            "failed_reason": if status == 170 { "mpc round timeout" } else { "" },
+            "request_detail": {},
+            "result": result,
+        }
+    })
+}
+
+fn accepted(r: (u16, String)) {
+    assert_eq!(
+        r,
+        (200, "\"\"".to_owned()),
+        "event accepted as Cobo's sample answers"
+    );
+}
+
+fn approved(a: &CallbackResponse) -> bool {
+    a.status.code() == 0 && a.action == Some(Action::Approve)
+}
+
+fn log_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn event_lines(path: &Path, kind: &str) -> Vec<Value> {
+    log_lines(path)
+        .into_iter()
+        .filter(|l| l["event"] == kind)
+        .collect()
+}
+
+fn metrics_text(server: &Server) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async {
+        reqwest::get(server.url("/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("body")
+    })
+}
+
+/// The value of the series `name` whose labels include all of `labels`,
+/// summed over the rest.
+fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, rest) = series.split_once('{').unwrap_or((series, "}"));
+            if n != name {
+                return None;
+            }
+            let ok = labels
+                .iter()
+                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+            ok.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
+fn usdt_request(id: &str) -> CallbackRequest {
+    let mut r = tss_gate::fixture::load_request(&repo().join(USDT_FIXTURE)).expect("fixture");
+    r.request_id = id.to_owned();
+    r
+}
+
+#[test]
+fn a_failed_keysign_frees_its_hold_across_a_restart_and_events_are_idempotent() {
+    let ws = Workspace::new();
+    // Exactly one transfer of the fixture's amount fits.
+    let limit = "- id: usdt_wallet_24h\n  match: {token_ids: [ETH_USDT]}\n  group_by: [wallet, token]\n  window: 24h\n  max_amount: \"9999.99\"\n";
+    let policy = policy_with_limits(&ws, Some(limit));
+    let (log_cfg, log) = decision_log_section(&ws);
+    let extra = format!("{}{}{}", events_section(&ws), log_cfg, state_section(&ws));
+    let config = ws.config_with_policy(&policy, &extra);
+
+    let server = Server::start(&config);
+    assert!(approved(&send(&server, &usdt_request("hold-a"))));
+    let b = send(&server, &usdt_request("hold-b"));
+    assert!(!approved(&b), "the cap is reached: {b:?}");
+    assert!(b.error.contains("usdt_wallet_24h"), "{}", b.error);
+
+    // The approval survives a restart; the event arrives afterwards.
+    drop(server);
+    let server = Server::start(&config);
+    let failed = event(
+        "ev-fail-a",
+        "request.keysign.failed",
+        "hold-a",
+        170,
+        Value::Null,
+    );
+    accepted(post_event(&server, &failed, event_key()));
+    // At-least-once delivery: the same event again changes nothing.
+    accepted(post_event(&server, &failed, event_key()));
+
+    let c = send(&server, &usdt_request("hold-c"));
+    assert!(approved(&c), "the released hold makes room: {c:?}");
+    let d = send(&server, &usdt_request("hold-d"));
+    assert!(
+        !approved(&d),
+        "one transfer fits, and hold-c holds it: {d:?}"
+    );
+
+    // Out of order: completed (status 190 via an update) and then a late
+    // failure for the same task: the executed task keeps its hold.
+    let done = event(
+        "ev-done-c",
+        "request.keysign.updated",
+        "hold-c",
+        190,
+        Value::Null,
+    );
+    accepted(post_event(&server, &done, event_key()));
+    let late = event(
+        "ev-late-c",
+        "request.keysign.failed",
+        "hold-c",
+        170,
+        Value::Null,
+    );
+    accepted(post_event(&server, &late, event_key()));
+    let e = send(&server, &usdt_request("hold-e"));
+    assert!(
+        !approved(&e),
+        "a failure after execution frees nothing: {e:?}"
+    );
+
+    // Events for a request never seen, and of unknown types, are stored.
+    accepted(post_event(
+        &server,
+        &event(
+            "ev-unknown",
+            "request.keysign.failed",
+            "never-seen",
+            170,
+            Value::Null,
+        ),
+        event_key(),
+    ));
+    let mut odd = event(
+        "ev-odd",
+        "request.keysign.created",
+        "hold-e",
+        110,
+        Value::Null,
+    );
+    odd["event_type"] = json!("request.keysign.teleported");
+    accepted(post_event(&server, &odd, event_key()));
+
+    // Bad tokens and payloads: 400 with an empty JSON string, as the sample.
+    let stranger = post_event(
+        &server,
+        &event("ev-x", "request.keysign.failed", "hold-d", 170, Value::Null),
+        &test_keys().stranger,
+    );
+    assert_eq!(stranger, (400, "\"\"".to_owned()));
+    let callback_key = post_event(
+        &server,
+        &event("ev-y", "request.keysign.failed", "hold-d", 170, Value::Null),
+        &test_keys().node,
+    );
+    assert_eq!(callback_key.0, 400, "the callback key is not an event key");
+    let mut no_id = event("ev-z", "request.keysign.failed", "hold-d", 170, Value::Null);
+    no_id["data"]
+        .as_object_mut()
+        .expect("data")
+        .remove("request_id");
+    assert_eq!(post_event(&server, &no_id, event_key()).0, 400);
+    let addr = server.events_addr.clone().expect("events");
+    assert_eq!(
+        post_form(&format!("http://{addr}/v2/event"), "TSS_JWT_MSG=not.a.jwt").0,
+        400
+    );
+
+    let released = event_lines(&log, "task_released");
+    assert_eq!(released.len(), 1, "one release line: {released:?}");
+    assert_eq!(released[0]["request_id"], "hold-a");
+    assert_eq!(released[0]["event_id"], "ev-fail-a");
+    assert_eq!(released[0]["ledger_rows"], 1);
+    let executed = event_lines(&log, "task_executed");
+    assert_eq!(executed.len(), 1, "{executed:?}");
+    assert_eq!(executed[0]["request_id"], "hold-c");
+
+    let m = metrics_text(&server);
+    let ev = tss_gate::events::metrics::EVENTS_TOTAL;
+    assert_eq!(metric(&m, ev, &[("result", "accepted")]), 5.0, "{m}");
+    assert_eq!(metric(&m, ev, &[("result", "duplicate")]), 1.0);
+    assert_eq!(metric(&m, ev, &[("result", "bad_token")]), 3.0);
+    assert_eq!(metric(&m, ev, &[("result", "bad_payload")]), 1.0);
+    let outcomes = tss_gate::events::metrics::TASK_OUTCOMES_TOTAL;
+    assert_eq!(
+        metric(
+            &m,
+            outcomes,
+            &[("request_type", "KEYSIGN"), ("outcome", "failed")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            outcomes,
+            &[("request_type", "KEYSIGN"), ("outcome", "succeeded")]
+        ),
+        1.0
+    );
+
+    // `ledger show` tells the state of each hold.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tss-gate"))
+        .args(["ledger", "show", "--entries", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .expect("ledger");
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("ledger json");
+    let entry = |id: &str| {
+        doc["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .find(|e| e["request_id"] == id)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(entry("hold-a")["task"]["state"], "released", "{doc}");
+    assert_eq!(entry("hold-a")["state"], "voided", "{doc}");
+    assert_eq!(entry("hold-c")["task"]["state"], "executed", "{doc}");
+    assert_eq!(entry("hold-c")["state"], "held", "{doc}");
+    assert!(
+        entry("hold-a")["task"]["change_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("ev-fail-a")),
+        "{doc}"
+    );
+}
+
+/// A policy that approves every task but a request id starting `deny-`, so
+/// the audit is tested with keys the test owns.
+fn permissive_policy(ws: &Workspace) -> PathBuf {
+    let dir = ws.path().join("permissive");
+    std::fs::create_dir_all(dir.join("tss")).expect("dir");
+    std::fs::write(
+        dir.join("tss/decision.rego"),
+        "package tss\n\ndenied if startswith(input.request_id, \"deny-\")\n\n\
+         decision := {\"allow\": false, \"reasons\": [\"denied by the test\"], \"codes\": [\"test.deny\"]} if denied\n\n\
+         decision := {\"allow\": true, \"reasons\": [], \"codes\": []} if not denied\n",
+    )
+    .expect("write");
+    dir
+}
+
+fn keysign(id: &str, root: &str, paths: &[&str], hashes: &[&str], sig_type: u8) -> CallbackRequest {
+    CallbackRequest {
+        request_id: id.to_owned(),
+        request_type: 2,
+        request_detail: json!({
+            "group_id": "g1",
+            "root_pub_key": root,
+            "used_node_ids": ["node-a", "node-b"],
+            "msg_hash_list": hashes,
+            "bip32_path_list": paths,
+            "tweak_list": [],
+            "signature_type": sig_type,
+            "tss_protocol": 1,
+        })
+        .to_string(),
+        extra_info: json!({"transaction": {"source": {"address": "x"}}}).to_string(),
+    }
+}
+
+fn succeeded(id: &str, request_id: &str, signatures: Vec<Value>, sig_type: u8) -> Value {
+    event(
+        id,
+        "request.keysign.succeeded",
+        request_id,
+        190,
+        json!({"signatures": signatures, "signature_type": sig_type, "tss_protocol": 1}),
+    )
+}
+
+#[test]
+fn the_audit_passes_real_signatures_and_alarms_on_forgeries() {
+    let ws = Workspace::new();
+    let policy = permissive_policy(&ws);
+    let (log_cfg, log) = decision_log_section(&ws);
+    let extra = format!("{}{}{}", events_section(&ws), log_cfg, state_section(&ws));
+    let config = ws.config_with_policy(&policy, &extra);
+    let server = Server::start(&config);
+
+    let node = node_sign::NodeKey::from_seed(b"tss-gate events test seed, 32 bytes!");
+    let root = node.root_pub_key();
+    let (p0, p1) = ("m/44/60/0/0/0", "m/44/60/0/0/1");
+    let h0 = "11".repeat(32);
+    let h1 = "22".repeat(32);
+    let req = keysign("sign-1", &root, &[p0, p1], &[&h0, &h1], 1);
+    assert!(approved(&send(&server, &req)));
+
+    // The node's real signatures: no alarm.
+    let good = vec![node.sign(p0, &h0, 1), node.sign(p1, &h1, 1)];
+    accepted(post_event(
+        &server,
+        &succeeded("ev-ok", "sign-1", good.clone(), 1),
+        event_key(),
+    ));
+    assert!(event_lines(&log, "unapproved_signature").is_empty());
+
+    // A tampered signature: one bit flipped.
+    let mut tampered = good.clone();
+    let sig = tampered[1]["signature"].as_str().expect("hex").to_owned();
+    let mut bytes = hex::decode(sig.trim_start_matches("0x")).expect("hex");
+    bytes[5] ^= 0x01;
+    tampered[1]["signature"] = json!(hex::encode(bytes));
+    accepted(post_event(
+        &server,
+        &succeeded("ev-tamper", "sign-1", tampered, 1),
+        event_key(),
+    ));
+
+    // A real signature, by the right key, of a hash tss-gate never approved.
+    let foreign = "33".repeat(32);
+    let forged = vec![node.sign(p0, &foreign, 1)];
+    accepted(post_event(
+        &server,
+        &succeeded("ev-foreign", "sign-1", forged, 1),
+        event_key(),
+    ));
+
+    // A signature for a request tss-gate rejected, and one it never saw.
+    let denied = keysign("deny-2", &root, &[p0], &[&h0], 1);
+    assert!(!approved(&send(&server, &denied)));
+    let sig = vec![node.sign(p0, &h0, 1)];
+    accepted(post_event(
+        &server,
+        &succeeded("ev-denied", "deny-2", sig.clone(), 1),
+        event_key(),
+    ));
+    accepted(post_event(
+        &server,
+        &succeeded("ev-never", "never-3", sig, 1),
+        event_key(),
+    ));
+
+    // A key generated that was never approved.
+    accepted(post_event(
+        &server,
+        &event(
+            "ev-keygen",
+            "request.keygen.succeeded",
+            "keygen-9",
+            190,
+            json!({}),
+        ),
+        event_key(),
+    ));
+
+    let alarms = event_lines(&log, "unapproved_signature");
+    let codes: Vec<(String, Vec<String>)> = alarms
+        .iter()
+        .map(|a| {
+            (
+                a["event_id"].as_str().unwrap_or("").to_owned(),
+                a["alarms"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|x| x["code"].as_str().unwrap_or("").to_owned())
+                    .collect(),
+            )
+        })
+        .collect();
+    let find = |id: &str| {
+        codes
+            .iter()
+            .find(|(e, _)| e == id)
+            .map(|(_, c)| c.clone())
+            .unwrap_or_else(|| panic!("no alarm line for {id}: {codes:?}"))
+    };
+    assert_eq!(find("ev-tamper"), vec!["bad_signature"]);
+    assert_eq!(find("ev-foreign"), vec!["hash_not_approved"]);
+    assert_eq!(find("ev-denied"), vec!["request_not_approved"]);
+    assert_eq!(find("ev-never"), vec!["request_not_approved"]);
+    assert_eq!(find("ev-keygen"), vec!["request_not_approved"]);
+    assert_eq!(alarms.len(), 5, "{codes:?}");
+    assert!(server.logs().contains("ALARM"));
+
+    let m = metrics_text(&server);
+    let name = tss_gate::events::metrics::UNAPPROVED_SIGNATURES_TOTAL;
+    assert_eq!(metric(&m, name, &[("code", "bad_signature")]), 1.0, "{m}");
+    assert_eq!(metric(&m, name, &[("code", "hash_not_approved")]), 1.0);
+    assert_eq!(
+        metric(
+            &m,
+            name,
+            &[
+                ("request_type", "KEYSIGN"),
+                ("code", "request_not_approved")
+            ]
+        ),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            name,
+            &[("request_type", "KEYGEN"), ("code", "request_not_approved")]
+        ),
+        1.0
+    );
+    let completion = format!(
+        "{}_count",
+        tss_gate::events::metrics::TASK_COMPLETION_SECONDS
+    );
+    assert_eq!(metric(&m, &completion, &[("request_type", "KEYSIGN")]), 1.0);
+
+    // A redelivered alarm event is not counted twice.
+    let again = post_event(
+        &server,
+        &succeeded("ev-never", "never-3", vec![node.sign(p0, &h0, 1)], 1),
+        event_key(),
+    );
+    accepted(again);
+    let m = metrics_text(&server);
+    assert_eq!(
+        metric(
+            &m,
+            name,
+            &[
+                ("request_type", "KEYSIGN"),
+                ("code", "request_not_approved")
+            ]
+        ),
+        2.0
+    );
+}
+
+#[test]
+fn schnorr_and_ed25519_signatures_are_audited_too() {
+    let ws = Workspace::new();
+    let policy = permissive_policy(&ws);
+    let (log_cfg, log) = decision_log_section(&ws);
+    let extra = format!("{}{}{}", events_section(&ws), log_cfg, state_section(&ws));
+    let config = ws.config_with_policy(&policy, &extra);
+    let server = Server::start(&config);
+    let node = node_sign::NodeKey::from_seed(b"another seed for schnorr and eddsa");
+    let root = node.root_pub_key();
+
+    let path = "m/86/0/0/0/0";
+    let h = "44".repeat(32);
+    assert!(approved(&send(
+        &server,
+        &keysign("tr-1", &root, &[path], &[&h], 3)
+    )));
+    let sig = vec![node.sign(path, &h, 3)];
+    accepted(post_event(
+        &server,
+        &succeeded("ev-tr", "tr-1", sig, 3),
+        event_key(),
+    ));
+    // The same signature claimed under ECDSA is not what was approved.
+    let sig = vec![node.sign(path, &h, 3)];
+    accepted(post_event(
+        &server,
+        &succeeded("ev-tr-type", "tr-1", sig, 1),
+        event_key(),
+    ));
+
+    let sol_path = "m/44/501/0/0";
+    let msg = "0102030405060708090a";
+    let mut req = keysign("sol-1", &root, &[sol_path], &[msg], 2);
+    req.extra_info =
+        json!({"transaction": {"source": {"address": node.ed25519_address()}}}).to_string();
+    assert!(approved(&send(&server, &req)));
+    let good = node.sign(sol_path, msg, 2);
+    accepted(post_event(
+        &server,
+        &succeeded("ev-sol", "sol-1", vec![good.clone()], 2),
+        event_key(),
+    ));
+    let mut bad = good;
+    let s = bad["signature"].as_str().expect("hex").to_owned();
+    let mut b = hex::decode(s.trim_start_matches("0x")).expect("hex");
+    b[40] ^= 0x80;
+    bad["signature"] = json!(hex::encode(b));
+    accepted(post_event(
+        &server,
+        &succeeded("ev-sol-bad", "sol-1", vec![bad], 2),
+        event_key(),
+    ));
+
+    let ids: Vec<String> = event_lines(&log, "unapproved_signature")
+        .iter()
+        .map(|a| a["event_id"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(ids, vec!["ev-tr-type".to_owned(), "ev-sol-bad".to_owned()]);
+}
+
+#[test]
+fn release_on_declined_only_keeps_the_hold_of_a_failed_task() {
+    let ws = Workspace::new();
+    let limit = "- id: usdt_wallet_24h\n  match: {token_ids: [ETH_USDT]}\n  group_by: [wallet, token]\n  window: 24h\n  max_amount: \"9999.99\"\n";
+    let policy = policy_with_limits(&ws, Some(limit));
+    let extra = format!(
+        "{}  release_on: [declined]\n{}",
+        events_section(&ws),
+        state_section(&ws)
+    );
+    let config = ws.config_with_policy(&policy, &extra);
+    let server = Server::start(&config);
+    assert!(approved(&send(&server, &usdt_request("rel-a"))));
+    accepted(post_event(
+        &server,
+        &event(
+            "ev-rel-fail",
+            "request.keysign.failed",
+            "rel-a",
+            170,
+            Value::Null,
+        ),
+        event_key(),
+    ));
+    assert!(
+        !approved(&send(&server, &usdt_request("rel-b"))),
+        "a failure does not release with release_on: [declined]"
+    );
+    accepted(post_event(
+        &server,
+        &event(
+            "ev-rel-decl",
+            "request.keysign.failed",
+            "rel-a",
+            160,
+            Value::Null,
+        ),
+        event_key(),
+    ));
+    assert!(
+        approved(&send(&server, &usdt_request("rel-c"))),
+        "a declined task releases"
+    );
+}
