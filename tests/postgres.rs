@@ -6,6 +6,8 @@
 //! status-30 answers until it is back, without a restart.
 
 mod common;
+#[path = "common/node_events.rs"]
+mod node_events;
 #[path = "common/pg.rs"]
 mod pg;
 mod resil;
@@ -432,4 +434,72 @@ fn the_password_never_sits_in_the_config_and_a_newer_schema_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("schema version 99 is newer"), "{err}");
+}
+
+#[test]
+fn events_on_either_instance_move_the_shared_holds_and_a_version_1_database_migrates() {
+    let db = PgCluster::start();
+    let ws = Workspace::new();
+    let (a, b) = two_configs(&ws, &db, &times(1), &node_events::events_section(&ws));
+    // A database of schema 1 (before events): started once, then taken back.
+    drop(Server::start(&a));
+    db.psql(
+        "ALTER TABLE tss_gate_ledger DROP COLUMN void_source; DROP TABLE tss_gate_approvals; \
+         DROP TABLE tss_gate_events; UPDATE tss_gate_meta SET value = 1 WHERE key = 'schema'",
+    );
+    let sa = Server::start(&a);
+    let sb = Server::start(&b);
+    let key = node_events::event_key();
+
+    assert!(approved(&send(&sa, &usdt_request("ev-1"))));
+    assert!(rejected_by_limit(&send(&sb, &usdt_request("ev-2"))));
+    // The task failed: B hears it, and A's approval's hold is released.
+    let failed = node_events::event(
+        "pg-e1",
+        "request.keysign.failed",
+        "ev-1",
+        170,
+        serde_json::Value::Null,
+    );
+    node_events::accepted(node_events::post_event(&sb, &failed, key));
+    // Delivered again, to the other instance: a duplicate.
+    node_events::accepted(node_events::post_event(&sa, &failed, key));
+    assert!(
+        approved(&send(&sa, &usdt_request("ev-3"))),
+        "the released hold makes room"
+    );
+    // Completed (reported to A), then a late failure (to B): the hold stays.
+    let done = node_events::event(
+        "pg-e2",
+        "request.keysign.updated",
+        "ev-3",
+        190,
+        serde_json::Value::Null,
+    );
+    node_events::accepted(node_events::post_event(&sa, &done, key));
+    let late = node_events::event(
+        "pg-e3",
+        "request.keysign.failed",
+        "ev-3",
+        170,
+        serde_json::Value::Null,
+    );
+    node_events::accepted(node_events::post_event(&sb, &late, key));
+    assert!(rejected_by_limit(&send(&sb, &usdt_request("ev-4"))));
+
+    let l = ledger_json(&a);
+    let task = |id: &str| {
+        l["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["request_id"] == id)
+            .map(|e| e["task"]["state"].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(task("ev-1"), "released", "{l:#}");
+    assert_eq!(task("ev-3"), "executed", "{l:#}");
+    assert_eq!(l["groups"][0]["used_count"], 1, "{l:#}");
+    let stored = db.psql("SELECT count(*) FROM tss_gate_events");
+    assert_eq!(stored.trim(), "3", "three events, the duplicate once");
 }

@@ -36,7 +36,7 @@ use crate::config::PostgresSection;
 use crate::velocity::{Amount, Row, Usage};
 
 /// The schema this binary writes. A database with a newer one is refused.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Lock id serialising schema migrations between instances starting at once.
 const MIGRATION_LOCK: i64 = 0x7473_735f_6761_7465; // "tss_gate"
@@ -67,6 +67,59 @@ CREATE TABLE tss_gate_decisions (
 );
 CREATE INDEX tss_gate_decisions_age ON tss_gate_decisions (at_ms);
 ";
+
+/// Version 2: what tss-gate approved, the node's events (issue 18), and
+/// which voids a task's failure made (a later `succeeded` re-holds exactly
+/// those, never a void made by hand).
+const SCHEMA_V2: &str = "
+ALTER TABLE tss_gate_ledger ADD COLUMN void_source TEXT;
+CREATE TABLE tss_gate_approvals (
+    request_id    TEXT PRIMARY KEY,
+    request_type  TEXT NOT NULL,
+    at_ms         BIGINT NOT NULL,
+    digest        TEXT NOT NULL,
+    facts         TEXT NOT NULL,
+    state         TEXT NOT NULL,
+    changed_at_ms BIGINT,
+    change_reason TEXT
+);
+CREATE INDEX tss_gate_approvals_age ON tss_gate_approvals (at_ms);
+CREATE TABLE tss_gate_events (
+    event_id       TEXT PRIMARY KEY,
+    received_at_ms BIGINT NOT NULL,
+    node_id        TEXT NOT NULL,
+    event_type     TEXT NOT NULL,
+    request_id     TEXT NOT NULL,
+    body           TEXT NOT NULL
+);
+CREATE INDEX tss_gate_events_age ON tss_gate_events (received_at_ms);
+CREATE INDEX tss_gate_events_request ON tss_gate_events (request_id);
+";
+
+/// `void_source` of rows a task's release voided.
+const VOID_BY_EVENT: &str = "event";
+
+const APPROVAL_COLUMNS: &str =
+    "request_id, request_type, at_ms, digest, facts, state, changed_at_ms, change_reason";
+
+fn approval_row(r: &postgres::Row) -> super::Approval {
+    let state: String = r.get(5);
+    let changed_at: Option<i64> = r.get(6);
+    let reason: Option<String> = r.get(7);
+    super::Approval {
+        record: super::ApprovalRecord {
+            request_id: r.get(0),
+            request_type: r.get(1),
+            at_ms: r.get(2),
+            digest: r.get(3),
+            facts: r.get(4),
+        },
+        // An unknown state (a newer writer) is read as still approved: its
+        // hold keeps counting.
+        state: super::TaskState::parse(&state).unwrap_or(super::TaskState::Approved),
+        changed: changed_at.map(|t| (t, reason.unwrap_or_default())),
+    }
+}
 
 /// Takes the advisory locks of `$1` (lock names) in lock-id order.
 const Q_LOCK: &str = "SELECT count(pg_advisory_xact_lock(h)) FROM \
@@ -267,8 +320,17 @@ impl PostgresStore {
         match version {
             None => {
                 tx.batch_execute(SCHEMA).map_err(db)?;
+                tx.batch_execute(SCHEMA_V2).map_err(db)?;
                 tx.execute(
                     "INSERT INTO tss_gate_meta (key, value) VALUES ('schema', $1)",
+                    &[&SCHEMA_VERSION],
+                )
+                .map_err(db)?;
+            }
+            Some(1) => {
+                tx.batch_execute(SCHEMA_V2).map_err(db)?;
+                tx.execute(
+                    "UPDATE tss_gate_meta SET value = $1 WHERE key = 'schema'",
                     &[&SCHEMA_VERSION],
                 )
                 .map_err(db)?;
@@ -291,6 +353,16 @@ impl PostgresStore {
             .map_err(db)?;
         conn.execute(
             "DELETE FROM tss_gate_decisions WHERE at_ms < $1",
+            &[&cutoff],
+        )
+        .map_err(db)?;
+        conn.execute(
+            "DELETE FROM tss_gate_approvals WHERE at_ms < $1",
+            &[&cutoff],
+        )
+        .map_err(db)?;
+        conn.execute(
+            "DELETE FROM tss_gate_events WHERE received_at_ms < $1",
             &[&cutoff],
         )
         .map_err(db)?;
@@ -703,5 +775,146 @@ impl Store for PostgresStore {
                 Some(Prior::Same(answer))
             }
         }))
+    }
+
+    fn record_approval(&self, rec: &super::ApprovalRecord) -> Result<Pending, StoreError> {
+        let mut conn = self.conn()?;
+        // The first record of an id wins: a retry's is ignored.
+        conn.execute(
+            "INSERT INTO tss_gate_approvals (request_id, request_type, at_ms, digest, facts, state) \
+             VALUES ($1, $2, $3, $4, $5, 'approved') ON CONFLICT (request_id) DO NOTHING",
+            &[
+                &rec.request_id,
+                &rec.request_type,
+                &rec.at_ms,
+                &rec.digest,
+                &rec.facts,
+            ],
+        )
+        .map_err(db)?;
+        Ok(resolved())
+    }
+
+    fn approval(&self, request_id: &str) -> Result<Option<super::Approval>, StoreError> {
+        let mut conn = self.conn()?;
+        let row = conn
+            .query_opt(
+                &format!("SELECT {APPROVAL_COLUMNS} FROM tss_gate_approvals WHERE request_id = $1"),
+                &[&request_id],
+            )
+            .map_err(db)?;
+        Ok(row.as_ref().map(approval_row))
+    }
+
+    fn put_event(&self, ev: &super::StoredEvent) -> Result<bool, StoreError> {
+        let mut conn = self.conn()?;
+        let n = conn
+            .execute(
+                "INSERT INTO tss_gate_events (event_id, received_at_ms, node_id, event_type, request_id, body) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
+                &[
+                    &ev.event_id,
+                    &ev.received_at_ms,
+                    &ev.node_id,
+                    &ev.event_type,
+                    &ev.request_id,
+                    &ev.body,
+                ],
+            )
+            .map_err(db)?;
+        Ok(n == 1)
+    }
+
+    fn transition(
+        &self,
+        request_id: &str,
+        to: super::TaskState,
+        at_ms: i64,
+        reason: &str,
+    ) -> Result<super::Transition, StoreError> {
+        use super::TaskState::*;
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(db)?;
+        // The groups of the request's rows, locked as a decision locks them
+        // (one statement, lock-id order), so no decision on any instance
+        // reads their usage half-way through; plus the task's own lock.
+        let mut locks: Vec<String> = tx
+            .query(
+                "SELECT DISTINCT limit_id, group_key FROM tss_gate_ledger WHERE request_id = $1",
+                &[&request_id],
+            )
+            .map_err(db)?
+            .iter()
+            .map(|r| group_lock(r.get(0), r.get(1)))
+            .collect();
+        locks.push(format!("t\u{1f}{request_id}"));
+        tx.query_one(Q_LOCK, &[&locks]).map_err(db)?;
+        let before: Option<String> = tx
+            .query_opt(
+                "SELECT state FROM tss_gate_approvals WHERE request_id = $1 FOR UPDATE",
+                &[&request_id],
+            )
+            .map_err(db)?
+            .map(|r| r.get(0));
+        let Some(before) = before else {
+            return Ok(super::Transition {
+                before: None,
+                after: None,
+                rows: 0,
+            });
+        };
+        let before = super::TaskState::parse(&before).unwrap_or(Approved);
+        let (after, rows) = match (before, to) {
+            (Approved, Released) => {
+                let n = tx
+                    .execute(
+                        "UPDATE tss_gate_ledger SET voided_at = $2, void_reason = $3, void_source = $4 \
+                         WHERE request_id = $1 AND voided_at IS NULL",
+                        &[&request_id, &at_ms, &reason, &VOID_BY_EVENT],
+                    )
+                    .map_err(db)?;
+                (Released, n as usize)
+            }
+            (Released, Executed) => {
+                let n = tx
+                    .execute(
+                        "UPDATE tss_gate_ledger SET voided_at = NULL, void_reason = NULL, void_source = NULL \
+                         WHERE request_id = $1 AND void_source = $2",
+                        &[&request_id, &VOID_BY_EVENT],
+                    )
+                    .map_err(db)?;
+                (Executed, n as usize)
+            }
+            (Approved, Executed) => (Executed, 0),
+            (b, _) => (b, 0),
+        };
+        if after != before {
+            tx.execute(
+                "UPDATE tss_gate_approvals SET state = $2, changed_at_ms = $3, change_reason = $4 \
+                 WHERE request_id = $1",
+                &[&request_id, &after.as_str(), &at_ms, &reason],
+            )
+            .map_err(db)?;
+        }
+        tx.commit().map_err(db)?;
+        Ok(super::Transition {
+            before: Some(before),
+            after: Some(after),
+            rows,
+        })
+    }
+
+    fn approvals(&self, since_ms: i64, limit: usize) -> Result<Vec<super::Approval>, StoreError> {
+        let mut conn = self.conn()?;
+        let rows = conn
+            .query(
+                &format!(
+                    "SELECT {APPROVAL_COLUMNS} FROM tss_gate_approvals WHERE at_ms > $1 \
+                     ORDER BY at_ms DESC LIMIT $2"
+                ),
+                &[&since_ms, &(limit as i64)],
+            )
+            .map_err(db)?;
+        Ok(rows.iter().map(approval_row).collect())
     }
 }
