@@ -101,6 +101,10 @@ pub struct Event<'a> {
     pub key: Option<&'a str>,
     /// Milliseconds from request arrival to the decision.
     pub latency_ms: f64,
+    /// [`crate::input::INPUT_SCHEMA_VERSION`] of `input`/`input_digest`
+    /// (absent on lines without either, and on lines written before it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_schema: Option<u32>,
     /// The input document (`decision_log.input: full`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input: Option<&'a Value>,
@@ -190,6 +194,9 @@ impl DecisionLog {
             (InputMode::Full, Some(i)) => event.input = Some(i),
             (InputMode::Digest, Some(i)) => event.input_digest = Some(digest(i)),
             (_, None) => {}
+        }
+        if input.is_some() {
+            event.input_schema = Some(crate::input::INPUT_SCHEMA_VERSION);
         }
         encode_line(&event)
     }
@@ -474,6 +481,7 @@ mod tests {
             policy_revision: "abc",
             key: Some("node-a"),
             latency_ms: 1.5,
+            input_schema: None,
             input: None,
             input_digest: None,
         }

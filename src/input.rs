@@ -77,6 +77,12 @@ pub struct TokenFacts {
     pub exp: Option<u64>,
 }
 
+/// Version of the input document's shape (`docs/input.md`), written into
+/// each decision-log line so a replay knows what it reads. Bump on a change
+/// a policy written for the old shape could misread (a field renamed,
+/// retyped or given another meaning); adding a field does not.
+pub const INPUT_SCHEMA_VERSION: u32 = 1;
+
 /// Default JSON nesting limit; real requests nest about 8 deep.
 pub const DEFAULT_MAX_DEPTH: usize = 64;
 

@@ -17,6 +17,8 @@
 //! - [`loadgen`]: the load generator and measurements behind `tss-gate bench`.
 //! - [`metrics`]: every metric name and the registry.
 //! - [`record`]: writing verified requests as fixtures (`record_dir`).
+//! - [`impact`]: `tss-gate replay`, recorded decisions judged by a draft policy set.
+//! - [`events`]: the node's events: holds that follow the task, the signature audit.
 //! - [`testing`]: the `test` runner and reporters, coverage, `eval --explain`.
 //! - [`decision_log`]: the durable audit trail, one versioned JSON line per decision.
 //! - [`state`]: building a server's state (keys, policy, decision log, store) from config.
@@ -31,6 +33,7 @@ pub mod decision_log;
 pub mod derive;
 pub mod events;
 pub mod fixture;
+pub mod impact;
 pub mod input;
 pub mod keys;
 pub mod loadgen;

@@ -648,6 +648,7 @@ fn encode_decision(
         policy_revision: revision,
         key: p.admitted.as_ref().map(|a| a.token.key_name.as_str()),
         latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        input_schema: None,
         input: None,
         input_digest: None,
     };
@@ -711,6 +712,7 @@ async fn finish(
             policy_revision: &state.policy.load().revision,
             key: None,
             latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+            input_schema: None,
             input: None,
             input_digest: None,
         };

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod check;
 pub mod eval;
 pub mod fixture;
+pub mod impact;
 pub mod keys;
 pub mod ledger;
 pub mod send;
@@ -45,6 +46,9 @@ pub enum Command {
     /// Work with fixtures: derive a new one from an existing one.
     #[command(subcommand)]
     Fixture(fixture::FixtureCommand),
+    /// Judge recorded decisions (decision logs, recorded fixtures) with a
+    /// draft policy set and report what it would decide differently.
+    Replay(impact::ReplayArgs),
     /// Inspect the spending-limit ledger, or release a hold.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
@@ -59,6 +63,9 @@ pub enum Exit {
     One,
     /// For `send`, a non-zero status or any failure; for `test`, failures.
     Two,
+    /// For `replay`, the draft approves something that was rejected (or,
+    /// with `--fail-on any-change`, decides anything differently).
+    Three,
 }
 
 impl From<Exit> for std::process::ExitCode {
@@ -67,6 +74,7 @@ impl From<Exit> for std::process::ExitCode {
             Exit::Ok => std::process::ExitCode::SUCCESS,
             Exit::One => std::process::ExitCode::from(1),
             Exit::Two => std::process::ExitCode::from(2),
+            Exit::Three => std::process::ExitCode::from(3),
         }
     }
 }
@@ -81,6 +89,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Check(a) => check::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Ledger(c) => ledger::run(c),
+        Command::Replay(a) => impact::run(a),
         Command::Fixture(c) => fixture::run(c),
     }
 }

@@ -1,0 +1,315 @@
+//! `tss-gate replay` over decision logs the real server wrote (approvals,
+//! rejections, errors; rotated files; a cut-short last line), against a
+//! draft policy that flips decisions both ways: the exact groups, request
+//! ids and exit codes in every format; a digest-only log refused with the
+//! setting that fixes it; a directory of recorded fixtures replayed too.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+use tss_gate::protocol::{Action, CallbackRequest};
+
+fn fixture(name: &str, id: &str) -> CallbackRequest {
+    let mut r = tss_gate::fixture::load_request(&repo().join("tests/fixtures").join(name))
+        .expect("fixture");
+    r.request_id = id.to_owned();
+    r
+}
+
+/// The shipped library with ETH_USDT no longer allowed (its approvals turn
+/// into rejections) and the unknown KEYGEN node set allowed (its rejection
+/// turns into an approval).
+fn draft(ws: &Workspace) -> PathBuf {
+    let dir = ws.path().join("draft");
+    copy_tree(&repo().join("rego"), &dir);
+    let path = dir.join("data.yaml");
+    let mut data: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let tokens = data["keysign"]["allowed_token_ids"]
+        .as_sequence_mut()
+        .unwrap();
+    tokens.retain(|t| t.as_str() != Some("ETH_USDT"));
+    let keygen = fixture("keygen_unknown_node_reject.json", "x");
+    let detail: Value = serde_json::from_str(&keygen.request_detail).unwrap();
+    let entry = serde_yaml_ng::to_value(serde_json::json!({
+        "threshold": detail["threshold"],
+        "node_ids": detail["node_ids"],
+    }))
+    .unwrap();
+    data["embedded_risk_control_rules"]["key_gen"]["allow_list"]
+        .as_sequence_mut()
+        .unwrap()
+        .push(entry);
+    std::fs::write(&path, serde_yaml_ng::to_string(&data).unwrap()).unwrap();
+    dir
+}
+
+fn replay(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tss-gate"))
+        .arg("replay")
+        .args(args)
+        .output()
+        .expect("run replay");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Serves the shipped policy with `extra` config and sends the same mix:
+/// two ETH_USDT approvals, a TRON_USDT rejection over its cap, a KEYGEN
+/// rejected for an unknown node, a PING, and a token no key verifies.
+fn traffic(ws: &Workspace, extra: &str) {
+    let server = Server::start(&ws.config(extra));
+    for (name, id, action) in [
+        (
+            "keysign_usdt_under_cap_approve.json",
+            "usdt-1",
+            Action::Approve,
+        ),
+        (
+            "keysign_usdt_under_cap_approve.json",
+            "usdt-2",
+            Action::Approve,
+        ),
+        (
+            "keysign_usdt_over_cap_reject.json",
+            "tron-over",
+            Action::Reject,
+        ),
+        (
+            "keygen_unknown_node_reject.json",
+            "keygen-1",
+            Action::Reject,
+        ),
+        ("ping_approve.json", "ping-1", Action::Approve),
+    ] {
+        let a = send(&server, &fixture(name, id));
+        assert_eq!(a.action, Some(action), "{id}: {a:?}");
+    }
+    let token = mint(
+        &fixture("ping_approve.json", "bad-token"),
+        &test_keys().stranger,
+    );
+    let (status, _) = post_token(&server.check_url(), &token);
+    assert_eq!(status, 200);
+}
+
+fn group<'a>(report: &'a Value, change: &str, code: &str) -> &'a Value {
+    report["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["change"] == change && g["code"] == code)
+        .unwrap_or_else(|| panic!("no group {change} {code}: {report:#}"))
+}
+
+fn log_dir_line(path: &Path, id: &str) -> Value {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("decisions.log"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .find(|l| l["request_id"] == id)
+        .unwrap_or_else(|| panic!("no line for {id}"))
+}
+
+#[test]
+fn a_draft_is_judged_on_a_real_log_with_rotation_and_a_cut_short_line() {
+    let ws = Workspace::new();
+    let logs = ws.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let log = logs.join("decisions.log");
+    // Small files: the log rotates several times over this traffic.
+    traffic(
+        &ws,
+        &format!(
+            "decision_log:\n  path: {}\n  max_bytes: 4096\n  retain: 50\n",
+            log.display()
+        ),
+    );
+    let rotated = std::fs::read_dir(&logs).unwrap().count();
+    assert!(rotated >= 3, "{rotated} files: the log rotated");
+    let keygen_codes = log_dir_line(&log, "keygen-1")["codes"].clone();
+    let keygen_code = keygen_codes[0].as_str().unwrap().to_owned();
+    assert_eq!(log_dir_line(&log, "usdt-1")["input_schema"], 1);
+    // A crash mid-write leaves a cut-short last line.
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(b"{\"v\":1,\"time\":\"2026-11-28T00:00:00Z\",\"request_id\":\"cut")
+            .unwrap();
+    }
+    let draft = draft(&ws);
+    let d = draft.to_str().unwrap();
+    let l = logs.to_str().unwrap();
+
+    let (code, out, err) = replay(&[l, "--policy-dir", d, "--format", "json", "--show", "10"]);
+    assert_eq!(code, 3, "something is newly approved: {out}{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["replayed"], 5, "{report:#}");
+    assert_eq!(report["unchanged"], 2, "TRON over cap and PING: {report:#}");
+    assert_eq!(report["changes"]["newly_approved"], 1);
+    assert_eq!(report["changes"]["newly_rejected"], 2);
+    assert_eq!(report["not_replayed"]["errors"], 1, "the bad token");
+    assert_eq!(report["not_replayed"]["truncated"], 1);
+    let approved = group(&report, "newly_approved", &keygen_code);
+    assert_eq!(approved["request_type"], "KEYGEN");
+    assert_eq!(approved["request_ids"], serde_json::json!(["keygen-1"]));
+    let rejected = group(&report, "newly_rejected", "keysign.token_not_allowed");
+    assert_eq!(rejected["request_type"], "KEYSIGN");
+    assert_eq!(rejected["count"], 2);
+    assert_eq!(
+        rejected["request_ids"],
+        serde_json::json!(["usdt-1", "usdt-2"])
+    );
+    // Newly approved first among the examples, both decisions shown.
+    let first = &report["examples"][0];
+    assert_eq!(first["request_id"], "keygen-1");
+    assert_eq!(first["recorded"]["action"], "REJECT");
+    assert_eq!(first["draft"]["action"], "APPROVE");
+
+    // Pretty: the newly approved first and loudest.
+    let (code, out, _) = replay(&[l, "--policy-dir", d]);
+    assert_eq!(code, 3);
+    assert!(
+        out.starts_with("!!! 1 REQUEST(S) THE DRAFT WOULD APPROVE WERE REJECTED !!!"),
+        "{out}"
+    );
+    let approve_at = out.find("REJECT → APPROVE").unwrap();
+    let reject_at = out.find("APPROVE → REJECT").unwrap();
+    assert!(approve_at < reject_at, "{out}");
+    assert!(out.contains("usdt-1 usdt-2"), "{out}");
+
+    // Markdown for a pull request.
+    let (_, md, _) = replay(&[l, "--policy-dir", d, "--format", "markdown"]);
+    assert!(md.starts_with("### Policy replay"), "{md}");
+    assert!(md.contains("| REJECT → APPROVE | 1 |"), "{md}");
+    assert!(
+        md.contains("`keysign.token_not_allowed` | 2 | usdt-1 usdt-2 |"),
+        "{md}"
+    );
+
+    // JUnit: well-formed, one failure (the newly approved group).
+    let (_, xml, _) = replay(&[l, "--policy-dir", d, "--format", "junit"]);
+    let mut reader = quick_xml::Reader::from_str(&xml);
+    let (mut failures, mut cases) = (0, 0);
+    loop {
+        match reader.read_event().expect("well-formed XML") {
+            quick_xml::events::Event::Eof => break,
+            quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e) => {
+                match e.name().into_inner() {
+                    "failure" => failures += 1,
+                    "testcase" => cases += 1,
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!((cases, failures), (3, 1), "{xml}");
+    let (code, xml, _) = replay(&[
+        l,
+        "--policy-dir",
+        d,
+        "--format",
+        "junit",
+        "--fail-on",
+        "any-change",
+    ]);
+    assert_eq!(code, 3);
+    assert_eq!(xml.matches("<failure").count(), 2, "{xml}");
+
+    // The live policy itself: nothing changes, exit 0.
+    let live = repo().join("rego");
+    let (code, out, err) = replay(&[
+        l,
+        "--policy-dir",
+        live.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let same: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(same["unchanged"], 5, "{same:#}");
+
+    // A draft that only rejects more: exit 0, unless any change fails.
+    let stricter = ws.path().join("stricter");
+    copy_tree(&repo().join("rego"), &stricter);
+    let path = stricter.join("data.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut data: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+    data["keysign"]["allowed_token_ids"]
+        .as_sequence_mut()
+        .unwrap()
+        .retain(|t| t.as_str() != Some("ETH_USDT"));
+    std::fs::write(&path, serde_yaml_ng::to_string(&data).unwrap()).unwrap();
+    let s = stricter.to_str().unwrap();
+    assert_eq!(replay(&[l, "--policy-dir", s]).0, 0);
+    assert_eq!(
+        replay(&[l, "--policy-dir", s, "--fail-on", "any-change"]).0,
+        3
+    );
+}
+
+#[test]
+fn a_digest_only_log_is_refused_with_the_setting_that_fixes_it() {
+    let ws = Workspace::new();
+    let log = ws.path().join("decisions.log");
+    traffic(
+        &ws,
+        &format!(
+            "decision_log:\n  path: {}\n  input: digest\n",
+            log.display()
+        ),
+    );
+    let live = repo().join("rego");
+    let (code, out, err) = replay(&[
+        log.to_str().unwrap(),
+        "--policy-dir",
+        live.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("decision_log.input: full") && err.contains("digest"),
+        "{err}"
+    );
+    assert!(out.is_empty());
+}
+
+#[test]
+fn recorded_fixtures_are_replayed_by_action() {
+    let ws = Workspace::new();
+    let rec = ws.path().join("recorded");
+    traffic(&ws, &format!("record_dir: {}\n", rec.display()));
+    let draft = draft(&ws);
+    let (code, out, err) = replay(&[
+        rec.to_str().unwrap(),
+        "--policy-dir",
+        draft.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 3, "{out}{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["replayed"], 5, "{report:#}");
+    assert_eq!(report["changes"]["newly_approved"], 1);
+    assert_eq!(report["changes"]["newly_rejected"], 2);
+    let approved = group(&report, "newly_approved", "(no code)");
+    assert_eq!(approved["request_ids"], serde_json::json!(["keygen-1"]));
+}
