@@ -502,4 +502,346 @@ fn events_on_either_instance_move_the_shared_holds_and_a_version_1_database_migr
     assert_eq!(l["groups"][0]["used_count"], 1, "{l:#}");
     let stored = db.psql("SELECT count(*) FROM tss_gate_events");
     assert_eq!(stored.trim(), "3", "three events, the duplicate once");
+    // The text form names each hold's task state next to it, and one
+    // request's view finds its task too.
+    let out = Command::new(env!("CARGO_BIN_EXE_tss-gate"))
+        .args(["ledger", "show", "--entries", "--config"])
+        .arg(&b)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |id: &str| {
+        text.lines()
+            .find(|l| l.contains(&format!(" {id} ")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(line("ev-1").contains("task released"), "{text}");
+    assert!(line("ev-1").contains("pg-e1"), "{text}");
+    assert!(line("ev-3").contains("held, task executed"), "{text}");
+    let out = Command::new(env!("CARGO_BIN_EXE_tss-gate"))
+        .args(["ledger", "show", "--json", "--request", "ev-3", "--config"])
+        .arg(&b)
+        .output()
+        .unwrap();
+    let one: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(one["entries"][0]["task"]["state"], "executed", "{one:#}");
+    assert_eq!(one["entries"].as_array().map(Vec::len), Some(1), "{one:#}");
+}
+
+mod store_level {
+    //! The store itself, two pools on one database as two instances have:
+    //! approvals, events and task transitions against `decide`'s usage.
+
+    use super::*;
+    use tss_gate::store::{
+        ApprovalRecord, GroupRef, Outcome, PostgresStore, Store, StoredEvent, TaskState, Verdict,
+    };
+    use tss_gate::velocity::{Amount, Row, Usage};
+
+    fn open(ws: &Workspace, db: &PgCluster) -> PostgresStore {
+        let secret = ws.path().join("store-pg-password");
+        std::fs::write(&secret, format!("{}\n", db.password())).unwrap();
+        PostgresStore::open(&tss_gate::config::PostgresSection {
+            url: db.url(),
+            password_file: Some(secret),
+            pool_size: 4,
+            connect_timeout_ms: 5_000,
+            statement_timeout_ms: 10_000,
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    fn row(amount: &str) -> (Row, String) {
+        (
+            Row {
+                limit: "l".into(),
+                group_key: "g".into(),
+                amount: Amount::parse(amount).unwrap(),
+                token: "T".into(),
+            },
+            "g".into(),
+        )
+    }
+
+    fn group() -> [GroupRef; 1] {
+        [GroupRef {
+            limit: "l".into(),
+            key: "g".into(),
+            window_ms: 1_000_000,
+        }]
+    }
+
+    /// A decision under `cap` as the pipeline makes it: held and approved
+    /// only when the amount fits.
+    fn capped(s: &PostgresStore, id: &str, now: i64, amount: &str, cap: &str) -> bool {
+        let a = Amount::parse(amount).unwrap();
+        let cap = Amount::parse(cap).unwrap();
+        let fits = |u: &[Usage]| u[0].amount.checked_add(a).is_some_and(|t| t <= cap);
+        let mut approved = false;
+        let out = s
+            .decide(
+                id,
+                &[4; 32],
+                &group(),
+                &[row(amount)],
+                Some(now),
+                &fits,
+                &mut |_, u| {
+                    approved = fits(u);
+                    Verdict {
+                        answer: if approved { "A" } else { "R" }.into(),
+                        approved,
+                    }
+                },
+            )
+            .unwrap();
+        match out {
+            Outcome::Decided(p) => p.wait().unwrap(),
+            Outcome::Prior(_) => panic!("fresh id {id}"),
+        }
+        approved
+    }
+
+    /// The group's usage as the next decision sees it.
+    fn usage(s: &PostgresStore, now: i64) -> (String, u64) {
+        let mut seen = None;
+        let id = format!("probe-{}", rand::random::<u64>());
+        let out = s
+            .decide(
+                &id,
+                &[1; 32],
+                &group(),
+                &[],
+                Some(now),
+                &|_| true,
+                &mut |_, u| {
+                    seen = Some(u[0]);
+                    Verdict {
+                        answer: String::new(),
+                        approved: false,
+                    }
+                },
+            )
+            .unwrap();
+        if let Outcome::Decided(p) = out {
+            p.wait().unwrap();
+        }
+        let u = seen.expect("decided");
+        (u.amount.to_string(), u.count)
+    }
+
+    fn approve(s: &PostgresStore, id: &str, at_ms: i64, amount: &str) {
+        s.seed(id, at_ms, &[row(amount)]).unwrap();
+        s.record_approval(&ApprovalRecord {
+            request_id: id.into(),
+            request_type: "KEYSIGN".into(),
+            at_ms,
+            digest: "ab".into(),
+            facts: format!("{{\"of\":\"{id}\"}}"),
+        })
+        .unwrap()
+        .wait()
+        .unwrap();
+    }
+
+    #[test]
+    fn task_transitions_on_either_pool_release_and_rehold_exactly() {
+        use TaskState::*;
+        let db = PgCluster::start();
+        let ws = Workspace::new();
+        let (a, b) = (open(&ws, &db), open(&ws, &db));
+        approve(&a, "p1", 1_000, "10");
+        approve(&b, "p2", 1_100, "15");
+        // The first record wins, whichever instance writes the retry's.
+        b.record_approval(&ApprovalRecord {
+            request_id: "p1".into(),
+            request_type: "KEYGEN".into(),
+            at_ms: 9,
+            digest: "cd".into(),
+            facts: "{}".into(),
+        })
+        .unwrap()
+        .wait()
+        .unwrap();
+        let p1 = a.approval("p1").unwrap().unwrap();
+        assert_eq!(
+            (p1.record.request_type.as_str(), p1.record.at_ms, p1.state),
+            ("KEYSIGN", 1_000, Approved)
+        );
+        assert!(b.approval("nope").unwrap().is_none());
+
+        let ev = StoredEvent {
+            event_id: "e1".into(),
+            received_at_ms: 1_200,
+            node_id: "n".into(),
+            event_type: "request.keysign.failed".into(),
+            request_id: "p1".into(),
+            body: "{\"first\":1}".into(),
+        };
+        assert!(a.put_event(&ev).unwrap());
+        let again = StoredEvent {
+            body: "{\"second\":1}".into(),
+            ..ev.clone()
+        };
+        assert!(
+            !b.put_event(&again).unwrap(),
+            "a duplicate on the other pool"
+        );
+        assert_eq!(
+            db.psql("SELECT body FROM tss_gate_events WHERE event_id = 'e1'")
+                .trim(),
+            "{\"first\":1}"
+        );
+
+        assert!(!capped(&a, "c1", 2_000, "6", "30"));
+        assert!(capped(&a, "c2", 2_000, "5", "30"), "exactly full");
+        let t = b
+            .transition("p1", Released, 2_500, "event e1 failed")
+            .unwrap();
+        assert_eq!(
+            (t.before, t.after, t.rows),
+            (Some(Approved), Some(Released), 1)
+        );
+        let t = a
+            .transition("p1", Released, 2_600, "event e2 failed")
+            .unwrap();
+        assert_eq!((t.before, t.rows), (Some(Released), 0), "released once");
+        assert_eq!(usage(&a, 3_000), ("20".into(), 2));
+        assert!(!capped(&a, "d1", 3_000, "10.000000000000000001", "30"));
+        assert!(capped(&b, "d2", 3_000, "10", "30"), "p1's room, on B");
+        // The late `succeeded`: p1 counts again, over the cap.
+        let t = a
+            .transition("p1", Executed, 3_500, "event e3 succeeded")
+            .unwrap();
+        assert_eq!(
+            (t.before, t.after, t.rows),
+            (Some(Released), Some(Executed), 1)
+        );
+        assert_eq!(usage(&b, 4_000), ("40".into(), 4));
+        assert!(!capped(&b, "e1", 4_000, "0.000000000000000001", "30"));
+        let t = b
+            .transition("p1", Released, 4_100, "event e4 failed")
+            .unwrap();
+        assert_eq!(
+            (t.before, t.after, t.rows),
+            (Some(Executed), Some(Executed), 0),
+            "executed stays executed"
+        );
+        assert_eq!(
+            a.approval("p1").unwrap().unwrap().changed,
+            Some((3_500, "event e3 succeeded".into()))
+        );
+        // A hand-made void stands through a release and a `succeeded`.
+        assert_eq!(a.void("p2", 4_200, "checked the chain").unwrap(), 1);
+        assert_eq!(
+            b.transition("p2", Released, 4_300, "event e5")
+                .unwrap()
+                .rows,
+            0
+        );
+        let t = a.transition("p2", Executed, 4_400, "event e6").unwrap();
+        assert_eq!((t.after, t.rows), (Some(Executed), 0));
+        assert_eq!(usage(&a, 5_000), ("25".into(), 3));
+        let t = a.transition("nope", Released, 5_000, "event e7").unwrap();
+        assert_eq!((t.before, t.after, t.rows), (None, None, 0));
+        let listed: Vec<String> = b
+            .approvals(0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|x| x.record.request_id)
+            .collect();
+        assert_eq!(listed, ["p2", "p1"], "newest first");
+    }
+
+    #[test]
+    fn two_pools_racing_transitions_and_decisions_on_one_group_stay_exact() {
+        use TaskState::*;
+        let db = PgCluster::start();
+        let ws = Workspace::new();
+        let (a, b) = (open(&ws, &db), open(&ws, &db));
+        for i in 0..40 {
+            approve(&a, &format!("s{i}"), 1_000, "1");
+        }
+        // Full (40 of 40). Each pool releases the same 15 tasks while two
+        // threads per pool decide against the cap.
+        let stores = [&a, &b];
+        let (released, approved) = std::thread::scope(|sc| {
+            let rel: Vec<_> = stores
+                .iter()
+                .map(|s| {
+                    sc.spawn(move || {
+                        (0..15)
+                            .map(|i| {
+                                s.transition(&format!("s{i}"), Released, 2_000, "event failed")
+                                    .unwrap()
+                                    .rows
+                            })
+                            .sum::<usize>()
+                    })
+                })
+                .collect();
+            let dec: Vec<_> = (0..4)
+                .map(|t| {
+                    let s = stores[t % 2];
+                    sc.spawn(move || {
+                        (0..6)
+                            .filter(|i| capped(s, &format!("d{t}-{i}"), 3_000, "1", "40"))
+                            .count()
+                    })
+                })
+                .collect();
+            (
+                rel.into_iter().map(|h| h.join().unwrap()).sum::<usize>(),
+                dec.into_iter().map(|h| h.join().unwrap()).sum::<usize>(),
+            )
+        });
+        assert_eq!(released, 15, "each task released once");
+        let mut more = 0;
+        while capped(stores[more % 2], &format!("m{more}"), 4_000, "1", "40") {
+            more += 1;
+        }
+        assert_eq!(approved + more, 15, "exactly the released room was used");
+        assert_eq!(usage(&a, 5_000), ("40".into(), 40));
+        // Both pools re-hold the same 10 while deciders keep trying.
+        let (reheld, approved) = std::thread::scope(|sc| {
+            let hs: Vec<_> = stores
+                .iter()
+                .map(|s| {
+                    sc.spawn(move || {
+                        (0..10)
+                            .map(|i| {
+                                s.transition(&format!("s{i}"), Executed, 6_000, "event ok")
+                                    .unwrap()
+                                    .rows
+                            })
+                            .sum::<usize>()
+                    })
+                })
+                .collect();
+            let dec: Vec<_> = (0..2)
+                .map(|t| {
+                    let s = stores[t];
+                    sc.spawn(move || {
+                        (0..4)
+                            .filter(|i| capped(s, &format!("x{t}-{i}"), 6_000, "1", "40"))
+                            .count()
+                    })
+                })
+                .collect();
+            (
+                hs.into_iter().map(|h| h.join().unwrap()).sum::<usize>(),
+                dec.into_iter().map(|h| h.join().unwrap()).sum::<usize>(),
+            )
+        });
+        assert_eq!(reheld, 10, "each task re-held once");
+        assert_eq!(approved, 0, "a full group stays full");
+        assert_eq!(usage(&b, 7_000), ("50".into(), 50));
+        let state = |id: &str| a.approval(id).unwrap().unwrap().state;
+        assert_eq!(
+            (state("s0"), state("s12"), state("s30")),
+            (Executed, Released, Approved)
+        );
+    }
 }

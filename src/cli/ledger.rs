@@ -112,6 +112,14 @@ impl Ledger {
         })
     }
 
+    /// The approval of one request and the state of its task.
+    fn task(&self, request: &str) -> anyhow::Result<Option<crate::store::Approval>> {
+        Ok(match self {
+            Ledger::Sqlite(c, _) => sqlite::approval_of(c, request)?,
+            Ledger::Postgres(p) => crate::store::Store::approval(p, request)?,
+        })
+    }
+
     fn void(&self, request: &str, at: i64, reason: &str) -> anyhow::Result<usize> {
         Ok(match self {
             Ledger::Sqlite(c, _) => sqlite::void(c, request, at, reason)?,
@@ -163,6 +171,12 @@ fn show(a: ShowArgs) -> anyhow::Result<Exit> {
     // The task state of each hold, when the node reports events.
     let tasks: std::collections::HashMap<String, crate::store::Approval> = if rows.is_empty() {
         Default::default()
+    } else if let Some(id) = &a.request {
+        // One request: one lookup, not every approval of the retention.
+        conn.task(id)?
+            .into_iter()
+            .map(|t| (t.record.request_id.clone(), t))
+            .collect()
     } else {
         conn.tasks(now - sqlite::RETENTION_MS)?
             .into_iter()

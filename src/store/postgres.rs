@@ -834,7 +834,13 @@ impl Store for PostgresStore {
     ) -> Result<super::Transition, StoreError> {
         use super::TaskState::*;
         let mut conn = self.conn()?;
-        let mut tx = conn.transaction().map_err(db)?;
+        // READ COMMITTED whatever the database's default: the statements
+        // after the lock wait must see what committed during it.
+        let mut tx = conn
+            .build_transaction()
+            .isolation_level(IsolationLevel::ReadCommitted)
+            .start()
+            .map_err(db)?;
         // The groups of the request's rows, locked as a decision locks them
         // (one statement, lock-id order), so no decision on any instance
         // reads their usage half-way through; plus the task's own lock.

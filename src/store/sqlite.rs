@@ -1460,6 +1460,278 @@ mod tests {
         assert_eq!(usage(&s, "l", "g", 100_000, 2_000).count, 0);
     }
 
+    fn approval_at(id: &str, at_ms: i64) -> crate::store::ApprovalRecord {
+        crate::store::ApprovalRecord {
+            at_ms,
+            ..approval(id)
+        }
+    }
+
+    /// A decision under a cap on ("l", "g") as the pipeline makes it: the
+    /// rows are held only when they fit, and approved only then.
+    fn capped(s: &SqliteStore, id: &str, now: i64, amount: &str, cap: &str) -> bool {
+        let g = [GroupRef {
+            limit: "l".into(),
+            key: "g".into(),
+            window_ms: 1_000_000,
+        }];
+        let a = Amount::parse(amount).unwrap();
+        let cap = Amount::parse(cap).unwrap();
+        let fits = |u: &[Usage]| u[0].amount.checked_add(a).is_some_and(|t| t <= cap);
+        let mut approved = false;
+        let out = s
+            .decide(
+                id,
+                &[4; 32],
+                &g,
+                &[row("l", "g", amount)],
+                Some(now),
+                &fits,
+                &mut |_, u| {
+                    approved = fits(u);
+                    Verdict {
+                        answer: if approved { "A" } else { "R" }.into(),
+                        approved,
+                    }
+                },
+            )
+            .unwrap();
+        match out {
+            Outcome::Decided(p) => p.wait().unwrap(),
+            Outcome::Prior(_) => panic!("fresh id"),
+        }
+        approved
+    }
+
+    #[test]
+    fn every_edge_of_the_task_state_machine() {
+        use crate::store::TaskState::*;
+        let (_d, s) = store();
+        let u = |s: &SqliteStore| usage(s, "l", "g", 100_000, 5_000);
+        for (i, id) in ["ap", "ex", "re"].iter().enumerate() {
+            s.seed(id, 1_000, &[row("l", "g", "10")]).unwrap();
+            s.record_approval(&approval_at(id, 1_000 + i as i64))
+                .unwrap()
+                .wait()
+                .unwrap();
+        }
+        let t = s
+            .transition("ex", Executed, 1_100, "event x1 succeeded")
+            .unwrap();
+        assert_eq!(
+            (t.before, t.after, t.rows),
+            (Some(Approved), Some(Executed), 0),
+            "executing keeps the rows"
+        );
+        assert_eq!(u(&s).amount.to_string(), "30");
+        let t = s
+            .transition("re", Released, 1_100, "event r1 failed")
+            .unwrap();
+        assert_eq!(
+            (t.before, t.after, t.rows),
+            (Some(Approved), Some(Released), 1)
+        );
+        assert_eq!(u(&s).amount.to_string(), "20");
+        // Every edge that changes nothing: same state, to Approved, and
+        // Executed → Released.
+        for (id, to, stays) in [
+            ("ap", Approved, Approved),
+            ("ex", Executed, Executed),
+            ("ex", Approved, Executed),
+            ("ex", Released, Executed),
+            ("re", Released, Released),
+            ("re", Approved, Released),
+        ] {
+            let was = s.approval(id).unwrap().unwrap();
+            let t = s.transition(id, to, 1_200, "event later").unwrap();
+            assert_eq!(
+                (t.before, t.after, t.rows),
+                (Some(stays), Some(stays), 0),
+                "{id} to {to:?}"
+            );
+            assert_eq!(s.approval(id).unwrap().unwrap(), was, "{id} to {to:?}");
+            assert_eq!(u(&s).amount.to_string(), "20", "{id} to {to:?}");
+        }
+        assert_eq!(
+            s.approval("ex").unwrap().unwrap().changed,
+            Some((1_100, "event x1 succeeded".into())),
+            "the last change is kept, not the refused one"
+        );
+        let t = s
+            .transition("ap", Executed, 1_300, "event a1 succeeded")
+            .unwrap();
+        assert_eq!(
+            (t.before, t.after, t.rows),
+            (Some(Approved), Some(Executed), 0)
+        );
+        let t = s
+            .transition("re", Executed, 1_400, "event r2 succeeded")
+            .unwrap();
+        assert_eq!(
+            (t.before, t.after, t.rows),
+            (Some(Released), Some(Executed), 1)
+        );
+        assert_eq!(u(&s).amount.to_string(), "30");
+        assert_eq!(u(&s).count, 3);
+        // Newest first, at most `limit`, only after `since`.
+        let ids = |since, limit| -> Vec<String> {
+            s.approvals(since, limit)
+                .unwrap()
+                .into_iter()
+                .map(|a| a.record.request_id)
+                .collect()
+        };
+        assert_eq!(ids(0, 10), ["re", "ex", "ap"]);
+        assert_eq!(ids(0, 2), ["re", "ex"]);
+        assert_eq!(ids(1_000, 10), ["re", "ex"]);
+    }
+
+    #[test]
+    fn a_release_makes_room_for_exactly_its_amount_and_a_rehold_takes_it_back() {
+        use crate::store::TaskState::*;
+        let (_d, s) = store();
+        s.seed("a", 1_000, &[row("l", "g", "10")]).unwrap();
+        s.seed("b", 1_100, &[row("l", "g", "15")]).unwrap();
+        for id in ["a", "b"] {
+            s.record_approval(&approval(id)).unwrap().wait().unwrap();
+        }
+        assert!(!capped(&s, "c1", 2_000, "6", "30"));
+        assert!(capped(&s, "c2", 2_000, "5", "30"), "exactly full");
+        let t = s
+            .transition("a", Released, 2_500, "event f failed")
+            .unwrap();
+        assert_eq!(t.rows, 1);
+        // Room for a's 10, not one unit more, for the very next decision.
+        assert!(!capped(&s, "d1", 3_000, "10.000000000000000001", "30"));
+        assert!(capped(&s, "d2", 3_000, "10", "30"));
+        assert!(!capped(&s, "d3", 3_000, "0.000000000000000001", "30"));
+        // The node's late `succeeded`: a counts again (it spent the amount),
+        // over the cap, so nothing more fits.
+        let t = s
+            .transition("a", Executed, 3_500, "event s succeeded")
+            .unwrap();
+        assert_eq!(t.rows, 1);
+        let now = usage(&s, "l", "g", 1_000_000, 4_000);
+        assert_eq!((now.amount.to_string(), now.count), ("40".into(), 4));
+        assert!(!capped(&s, "e1", 4_000, "0.000000000000000001", "30"));
+        // A release while another decision's rows are still held (not yet
+        // committed) leaves both counted exactly once.
+        let g = [GroupRef {
+            limit: "l".into(),
+            key: "g".into(),
+            window_ms: 1_000_000,
+        }];
+        s.record_approval(&approval("h")).unwrap().wait().unwrap();
+        let out = s
+            .decide(
+                "h",
+                &[5; 32],
+                &g,
+                &[row("l", "g", "7")],
+                Some(5_000),
+                &|_| true,
+                &mut |_, _| Verdict {
+                    answer: "A".into(),
+                    approved: true,
+                },
+            )
+            .unwrap();
+        let t = s
+            .transition("b", Released, 5_000, "event g failed")
+            .unwrap();
+        assert_eq!(t.rows, 1);
+        let now = usage(&s, "l", "g", 1_000_000, 5_000);
+        assert_eq!((now.amount.to_string(), now.count), ("32".into(), 4));
+        let Outcome::Decided(p) = out else { panic!() };
+        p.wait().unwrap();
+        let now = usage(&s, "l", "g", 1_000_000, 5_000);
+        assert_eq!((now.amount.to_string(), now.count), ("32".into(), 4));
+    }
+
+    #[test]
+    fn releases_rehold_and_decisions_racing_on_one_group_stay_exact_across_a_reopen() {
+        use crate::store::TaskState::*;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let s = SqliteStore::open(&path).unwrap();
+        for i in 0..50 {
+            let id = format!("s{i}");
+            s.seed(&id, 1_000, &[row("l", "g", "1")]).unwrap();
+            s.record_approval(&approval(&id)).unwrap().wait().unwrap();
+        }
+        // Full (50 of 50). Two threads release the same 20 tasks (each is
+        // released once) while four decide against the cap.
+        let (released, approved) = std::thread::scope(|sc| {
+            let s = &s;
+            let rel: Vec<_> = (0..2)
+                .map(|_| {
+                    sc.spawn(move || {
+                        (0..20)
+                            .map(|i| {
+                                s.transition(&format!("s{i}"), Released, 2_000, "event failed")
+                                    .unwrap()
+                                    .rows
+                            })
+                            .sum::<usize>()
+                    })
+                })
+                .collect();
+            let dec: Vec<_> = (0..4)
+                .map(|t| {
+                    sc.spawn(move || {
+                        (0..8)
+                            .filter(|i| capped(s, &format!("d{t}-{i}"), 3_000, "1", "50"))
+                            .count()
+                    })
+                })
+                .collect();
+            (
+                rel.into_iter().map(|h| h.join().unwrap()).sum::<usize>(),
+                dec.into_iter().map(|h| h.join().unwrap()).sum::<usize>(),
+            )
+        });
+        assert_eq!(released, 20);
+        let mut more = 0;
+        while capped(&s, &format!("m{more}"), 4_000, "1", "50") {
+            more += 1;
+        }
+        assert_eq!(approved + more, 20, "exactly the released room was used");
+        let u = usage(&s, "l", "g", 1_000_000, 5_000);
+        assert_eq!((u.amount.to_string(), u.count), ("50".into(), 50));
+        // Two threads re-hold the same 10 (each re-held once).
+        let reheld: usize = std::thread::scope(|sc| {
+            let s = &s;
+            let hs: Vec<_> = (0..2)
+                .map(|_| {
+                    sc.spawn(move || {
+                        (0..10)
+                            .map(|i| {
+                                s.transition(&format!("s{i}"), Executed, 6_000, "event ok")
+                                    .unwrap()
+                                    .rows
+                            })
+                            .sum::<usize>()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(reheld, 10);
+        let u = usage(&s, "l", "g", 1_000_000, 7_000);
+        assert_eq!((u.amount.to_string(), u.count), ("60".into(), 60));
+        drop(s);
+        let s = SqliteStore::open(&path).unwrap();
+        let u = usage(&s, "l", "g", 1_000_000, 7_000);
+        assert_eq!((u.amount.to_string(), u.count), ("60".into(), 60));
+        let state = |id: &str| s.approval(id).unwrap().unwrap().state;
+        assert_eq!(
+            (state("s0"), state("s15"), state("s30")),
+            (Executed, Released, Approved)
+        );
+        assert!(!capped(&s, "over", 7_000, "10.000000000000000001", "70"));
+        assert!(capped(&s, "fits", 7_000, "10", "70"));
+    }
+
     #[test]
     fn voids_release_and_pruning_old_rows_keeps_totals() {
         let (_d, s) = store();
