@@ -494,3 +494,43 @@ fn a_watched_shadow_set_reloads_without_a_signal() {
             .any(|l| l["request_id"] == "w-same")
     );
 }
+
+#[test]
+fn check_reports_a_broken_shadow_set_as_a_warning_with_its_file() {
+    let ws = Workspace::new();
+    let broken = policy_variant(
+        &ws.path().join("shadow-broken"),
+        &[(
+            "tss/common/shadow.rego",
+            "package tss.common\n\ndeny contains x if {\n\tx := )\n}\n",
+        )],
+    );
+    let check = |cfg: &Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tss-gate"))
+            .args(["check", "--config"])
+            .arg(cfg)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = check(&shadow_config(&ws, Some(&broken)));
+    assert_eq!(code, Some(0), "serve would start: {out}{err}");
+    assert!(out.contains("shadow policy: refused"), "{out}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("warning: shadow policy:") && l.contains("shadow.rego")),
+        "{err}"
+    );
+    let good = policy_variant(&ws.path().join("shadow-good"), &[]);
+    let (code, out, err) = check(&shadow_config(&ws, Some(&good)));
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("shadow policy: ") && out.contains("revision"),
+        "{out}"
+    );
+    assert!(!err.contains("shadow policy"), "{err}");
+}

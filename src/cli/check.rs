@@ -51,6 +51,28 @@ pub fn run(a: CheckArgs) -> Exit {
                 eprintln!("warning: {f}");
             }
             println!("  warnings: {}", findings.len());
+            if let Some(ev) = &loaded.events {
+                let names: Vec<&str> = ev.key_names().collect();
+                println!("  node event keys: {}", names.join(", "));
+            }
+            // A broken shadow set never stops `serve` (it serves without
+            // shadow until a good one loads), so here it is a warning.
+            if let Some((opts, gate)) = cfg.shadow_options() {
+                match crate::reload::load_checked(&opts, &gate) {
+                    Ok(s) => println!(
+                        "  shadow policy: {} files from `{}`, revision {}",
+                        s.files.len(),
+                        opts.dir.display(),
+                        s.revision
+                    ),
+                    Err(e) => {
+                        for line in crate::error_text(&anyhow::Error::from(e)).lines() {
+                            eprintln!("warning: shadow policy: {line}");
+                        }
+                        println!("  shadow policy: refused (serve would run without shadow)");
+                    }
+                }
+            }
             Exit::Ok
         }
         Err(e) => {
