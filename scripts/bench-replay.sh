@@ -25,9 +25,9 @@ templates = []
 for f in sys.argv[4:]:
     e = json.load(open(f"{work}/{f}.eval.json"))
     d = e["decision"]
-    line = {"v": 1, "time": "2026-11-28T12:00:00.000Z", "request_id": "", "request_type": e["input"]["request_type"],
+    line = {"v": 2, "time": "2026-11-28T12:00:00.000Z", "request_id": "", "request_type": e["input"]["request_type"],
             "action": "APPROVE" if d["allow"] and not d["reasons"] else "REJECT", "status": 0,
-            "reasons": d["reasons"], "codes": d["codes"], "policy_revision": "bench", "key": "node-a",
+            "reasons": d["reasons"], "codes": d["codes"], "policy_revision": e["policy_revision"], "key": "node-a",
             "latency_ms": 1.0, "input_schema": 1, "input": e["input"]}
     templates.append(line)
 with open(out, "w") as w:

@@ -21,7 +21,10 @@ use sha2::{Digest, Sha256};
 use tracing::{error, warn};
 
 /// Version of the event format; bump on any incompatible change.
-pub const EVENT_VERSION: u32 = 1;
+/// v2: every line with `input` or `input_digest` carries `input_schema`, so
+/// a reader (`tss-gate replay`) knows the shape of the input it reads
+/// instead of guessing; v1 lines have none and mean input schema 1.
+pub const EVENT_VERSION: u32 = 2;
 
 /// What an event records of the input document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -526,7 +529,8 @@ mod tests {
             .collect();
         assert_eq!(lines.len(), 10);
         assert_eq!(lines[3]["request_id"], "r3");
-        assert_eq!(lines[3]["v"], 1);
+        assert_eq!(lines[3]["v"], 2);
+        assert_eq!(lines[3]["input_schema"], crate::input::INPUT_SCHEMA_VERSION);
         assert_eq!(lines[3]["codes"], json!(["a.b"]));
         assert_eq!(lines[3]["input_digest"], json!(digest(&input)));
         assert!(lines[3].get("input").is_none());

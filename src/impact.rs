@@ -38,6 +38,10 @@ const QUEUE: usize = 1024;
 /// field were written before it existed: version 1).
 pub const KNOWN_INPUT_SCHEMA: u64 = crate::input::INPUT_SCHEMA_VERSION as u64;
 
+/// The newest decision-log format this binary reads: v1 (no
+/// `input_schema`) and v2 (`input_schema` with every input) lines alike.
+pub const KNOWN_EVENT_VERSION: u64 = crate::decision_log::EVENT_VERSION as u64;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     #[error("cannot read `{path}`: {reason}")]
@@ -139,6 +143,10 @@ impl Group {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {
+    /// Position in the sources: lines are classified in parallel, and the
+    /// earliest problems are the ones kept.
+    #[serde(skip)]
+    seq: u64,
     pub source: String,
     pub line: u64,
     pub reason: String,
@@ -165,11 +173,16 @@ pub struct Summary {
     pub errors: u64,
     /// Decisions logged with `decision_log.input: digest`: no input to replay.
     pub digest_only: u64,
-    /// Lines of a newer format or input schema than this binary knows.
+    /// Lines of a newer format or input schema than this binary knows:
+    /// counted and located, never guessed at.
     pub unknown_version: u64,
     /// A last line cut short (a crash mid-write), per source.
     pub truncated: u64,
+    /// Lines that are not a decision-log line at all (not JSON, no `v`,
+    /// a decision without its fields). Skipped, not fatal: the rest of the
+    /// log is still a valid sample, and each one is located in `problems`.
     pub malformed: u64,
+    /// Where the first [`MAX_PROBLEMS`] skipped lines are (`file:line`).
     pub problems: Vec<Problem>,
     pub draft_revision: String,
     pub sources: Vec<String>,
@@ -187,14 +200,23 @@ impl Summary {
             .unwrap_or(0)
     }
 
-    fn problem(&mut self, source: &str, line: u64, reason: String) {
-        if self.problems.len() < MAX_PROBLEMS {
-            self.problems.push(Problem {
+    fn problem(&mut self, seq: u64, source: &str, line: u64, reason: String) {
+        if self.problems.len() >= MAX_PROBLEMS {
+            if self.problems.last().is_none_or(|p| p.seq < seq) {
+                return;
+            }
+            self.problems.pop();
+        }
+        let at = self.problems.partition_point(|p| p.seq < seq);
+        self.problems.insert(
+            at,
+            Problem {
+                seq,
                 source: source.to_owned(),
                 line,
                 reason,
-            });
-        }
+            },
+        );
     }
 }
 
@@ -205,18 +227,26 @@ pub enum Source {
     Fixture(PathBuf),
 }
 
-/// Expands each SOURCE: a file is a decision log; a directory is either a
-/// decision log with its rotated files (`NAME`, `NAME.1` … oldest first)
-/// or a fixture directory.
+/// The SOURCE that names standard input.
+pub const STDIN: &str = "-";
+
+/// Expands each SOURCE: `-` (standard input) or any path that is not a
+/// directory (a file, or a pipe such as `<(zcat decisions.log.7.gz)`) is a
+/// decision log; a directory is either a decision log with its rotated files
+/// (`NAME`, `NAME.1` … oldest first) or a fixture directory.
 pub fn expand(sources: &[PathBuf]) -> Result<Vec<Source>, ReplayError> {
     let mut out = Vec::new();
     for s in sources {
+        if s.as_os_str() == STDIN {
+            out.push(Source::Log(s.clone()));
+            continue;
+        }
         let read_err = |e: std::io::Error| ReplayError::Read {
             path: s.display().to_string(),
             reason: e.to_string(),
         };
         let meta = std::fs::metadata(s).map_err(read_err)?;
-        if meta.is_file() {
+        if !meta.is_dir() {
             out.push(Source::Log(s.clone()));
             continue;
         }
@@ -282,14 +312,51 @@ enum Input {
     Fixture(Box<crate::fixture::Fixture>),
 }
 
-/// What the reader hands the aggregator besides work.
+/// What the reader hands the aggregator besides work. Line numbers are
+/// 1-based within the source; 0 before the reader knows it.
 enum Note {
     NotDecision,
     Error,
     DigestOnly,
-    UnknownVersion,
-    Truncated,
+    UnknownVersion(u64, String),
+    Truncated(u64),
     Malformed(u64, String),
+}
+
+impl Note {
+    /// The same note at line `n` of its source.
+    fn at(self, n: u64) -> Note {
+        match self {
+            Note::UnknownVersion(_, r) => Note::UnknownVersion(n, r),
+            Note::Truncated(_) => Note::Truncated(n),
+            Note::Malformed(_, r) => Note::Malformed(n, r),
+            other => other,
+        }
+    }
+}
+
+/// What the reader hands the evaluators: a raw line is parsed and
+/// classified on the evaluator threads, so parsing uses every core too.
+enum Job {
+    Line {
+        seq: u64,
+        source: Arc<str>,
+        /// 1-based line number in `source`.
+        line: u64,
+        bytes: Vec<u8>,
+        /// Ended with `\n`: a last line without it was cut short.
+        complete: bool,
+    },
+    Work(Work),
+    Note(u64, Arc<str>, Note),
+}
+
+/// What the evaluators hand the aggregator.
+enum Outcome {
+    /// Boxed: a judged decision is far larger than a note.
+    Judged(Box<(Work, Drafted)>),
+    /// (position, source, why the line is not judged).
+    Note(u64, Arc<str>, Note),
 }
 
 /// Progress callback: (bytes read, total bytes, decisions replayed).
@@ -303,7 +370,8 @@ pub struct Options {
 }
 
 /// Replays every source against `draft`. Streams: memory does not grow
-/// with the number of lines.
+/// with the number of lines. Standard input, and pipes, count 0 bytes to
+/// the progress total (their size is unknown).
 pub fn replay(
     sources: &[Source],
     draft: Arc<PolicySet>,
@@ -318,9 +386,8 @@ pub fn replay(
             }
         })
         .sum();
-    let (work_tx, work_rx) = sync_channel::<Work>(QUEUE);
-    let (note_tx, note_rx) = sync_channel::<(Arc<str>, Note)>(QUEUE);
-    let (done_tx, done_rx) = sync_channel::<(Work, Drafted)>(QUEUE);
+    let (work_tx, work_rx) = sync_channel::<Job>(QUEUE);
+    let (done_tx, done_rx) = sync_channel::<Outcome>(QUEUE);
     let work_rx = Arc::new(std::sync::Mutex::new(work_rx));
     let jobs = opts.jobs.max(1);
     let mut summary = Summary {
@@ -343,8 +410,15 @@ pub fn replay(
         }
         drop(done_tx);
         let read = &read;
-        let reader = scope.spawn(move || reader(sources, work_tx, note_tx, read));
-        aggregate(&mut summary, done_rx, note_rx, opts.show, &mut |n| {
+        let reader = scope.spawn(move || {
+            Reader {
+                work: work_tx,
+                read,
+                seq: 0,
+            }
+            .run(sources)
+        });
+        aggregate(&mut summary, done_rx, opts.show, &mut |n| {
             progress(read.load(std::sync::atomic::Ordering::Relaxed), total, n)
         });
         reader.join().unwrap_or_else(|_| {
@@ -358,17 +432,49 @@ pub fn replay(
     Ok(summary)
 }
 
-fn evaluator(
-    draft: &PolicySet,
-    rx: &std::sync::Mutex<Receiver<Work>>,
-    tx: &SyncSender<(Work, Drafted)>,
-) {
+fn evaluator(draft: &PolicySet, rx: &std::sync::Mutex<Receiver<Job>>, tx: &SyncSender<Outcome>) {
     loop {
-        let work = {
+        let job = {
             let Ok(rx) = rx.lock() else { return };
             match rx.recv() {
-                Ok(w) => w,
+                Ok(j) => j,
                 Err(_) => return,
+            }
+        };
+        let work = match job {
+            Job::Work(w) => w,
+            Job::Note(seq, src, note) => {
+                if tx.send(Outcome::Note(seq, src, note)).is_err() {
+                    return;
+                }
+                continue;
+            }
+            Job::Line {
+                seq,
+                source,
+                line,
+                bytes,
+                complete,
+            } => {
+                let text = bytes.trim_ascii();
+                let work = match serde_json::from_slice::<Value>(text) {
+                    // A crash mid-write leaves the last line without its newline.
+                    Err(_) if !complete => Err(Note::Truncated(line)),
+                    Err(e) => Err(Note::Malformed(line, format!("not JSON: {e}"))),
+                    Ok(v) => classify(v, &source).map_err(|note| note.at(line)),
+                };
+                match work {
+                    Ok(mut w) => {
+                        w.seq = seq;
+                        w
+                    }
+                    Err(note) => {
+                        if tx.send(Outcome::Note(seq, source, note)).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                }
             }
         };
         let decided = match &work.input {
@@ -383,7 +489,7 @@ fn evaluator(
                 reasons: vec![crate::reload::one_line(&e)],
             },
         };
-        if tx.send((work, drafted)).is_err() {
+        if tx.send(Outcome::Judged(Box::new((work, drafted)))).is_err() {
             return;
         }
     }
@@ -415,121 +521,120 @@ fn drafted(d: &Decision) -> Drafted {
     }
 }
 
-static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// The next position in the sources (one reader thread hands them out).
-fn next_seq() -> u64 {
-    SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+/// The reader thread: reads every source in order, sending decisions to
+/// evaluate and notes about the rest.
+struct Reader<'a> {
+    work: SyncSender<Job>,
+    /// Bytes read so far, for the progress bar.
+    read: &'a std::sync::atomic::AtomicU64,
+    /// Position of the next decision in the sources: results arrive out of
+    /// order from the evaluators, and the report keeps log order.
+    seq: u64,
 }
 
-/// Reads every source in order, sending decisions to evaluate and notes
-/// about the rest.
-fn reader(
-    sources: &[Source],
-    work: SyncSender<Work>,
-    notes: SyncSender<(Arc<str>, Note)>,
-    read: &std::sync::atomic::AtomicU64,
-) -> Result<(), ReplayError> {
-    for s in sources {
-        match s {
-            Source::Fixture(p) => {
-                let name: Arc<str> = p.display().to_string().into();
-                let len = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-                match crate::fixture::load_fixture(p) {
-                    Ok(f) => {
-                        let recorded = Recorded {
-                            action: f.expect.action.as_str().to_owned(),
-                            codes: None,
-                            reasons: f.expect.reasons.clone(),
-                            policy_revision: String::new(),
-                        };
-                        let w = Work {
-                            seq: next_seq(),
-                            source: name,
-                            request_id: f.request.request_id.clone(),
-                            request_type: crate::protocol::RequestType::from_code(
-                                f.request.request_type,
-                            )
-                            .name()
-                            .to_owned(),
-                            recorded,
-                            input: Input::Fixture(Box::new(f)),
-                        };
-                        if f_status_is_error(&w) {
-                            let _ = notes.send((w.source.clone(), Note::Error));
-                        } else if work.send(w).is_err() {
-                            return Ok(());
-                        }
-                    }
-                    Err(e) => {
-                        let _ = notes.send((name, Note::Malformed(0, e.to_string())));
-                    }
+impl Reader<'_> {
+    fn run(mut self, sources: &[Source]) -> Result<(), ReplayError> {
+        for s in sources {
+            let more = match s {
+                Source::Fixture(p) => self.fixture(p),
+                Source::Log(p) if p.as_os_str() == STDIN => {
+                    self.log("(stdin)".into(), std::io::stdin().lock())?
                 }
-                read.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
+                Source::Log(p) => {
+                    let file = std::fs::File::open(p).map_err(|e| ReplayError::Read {
+                        path: p.display().to_string(),
+                        reason: e.to_string(),
+                    })?;
+                    self.log(p.display().to_string().into(), file)?
+                }
+            };
+            if !more {
+                break;
             }
-            Source::Log(p) => read_log(p, &work, &notes, read)?,
         }
+        Ok(())
     }
-    Ok(())
-}
 
-fn f_status_is_error(w: &Work) -> bool {
-    match &w.input {
-        Input::Fixture(f) => f.expect.status != 0,
-        Input::Document(_) => false,
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
     }
-}
 
-fn read_log(
-    path: &Path,
-    work: &SyncSender<Work>,
-    notes: &SyncSender<(Arc<str>, Note)>,
-    read: &std::sync::atomic::AtomicU64,
-) -> Result<(), ReplayError> {
-    let name: Arc<str> = path.display().to_string().into();
-    let file = std::fs::File::open(path).map_err(|e| ReplayError::Read {
-        path: name.to_string(),
-        reason: e.to_string(),
-    })?;
-    let mut lines = BufReader::with_capacity(1 << 20, file);
-    let mut buf = Vec::with_capacity(64 * 1024);
-    let mut n: u64 = 0;
-    loop {
-        buf.clear();
-        let got = lines
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| ReplayError::Read {
-                path: name.to_string(),
-                reason: e.to_string(),
-            })?;
-        if got == 0 {
-            break;
-        }
-        n += 1;
-        read.fetch_add(got as u64, std::sync::atomic::Ordering::Relaxed);
-        let complete = buf.last() == Some(&b'\n');
-        let text = buf.trim_ascii();
-        if text.is_empty() {
-            continue;
-        }
-        let note = match serde_json::from_slice::<Value>(text) {
-            // A crash mid-write leaves the last line without its newline.
-            Err(_) if !complete => Err(Note::Truncated),
-            Err(e) => Err(Note::Malformed(n, format!("not JSON: {e}"))),
-            Ok(v) => classify(v, &name),
-        };
-        let sent = match note {
-            Ok(mut w) => {
-                w.seq = next_seq();
-                work.send(w).is_ok()
+    /// False once the aggregator has gone.
+    fn fixture(&mut self, p: &Path) -> bool {
+        let name: Arc<str> = p.display().to_string().into();
+        let len = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        self.read
+            .fetch_add(len, std::sync::atomic::Ordering::Relaxed);
+        let f = match crate::fixture::load_fixture(p) {
+            Ok(f) => f,
+            Err(e) => {
+                let seq = self.next_seq();
+                return self
+                    .work
+                    .send(Job::Note(seq, name, Note::Malformed(0, e.to_string())))
+                    .is_ok();
             }
-            Err(note) => notes.send((name.clone(), note)).is_ok(),
         };
-        if !sent {
-            return Ok(());
+        // INVARIANT: a recorded fixture's `expect` is the answer it got
+        // (src/record.rs), so an error answer was never judged.
+        if f.expect.status != 0 {
+            let seq = self.next_seq();
+            return self.work.send(Job::Note(seq, name, Note::Error)).is_ok();
+        }
+        let recorded = Recorded {
+            action: f.expect.action.as_str().to_owned(),
+            codes: None,
+            reasons: f.expect.reasons.clone(),
+            policy_revision: String::new(),
+        };
+        let w = Work {
+            seq: self.next_seq(),
+            source: name,
+            request_id: f.request.request_id.clone(),
+            request_type: crate::protocol::RequestType::from_code(f.request.request_type)
+                .name()
+                .to_owned(),
+            recorded,
+            input: Input::Fixture(Box::new(f)),
+        };
+        self.work.send(Job::Work(w)).is_ok()
+    }
+
+    /// Streams one decision log; false once the aggregator has gone.
+    fn log(&mut self, name: Arc<str>, from: impl std::io::Read) -> Result<bool, ReplayError> {
+        let mut lines = BufReader::with_capacity(1 << 20, from);
+        let mut n: u64 = 0;
+        loop {
+            // A fresh buffer per line: it moves to the evaluator with the job.
+            let mut buf = Vec::new();
+            let got = lines
+                .read_until(b'\n', &mut buf)
+                .map_err(|e| ReplayError::Read {
+                    path: name.to_string(),
+                    reason: e.to_string(),
+                })?;
+            if got == 0 {
+                return Ok(true);
+            }
+            n += 1;
+            self.read
+                .fetch_add(got as u64, std::sync::atomic::Ordering::Relaxed);
+            if buf.trim_ascii().is_empty() {
+                continue;
+            }
+            let job = Job::Line {
+                seq: self.next_seq(),
+                source: name.clone(),
+                line: n,
+                complete: buf.last() == Some(&b'\n'),
+                bytes: buf,
+            };
+            if self.work.send(job).is_err() {
+                return Ok(false);
+            }
         }
     }
-    Ok(())
 }
 
 /// A decision-log line as work, or why it is not replayed.
@@ -540,17 +645,35 @@ fn classify(mut v: Value, source: &Arc<str>) -> Result<Work, Note> {
     if obj.contains_key("event") {
         return Err(Note::NotDecision);
     }
-    match obj.get("v").and_then(Value::as_u64) {
-        Some(1) => {}
-        Some(_) => return Err(Note::UnknownVersion),
+    let v = match obj.get("v").and_then(Value::as_u64) {
+        Some(v @ 1..=KNOWN_EVENT_VERSION) => v,
+        Some(v) => {
+            return Err(Note::UnknownVersion(
+                0,
+                format!("format version `v` {v}: this tss-gate reads up to {KNOWN_EVENT_VERSION}"),
+            ));
+        }
         None => return Err(Note::Malformed(0, "no format version `v`".into())),
-    }
-    if obj
-        .get("input_schema")
-        .and_then(Value::as_u64)
-        .is_some_and(|s| s > KNOWN_INPUT_SCHEMA)
-    {
-        return Err(Note::UnknownVersion);
+    };
+    match obj.get("input_schema").map(Value::as_u64) {
+        Some(Some(s)) if s > KNOWN_INPUT_SCHEMA => {
+            return Err(Note::UnknownVersion(
+                0,
+                format!("`input_schema` {s}: this tss-gate reads up to {KNOWN_INPUT_SCHEMA}"),
+            ));
+        }
+        Some(None) => {
+            return Err(Note::Malformed(0, "`input_schema` is not a number".into()));
+        }
+        // v2 writes `input_schema` with every input: without it, what the
+        // input means is a guess.
+        None if v >= 2 && obj.contains_key("input") => {
+            return Err(Note::Malformed(
+                0,
+                "a v2 input without `input_schema`".into(),
+            ));
+        }
+        _ => {}
     }
     let status = obj.get("status").and_then(Value::as_i64);
     if status != Some(0) {
@@ -599,57 +722,45 @@ fn classify(mut v: Value, source: &Arc<str>) -> Result<Work, Note> {
     })
 }
 
-fn aggregate(
-    s: &mut Summary,
-    done: Receiver<(Work, Drafted)>,
-    notes: Receiver<(Arc<str>, Note)>,
-    show: usize,
-    progress: &mut dyn FnMut(u64),
-) {
-    let mut notes_open = true;
+fn aggregate(s: &mut Summary, done: Receiver<Outcome>, show: usize, progress: &mut dyn FnMut(u64)) {
     loop {
-        // Notes first: they are cheap and the reader blocks on a full queue.
-        while notes_open {
-            match notes.try_recv() {
-                Ok((src, note)) => note_into(s, &src, note),
-                Err(std::sync::mpsc::TryRecvError::Empty) => break,
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => notes_open = false,
-            }
-        }
         match done.recv_timeout(std::time::Duration::from_millis(50)) {
-            Ok((w, d)) => {
+            Ok(Outcome::Judged(judged)) => {
+                let (w, d) = *judged;
                 compare(s, w, d, show);
                 if s.replayed.is_multiple_of(1024) {
                     progress(s.replayed);
                 }
             }
+            Ok(Outcome::Note(seq, src, note)) => note_into(s, seq, &src, note),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => progress(s.replayed),
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
-    while let Ok((src, note)) = notes.try_recv() {
-        note_into(s, &src, note);
-    }
     progress(s.replayed);
 }
 
-fn note_into(s: &mut Summary, src: &str, note: Note) {
+fn note_into(s: &mut Summary, seq: u64, src: &str, note: Note) {
     match note {
         Note::NotDecision => s.not_decisions += 1,
         Note::Error => s.errors += 1,
         Note::DigestOnly => s.digest_only += 1,
-        Note::UnknownVersion => s.unknown_version += 1,
-        Note::Truncated => {
+        Note::UnknownVersion(line, reason) => {
+            s.unknown_version += 1;
+            s.problem(seq, src, line, reason);
+        }
+        Note::Truncated(line) => {
             s.truncated += 1;
             s.problem(
+                seq,
                 src,
-                0,
+                line,
                 "the last line is cut short (written during a crash?); skipped".into(),
             );
         }
         Note::Malformed(line, reason) => {
             s.malformed += 1;
-            s.problem(src, line, reason);
+            s.problem(seq, src, line, reason);
         }
     }
 }
@@ -753,8 +864,8 @@ mod tests {
             Err(Note::NotDecision) => "event",
             Err(Note::Error) => "error",
             Err(Note::DigestOnly) => "digest",
-            Err(Note::UnknownVersion) => "version",
-            Err(Note::Truncated) => "truncated",
+            Err(Note::UnknownVersion(..)) => "version",
+            Err(Note::Truncated(_)) => "truncated",
             Err(Note::Malformed(..)) => "malformed",
         };
         let base = serde_json::json!({"v": 1, "request_id": "r", "request_type": "KEYSIGN",
@@ -773,6 +884,16 @@ mod tests {
         let mut e = base.clone();
         e["v"] = 9.into();
         assert_eq!(note(e), "version");
+        let mut e = base.clone();
+        e["v"] = 2.into();
+        e["input_schema"] = 1.into();
+        assert_eq!(note(e), "work", "v2 as the server writes it");
+        let mut e = base.clone();
+        e["v"] = 2.into();
+        assert_eq!(note(e), "malformed", "v2 input without its schema");
+        let mut e = base.clone();
+        e["input_schema"] = "1".into();
+        assert_eq!(note(e), "malformed");
         let mut e = base.clone();
         e["input_schema"] = (KNOWN_INPUT_SCHEMA + 1).into();
         assert_eq!(note(e), "version");

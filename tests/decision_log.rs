@@ -113,7 +113,7 @@ fn lines_describe_each_decision_and_hold_no_secret() {
             .unwrap_or_else(|| panic!("no line for {id}"))
     };
     let ok = by_id("dl-ok-KEYSIGN-0");
-    assert_eq!(ok["v"], 1);
+    assert_eq!(ok["v"], 2);
     assert_eq!(ok["request_type"], "KEYSIGN");
     assert_eq!(ok["action"], "APPROVE");
     assert_eq!(ok["status"], 0);

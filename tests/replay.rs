@@ -313,3 +313,157 @@ fn recorded_fixtures_are_replayed_by_action() {
     let approved = group(&report, "newly_approved", "(no code)");
     assert_eq!(approved["request_ids"], serde_json::json!(["keygen-1"]));
 }
+
+/// A log as it looks after an upgrade and a bad day: v1 and v2 decisions,
+/// the lines other parts of the server write (`event`), a digest-only
+/// decision, lines of a newer version, and a damaged line in the middle.
+/// Every one is counted, the damaged and unknown ones located by
+/// `file:line`, and none stops the run; the same log piped on stdin is read
+/// the same way.
+#[test]
+fn old_new_foreign_and_damaged_lines_are_counted_and_located() {
+    let ws = Workspace::new();
+    let live = ws.path().join("decisions.log");
+    traffic(&ws, &format!("decision_log:\n  path: {}\n", live.display()));
+    let written: Vec<Value> = std::fs::read_to_string(&live)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(written.iter().all(|l| l["v"] == 2), "{written:#?}");
+    let line = |id: &str| written.iter().find(|l| l["request_id"] == id).unwrap();
+
+    // A v1 line, as written before `input_schema` existed.
+    let mut v1 = line("usdt-1").clone();
+    v1["v"] = 1.into();
+    v1.as_object_mut().unwrap().remove("input_schema");
+    v1["request_id"] = "usdt-v1".into();
+    v1["input"]["request_id"] = "usdt-v1".into();
+    let mut digest_only = line("tron-over").clone();
+    digest_only["request_id"] = "tron-digest".into();
+    let input = digest_only
+        .as_object_mut()
+        .unwrap()
+        .remove("input")
+        .unwrap();
+    digest_only["input_digest"] = tss_gate::decision_log::digest(&input).into();
+    let mut v3 = line("usdt-2").clone();
+    v3["v"] = 3.into();
+    let mut schema2 = line("usdt-2").clone();
+    schema2["input_schema"] = 2.into();
+    let events = [
+        r#"{"v":2,"time":"2026-11-28T10:02:11.512Z","event":"ledger_void","request_id":"usdt-1","reasons":["never broadcast"],"released":[]}"#,
+        r#"{"v":2,"time":"2026-11-28T10:02:12.000Z","event":"task_released","request_id":"usdt-2"}"#,
+        r#"{"v":2,"time":"2026-11-28T10:02:13.000Z","event":"shadow_disagreement","request_id":"keygen-1","direction":"would_approve"}"#,
+        r#"{"v":2,"time":"2026-11-28T10:02:14.000Z","event":"unapproved_signature","request_id":""}"#,
+    ];
+    let mut text: Vec<String> = vec![v1.to_string()];
+    text.extend(written.iter().map(Value::to_string));
+    text.extend(events.iter().map(|e| e.to_string()));
+    text.push(r#"{"v":2,"time":"2026-11-28T10:03:00.000Z","request_id":"brok"#.into());
+    let damaged_at = text.len();
+    text.push(digest_only.to_string());
+    text.push(v3.to_string());
+    let v3_at = text.len();
+    text.push(schema2.to_string());
+    let schema2_at = text.len();
+    let mixed = ws.path().join("mixed.log");
+    std::fs::write(&mixed, text.join("\n") + "\n").unwrap();
+
+    let draft = draft(&ws);
+    let d = draft.to_str().unwrap();
+    let m = mixed.to_str().unwrap();
+    let (code, out, err) = replay(&[m, "--policy-dir", d, "--format", "json"]);
+    assert_eq!(code, 3, "{out}{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["replayed"], 6, "five v2 and one v1: {report:#}");
+    assert_eq!(
+        report["not_replayed"],
+        serde_json::json!({"errors": 1, "digest_only": 1, "unknown_version": 2,
+            "not_decisions": 4, "truncated": 0, "malformed": 1}),
+        "{report:#}"
+    );
+    assert_eq!(
+        group(&report, "newly_rejected", "keysign.token_not_allowed")["request_ids"],
+        serde_json::json!(["usdt-v1", "usdt-1", "usdt-2"]),
+        "the v1 line is judged like the others, in log order"
+    );
+    let problems: Vec<(u64, String)> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            assert_eq!(p["source"], m);
+            (
+                p["line"].as_u64().unwrap(),
+                p["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert_eq!(problems[0].0, damaged_at as u64);
+    assert!(problems[0].1.starts_with("not JSON"), "{problems:?}");
+    assert_eq!(problems[1].0, v3_at as u64);
+    assert!(problems[1].1.contains("`v` 3"), "{problems:?}");
+    assert_eq!(problems[2].0, schema2_at as u64);
+    assert!(problems[2].1.contains("`input_schema` 2"), "{problems:?}");
+
+    // Pretty names each place as file:line.
+    let (_, out, _) = replay(&[m, "--policy-dir", d]);
+    assert!(
+        out.contains(&format!("{m}:{damaged_at}: not JSON")),
+        "{out}"
+    );
+    assert!(
+        out.contains("1 decisions logged with `decision_log.input: digest`"),
+        "{out}"
+    );
+
+    // The same bytes on stdin: the same judgement.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tss-gate"))
+        .args(["replay", "-", "--policy-dir", d, "--format", "json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&std::fs::read(&mixed).unwrap()).unwrap();
+    }
+    let piped = child.wait_with_output().unwrap();
+    assert_eq!(piped.status.code(), Some(3));
+    let piped: Value = serde_json::from_slice(&piped.stdout).unwrap();
+    assert_eq!(piped["groups"], report["groups"]);
+    assert_eq!(piped["not_replayed"], report["not_replayed"]);
+    assert_eq!(piped["problems"][0]["source"], "(stdin)");
+}
+
+/// A draft that does not compile is a load error (exit 1) that names the
+/// file and line, and nothing is replayed.
+#[test]
+fn a_broken_draft_is_refused_with_its_file_and_line() {
+    let ws = Workspace::new();
+    let draft = ws.path().join("draft");
+    copy_tree(&repo().join("rego"), &draft);
+    let file = draft.join("tss/ping/ping.rego");
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    let line = text.lines().count() + 1;
+    text.push_str("deny contains msg if {\n");
+    std::fs::write(&file, text).unwrap();
+    let log = ws.path().join("decisions.log");
+    std::fs::write(&log, "").unwrap();
+    let (code, out, err) = replay(&[
+        log.to_str().unwrap(),
+        "--policy-dir",
+        draft.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains("ping.rego:"), "{err}");
+    assert!(
+        err.contains(&format!("ping.rego:{line}"))
+            || err.contains(&format!("ping.rego:{}", line + 1)),
+        "{err}"
+    );
+}

@@ -92,11 +92,12 @@ fn replay(a: ReplayArgs) -> anyhow::Result<Exit> {
         last = Instant::now();
         let secs = started.elapsed().as_secs_f64().max(0.001);
         let rate = n as f64 / secs;
-        let share = if total == 0 {
-            1.0
-        } else {
-            read as f64 / total as f64
-        };
+        // A pipe has no size to estimate from: rate only.
+        if total == 0 {
+            eprint!("\r{n} decisions, {rate:.0}/s   ");
+            return;
+        }
+        let share = read as f64 / total as f64;
         let eta = if share > 0.0 {
             secs / share - secs
         } else {
