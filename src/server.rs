@@ -357,6 +357,9 @@ struct Stored {
     revision: String,
     started: Instant,
     pending: crate::store::Pending,
+    /// The approval record (event endpoint on) when ledger rows are
+    /// pending too: both are in flight, the answer waits for both.
+    also: Option<crate::store::Pending>,
     /// The decision-log line, queued at once so its fsync runs beside the
     /// store's.
     log: Option<Result<decision_log::Pending, decision_log::DecisionLogError>>,
@@ -381,14 +384,14 @@ fn decide_stage(
         token,
         received_ms,
     );
-    let approval = record_approval(state, &mut p);
-    if let Some(a) = approval {
-        // The approval record and any ledger rows become durable together
-        // before the answer leaves.
-        stored = Some(match stored {
-            Some(rows) => rows.and(a),
-            None => a,
-        });
+    // The approval record and any ledger rows must both be durable before
+    // the answer leaves.
+    let mut also = None;
+    if let Some(a) = record_approval(state, &mut p) {
+        match stored {
+            Some(_) => also = Some(a),
+            None => stored = Some(a),
+        }
     }
     if !p.response.request_id.is_empty() {
         span.record("request_id", p.response.request_id.as_str());
@@ -464,6 +467,7 @@ fn decide_stage(
             processed: p,
             started,
             pending,
+            also,
             log,
         }));
     }
@@ -585,6 +589,7 @@ async fn commit_stored(
         revision,
         started,
         pending,
+        also,
         log,
     } = s;
     let logged = async move {
@@ -594,9 +599,18 @@ async fn commit_stored(
             None => None,
         }
     };
-    let (committed, written) = tokio::join!(pending, logged);
+    let both = async move {
+        pending.await?;
+        match also {
+            Some(a) => a.await,
+            None => Ok(()),
+        }
+    };
+    let (committed, written) = tokio::join!(both, logged);
     if let Err(e) = committed {
-        error!("spending-limit ledger commit failed: answering status 30: {e}");
+        error!(
+            "state store commit failed (ledger rows or approval record): answering status 30: {e}"
+        );
         let f = Failure::Store;
         done.response = f.answer(&done.response.request_id);
         done.failure = Some(f.clone());

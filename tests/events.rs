@@ -569,3 +569,34 @@ fn release_on_declined_only_keeps_the_hold_of_a_failed_task() {
         "a declined task releases"
     );
 }
+
+#[test]
+fn an_approval_the_audit_could_not_check_is_never_given() {
+    let ws = Workspace::new();
+    let policy = permissive_policy(&ws);
+    let extra = format!("{}{}", events_section(&ws), state_section(&ws));
+    let server = Server::start(&ws.config_with_policy(&policy, &extra));
+    let h = "11".repeat(32);
+    // The policy approves, but nothing binds its hashes to a key: no root,
+    // then a root that is not an extended public key, then a path that
+    // does not parse.
+    for (id, root, path) in [
+        ("unaudited-1", "", "m/44/60/0/0/0"),
+        ("unaudited-2", "xpub-not-a-key", "m/44/60/0/0/0"),
+        (
+            "unaudited-3",
+            node_sign::NodeKey::from_seed(b"unaudited")
+                .root_pub_key()
+                .leak() as &str,
+            "m/44'/60",
+        ),
+    ] {
+        let req = keysign(id, root, &[path], &[&h], 1);
+        for attempt in 0..2 {
+            let a = send(&server, &req);
+            assert_eq!(a.status.code(), 30, "{id} attempt {attempt}: {a:?}");
+            assert_ne!(a.action, Some(Action::Approve), "{id}: {a:?}");
+        }
+    }
+    assert!(server.logs().contains("approval not recorded"));
+}

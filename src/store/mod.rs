@@ -78,32 +78,6 @@ impl Pending {
     }
 }
 
-impl Pending {
-    /// Resolves once both are durable; the first failure is the result.
-    pub fn and(self, other: Pending) -> Pending {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let both = async move {
-            let first = self.await;
-            let second = other.await;
-            let _ = tx.send(first.and(second));
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) => {
-                h.spawn(both);
-            }
-            // Off the runtime (tests, tools): resolve on a thread.
-            Err(_) => {
-                std::thread::spawn(move || {
-                    tokio::runtime::Builder::new_current_thread()
-                        .build()
-                        .map(|rt| rt.block_on(both))
-                });
-            }
-        }
-        Pending(rx)
-    }
-}
-
 impl Future for Pending {
     type Output = Result<(), StoreError>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
