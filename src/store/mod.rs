@@ -183,6 +183,40 @@ pub struct Transition {
     pub rows: usize,
 }
 
+impl Transition {
+    /// No approval of that request is recorded: nothing changed.
+    pub const UNKNOWN: Transition = Transition {
+        before: None,
+        after: None,
+        rows: 0,
+    };
+}
+
+/// What a transition does to the request's ledger rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RowChange {
+    Keep,
+    /// Void every row still counting, marked as voided by the task.
+    Release,
+    /// Count again exactly the rows the task's release voided.
+    Rehold,
+}
+
+/// The state machine of [`Store::transition`], shared by the backends:
+/// the state after `to` is reported in state `before`, and what happens to
+/// the rows.
+pub(crate) fn next_state(before: TaskState, to: TaskState) -> (TaskState, RowChange) {
+    use TaskState::*;
+    match (before, to) {
+        (Approved, Released) => (Released, RowChange::Release),
+        (Released, Executed) => (Executed, RowChange::Rehold),
+        (Approved, Executed) => (Executed, RowChange::Keep),
+        // Same state, back to Approved, or Executed → Released (a task
+        // that executed spent its amount whatever comes later).
+        (b, _) => (b, RowChange::Keep),
+    }
+}
+
 fn unsupported(what: &str) -> StoreError {
     StoreError::Io(format!("this state store does not support {what}"))
 }

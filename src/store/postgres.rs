@@ -832,7 +832,6 @@ impl Store for PostgresStore {
         at_ms: i64,
         reason: &str,
     ) -> Result<super::Transition, StoreError> {
-        use super::TaskState::*;
         let mut conn = self.conn()?;
         // READ COMMITTED whatever the database's default: the statements
         // after the lock wait must see what committed during it.
@@ -863,36 +862,26 @@ impl Store for PostgresStore {
             .map_err(db)?
             .map(|r| r.get(0));
         let Some(before) = before else {
-            return Ok(super::Transition {
-                before: None,
-                after: None,
-                rows: 0,
-            });
+            return Ok(super::Transition::UNKNOWN);
         };
-        let before = super::TaskState::parse(&before).unwrap_or(Approved);
-        let (after, rows) = match (before, to) {
-            (Approved, Released) => {
-                let n = tx
-                    .execute(
-                        "UPDATE tss_gate_ledger SET voided_at = $2, void_reason = $3, void_source = $4 \
-                         WHERE request_id = $1 AND voided_at IS NULL",
-                        &[&request_id, &at_ms, &reason, &VOID_BY_EVENT],
-                    )
-                    .map_err(db)?;
-                (Released, n as usize)
-            }
-            (Released, Executed) => {
-                let n = tx
-                    .execute(
-                        "UPDATE tss_gate_ledger SET voided_at = NULL, void_reason = NULL, void_source = NULL \
-                         WHERE request_id = $1 AND void_source = $2",
-                        &[&request_id, &VOID_BY_EVENT],
-                    )
-                    .map_err(db)?;
-                (Executed, n as usize)
-            }
-            (Approved, Executed) => (Executed, 0),
-            (b, _) => (b, 0),
+        let before = super::TaskState::parse(&before).unwrap_or(super::TaskState::Approved);
+        let (after, change) = super::next_state(before, to);
+        let rows = match change {
+            super::RowChange::Keep => 0,
+            super::RowChange::Release => tx
+                .execute(
+                    "UPDATE tss_gate_ledger SET voided_at = $2, void_reason = $3, void_source = $4 \
+                     WHERE request_id = $1 AND voided_at IS NULL",
+                    &[&request_id, &at_ms, &reason, &VOID_BY_EVENT],
+                )
+                .map_err(db)? as usize,
+            super::RowChange::Rehold => tx
+                .execute(
+                    "UPDATE tss_gate_ledger SET voided_at = NULL, void_reason = NULL, void_source = NULL \
+                     WHERE request_id = $1 AND void_source = $2",
+                    &[&request_id, &VOID_BY_EVENT],
+                )
+                .map_err(db)? as usize,
         };
         if after != before {
             tx.execute(

@@ -817,7 +817,6 @@ fn apply_transition(
     at_ms: i64,
     reason: &str,
 ) -> Result<super::Transition, StoreError> {
-    use super::TaskState::*;
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(io)?;
@@ -830,15 +829,13 @@ fn apply_transition(
         .optional()
         .map_err(io)?;
     let Some(before) = before else {
-        return Ok(super::Transition {
-            before: None,
-            after: None,
-            rows: 0,
-        });
+        return Ok(super::Transition::UNKNOWN);
     };
-    let before = super::TaskState::parse(&before).unwrap_or(Approved);
-    let (after, rows) = match (before, to) {
-        (Approved, Released) => {
+    let before = super::TaskState::parse(&before).unwrap_or(super::TaskState::Approved);
+    let (after, change) = super::next_state(before, to);
+    let rows = match change {
+        super::RowChange::Keep => 0,
+        super::RowChange::Release => {
             let n = tx
                 .execute(
                     "UPDATE ledger SET voided_at = ?2, void_reason = ?3, void_source = ?4 \
@@ -854,20 +851,15 @@ fn apply_transition(
                 [],
             )
             .map_err(io)?;
-            (Released, n)
+            n
         }
-        (Released, Executed) => {
-            let n = tx
-                .execute(
-                    "UPDATE ledger SET voided_at = NULL, void_reason = NULL, void_source = NULL \
-                     WHERE request_id = ?1 AND void_source = ?2",
-                    params![request_id, VOID_BY_EVENT],
-                )
-                .map_err(io)?;
-            (Executed, n)
-        }
-        (Approved, Executed) => (Executed, 0),
-        (b, _) => (b, 0),
+        super::RowChange::Rehold => tx
+            .execute(
+                "UPDATE ledger SET voided_at = NULL, void_reason = NULL, void_source = NULL \
+                 WHERE request_id = ?1 AND void_source = ?2",
+                params![request_id, VOID_BY_EVENT],
+            )
+            .map_err(io)?,
     };
     if after != before {
         tx.execute(
