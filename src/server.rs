@@ -812,7 +812,24 @@ fn signed_response(token: String, answer: AnswerKind) -> Response {
 
 /// Reads the form body within the size and time limits and extracts the token.
 async fn read_token(state: &AppState, headers: &HeaderMap, body: Body) -> Result<String, Failure> {
-    let max = state.limits.max_body_bytes;
+    let bytes = read_body(
+        headers,
+        body,
+        state.limits.max_body_bytes,
+        state.limits.body_read_timeout,
+    )
+    .await?;
+    token_from_form(&bytes).ok_or(Failure::Token(crate::token::TokenError::Missing))
+}
+
+/// Reads a request body of at most `max` bytes within `timeout`; a declared
+/// length over `max` is refused without reading a byte.
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    max: usize,
+    timeout: Duration,
+) -> Result<bytes::Bytes, Failure> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -821,17 +838,11 @@ async fn read_token(state: &AppState, headers: &HeaderMap, body: Body) -> Result
         // Refuse without reading a byte of it.
         return Err(Failure::BodyTooLarge(max));
     }
-    let bytes = match tokio::time::timeout(
-        state.limits.body_read_timeout,
-        axum::body::to_bytes(body, max),
-    )
-    .await
-    {
-        Ok(Ok(b)) => b,
-        Ok(Err(_)) => return Err(Failure::BodyTooLarge(max)),
-        Err(_) => return Err(Failure::Deadline),
-    };
-    token_from_form(&bytes).ok_or(Failure::Token(crate::token::TokenError::Missing))
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, max)).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(_)) => Err(Failure::BodyTooLarge(max)),
+        Err(_) => Err(Failure::Deadline),
+    }
 }
 
 /// Extracts `TSS_JWT_MSG` from an urlencoded form body.

@@ -120,19 +120,11 @@ async fn receive(State(svc): State<Arc<EventService>>, headers: HeaderMap, body:
     let Ok(_permit) = svc.admission.try_acquire() else {
         return count(&svc, "unknown", Answer::Unavailable).into_response();
     };
-    let max = svc.max_body_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
+    let Ok(bytes) =
+        crate::server::read_body(&headers, body, svc.max_body_bytes, svc.body_read_timeout).await
+    else {
         return count(&svc, "unknown", Answer::BadPayload).into_response();
-    }
-    let bytes =
-        match tokio::time::timeout(svc.body_read_timeout, axum::body::to_bytes(body, max)).await {
-            Ok(Ok(b)) => b,
-            _ => return count(&svc, "unknown", Answer::BadPayload).into_response(),
-        };
+    };
     let Some(token) = crate::server::token_from_form(&bytes) else {
         warn!("event refused: no TSS_JWT_MSG form field");
         return count(&svc, "unknown", Answer::BadToken).into_response();
