@@ -464,14 +464,27 @@ pub struct SqliteSection {
     /// The database file, created (0600, with its directory) on first start.
     #[serde(default = "default_sqlite_path")]
     pub path: PathBuf,
+    /// Group commit: while approvals under a spending limit arrive faster
+    /// than one per millisecond, wait up to this long to make several
+    /// durable with one fsync (0: commit each at once).
+    #[serde(default = "default_group_commit_ms")]
+    pub group_commit_ms: u64,
 }
 
 impl Default for SqliteSection {
     fn default() -> Self {
         Self {
             path: default_sqlite_path(),
+            group_commit_ms: default_group_commit_ms(),
         }
     }
+}
+
+/// The most a group commit may hold an answer back.
+pub const MAX_GROUP_COMMIT_MS: u64 = 50;
+
+fn default_group_commit_ms() -> u64 {
+    8
 }
 
 fn default_state_backend() -> String {
@@ -750,7 +763,15 @@ impl Config {
             ));
         }
         match self.state.backend.as_str() {
-            "sqlite" => {}
+            "sqlite" => {
+                let ms = self.state.sqlite.group_commit_ms;
+                if ms > MAX_GROUP_COMMIT_MS {
+                    out.push(self.invalid(
+                        "state.sqlite.group_commit_ms",
+                        format!("{ms} is outside 0..={MAX_GROUP_COMMIT_MS}"),
+                    ));
+                }
+            }
             "postgres" => {
                 let pg = &self.state.postgres;
                 if pg.url.trim().is_empty() {
@@ -1097,6 +1118,30 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("policy.eval_timeout_ms")
+        );
+        let cfg = Config::parse(
+            Path::new("c.yaml"),
+            &format!("{MIN}state:\n  sqlite:\n    group_commit_ms: 51\n"),
+        )
+        .unwrap();
+        let msg = cfg.validate().unwrap_err().to_string();
+        assert!(
+            msg.contains("c.yaml:6") && msg.contains("state.sqlite.group_commit_ms"),
+            "{msg}"
+        );
+        let cfg = Config::parse(
+            Path::new("c.yaml"),
+            &format!("{MIN}state:\n  sqlite:\n    group_commit_ms: 0\n"),
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(
+            Config::parse(Path::new("c.yaml"), MIN)
+                .unwrap()
+                .state
+                .sqlite
+                .group_commit_ms,
+            8
         );
     }
 

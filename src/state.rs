@@ -109,7 +109,8 @@ pub fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn crate::store::Store>> 
         return Ok(Arc::new(store));
     }
     let path = &cfg.state.sqlite.path;
-    let store = crate::store::SqliteStore::open(path)?;
+    let group_commit = std::time::Duration::from_millis(cfg.state.sqlite.group_commit_ms);
+    let store = crate::store::SqliteStore::open_with(path, group_commit)?;
     info!(path = %path.display(), "state store open (sqlite)");
     Ok(Arc::new(store))
 }

@@ -120,7 +120,7 @@ const VOID_BY_EVENT: &str = "event";
 /// The queries a decision runs, named for `ledger plan` and tests.
 pub const Q_HEAD: &str = "SELECT seq, at_ms, cum_amount, cum_count FROM ledger \
      WHERE limit_id = ?1 AND group_key = ?2 ORDER BY at_ms DESC, seq DESC LIMIT 1";
-pub const Q_FIRST: &str = "SELECT amount, cum_amount, cum_count FROM ledger \
+pub const Q_FIRST: &str = "SELECT amount, cum_amount, cum_count, at_ms FROM ledger \
      WHERE limit_id = ?1 AND group_key = ?2 AND at_ms > ?3 ORDER BY at_ms, seq LIMIT 1";
 // INDEXED BY: the primary key also matches the WHERE clause, and the
 // planner may pick it, which would visit every row of the window.
@@ -142,6 +142,39 @@ const EMPTY: Head = Head {
     cum: Amount::ZERO,
     count: 0,
 };
+
+/// The first committed row of a group inside a window that started at
+/// `since`. Rows are only ever appended after a group's last row (never
+/// before it in time), and a row's running totals never change, so this
+/// stays the first row inside any later window that still contains it.
+/// (Pruning deletes rows older than any window; a row deleted by hand
+/// while remembered keeps counting, which errs towards rejecting.)
+#[derive(Debug, Clone, Copy)]
+struct Tail {
+    since: i64,
+    at_ms: i64,
+    amount: Amount,
+    cum: Amount,
+    count: i64,
+}
+
+impl Tail {
+    /// Whether this is the first row inside the window starting at `since`.
+    fn first_after(&self, since: i64) -> bool {
+        since >= self.since && self.at_ms > since
+    }
+
+    /// Usage from this row up to `head` (a head before this row: none).
+    fn usage_to(&self, head: Head) -> Usage {
+        // The running total just before this row.
+        let before = self.cum.saturating_sub(self.amount);
+        let n = head.count - (self.count - 1);
+        Usage {
+            amount: head.cum.saturating_sub(before),
+            count: n.max(0) as u64,
+        }
+    }
+}
 
 /// A row held in memory until its batch commits.
 #[derive(Debug, Clone)]
@@ -166,6 +199,8 @@ struct PendingState {
     /// both under this lock sees one consistent state without asking
     /// SQLite for the head. Absent: read it from SQLite.
     heads: HashMap<String, Head>,
+    /// Each group's first row inside its window, as last read from SQLite.
+    tails: HashMap<String, Tail>,
 }
 
 struct Shared {
@@ -197,6 +232,7 @@ struct Job {
     record: Option<(String, String, i64, String)>,
     approval: Option<super::ApprovalRecord>,
     reply: Option<tokio::sync::oneshot::Sender<Result<(), StoreError>>>,
+    queued: Instant,
 }
 
 pub struct SqliteStore {
@@ -312,7 +348,20 @@ impl SqliteStore {
     /// Opens (creating on first start) the store at `path` and starts its
     /// writer. Fails if another process holds it, or it is damaged, or
     /// its schema is newer than this binary's.
+    /// Opens (creating) the store; each commit goes as soon as the writer
+    /// is free (tools, tests, scratch ledgers: callers that wait for each
+    /// commit before the next would only be slowed by a group commit).
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        Self::open_with(path, Duration::ZERO)
+    }
+
+    /// Opens (creating) the store with a group commit: while approvals
+    /// arrive faster than one per millisecond, the writer waits up to
+    /// `group_commit` after the first of a batch for more, so one fsync
+    /// makes many durable (an fsync costs about as much CPU as deciding a
+    /// request on a VM's disk; BENCHMARKS.md, "Spending limits"). Slower
+    /// traffic never waits.
+    pub fn open_with(path: &Path, group_commit: Duration) -> Result<SqliteStore, StoreError> {
         create_private(path)?;
         let lock_path = path.with_extension("lock");
         let lock_file = {
@@ -347,7 +396,7 @@ impl SqliteStore {
         let sh = shared.clone();
         let handle = std::thread::Builder::new()
             .name("tss-store".into())
-            .spawn(move || writer_loop(writer, rx, sh))
+            .spawn(move || writer_loop(writer, rx, sh, group_commit))
             .map_err(|e| open_err(path, e))?;
         Ok(SqliteStore {
             shared,
@@ -516,15 +565,16 @@ fn sql_head(conn: &Connection, limit: &str, key: &str) -> Result<Option<Head>, S
 /// Usage in (since, ∞) from committed rows only.
 fn sql_usage(conn: &Connection, limit: &str, key: &str, since: i64) -> Result<Usage, StoreError> {
     match sql_head(conn, limit, key)? {
-        Some(head) => usage_from(conn, limit, key, since, head, true),
+        Some(head) => usage_from(conn, limit, key, since, head, true).map(|(u, _)| u),
         None => Ok(Usage::default()),
     }
 }
 
-/// Usage in (since, ∞) of the committed rows up to `head`. Rows after
-/// `head` that SQLite already shows are not counted (the caller counts them
-/// as held); `voids: false` skips the voided-rows query when the store has
-/// never had a void.
+/// Usage in (since, ∞) of the committed rows up to `head`, and the first
+/// row inside the window (None: there is none). Rows after `head` that
+/// SQLite already shows are not counted (the caller counts them as held);
+/// `voids: false` skips the voided-rows query when the store has never had
+/// a void.
 fn usage_from(
     conn: &Connection,
     limit: &str,
@@ -532,54 +582,72 @@ fn usage_from(
     since: i64,
     head: Head,
     voids: bool,
-) -> Result<Usage, StoreError> {
+) -> Result<(Usage, Option<Tail>), StoreError> {
     let first = {
         let mut stmt = conn.prepare_cached(Q_FIRST).map_err(io)?;
         stmt.query_row(params![limit, key, since], |r| {
             let a: String = r.get(0)?;
             let c: String = r.get(1)?;
-            Ok((parse_amount(&a)?, parse_amount(&c)?, r.get::<_, i64>(2)?))
+            Ok(Tail {
+                since,
+                at_ms: r.get(3)?,
+                amount: parse_amount(&a)?,
+                cum: parse_amount(&c)?,
+                count: r.get(2)?,
+            })
         })
         .optional()
         .map_err(io)?
     };
-    let Some((amount, cum, count)) = first else {
-        return Ok(Usage::default());
+    let Some(tail) = first else {
+        return Ok((Usage::default(), None));
     };
-    // The running total just before the first row inside the window; a
-    // first row after `head` leaves nothing up to `head` in the window.
-    let before = cum.saturating_sub(amount);
-    let mut used = head.cum.saturating_sub(before);
-    let mut n = head.count - (count - 1);
+    let mut u = tail.usage_to(head);
     if voids {
-        let mut stmt = conn.prepare_cached(Q_VOIDED).map_err(io)?;
-        let voided = stmt
-            .query_map(params![limit, key, since], |r| {
-                parse_amount(&r.get::<_, String>(0)?)
-            })
-            .map_err(io)?;
-        for v in voided {
-            used = used.saturating_sub(v.map_err(io)?);
-            n -= 1;
+        subtract_voided(conn, limit, key, since, &mut u)?;
+    }
+    Ok((u, Some(tail)))
+}
+
+/// Takes the voided rows inside the window off `u`.
+fn subtract_voided(
+    conn: &Connection,
+    limit: &str,
+    key: &str,
+    since: i64,
+    u: &mut Usage,
+) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare_cached(Q_VOIDED).map_err(io)?;
+    let voided = stmt
+        .query_map(params![limit, key, since], |r| {
+            parse_amount(&r.get::<_, String>(0)?)
+        })
+        .map_err(io)?;
+    for v in voided {
+        u.amount = u.amount.saturating_sub(v.map_err(io)?);
+        u.count = u.count.saturating_sub(1);
+    }
+    Ok(())
+}
+
+/// Adds the held rows inside the window to `u`; `committed_batch`: the
+/// snapshot's batch (rows of batches it contains are already counted).
+fn add_held(u: &mut Usage, held: &[Held], since: i64, committed_batch: Option<u64>) {
+    for h in held {
+        let uncommitted = committed_batch.is_none_or(|b| h.batch == UNBATCHED || h.batch > b);
+        if uncommitted && h.at_ms > since {
+            // Past 2^256 the sum sticks at the maximum: over any cap.
+            u.amount = u
+                .amount
+                .checked_add(h.amount)
+                .unwrap_or(Amount(alloy_primitives::U256::MAX));
+            u.count += 1;
         }
     }
-    Ok(Usage {
-        amount: used,
-        count: n.max(0) as u64,
-    })
 }
 
 fn slot(limit: &str, key: &str) -> String {
     format!("{limit}\0{key}")
-}
-
-enum Read {
-    Prior(Prior),
-    Usage {
-        now: i64,
-        usages: Vec<Usage>,
-        held: Option<Vec<(String, u64)>>,
-    },
 }
 
 impl Store for SqliteStore {
@@ -603,19 +671,21 @@ impl Store for SqliteStore {
             names.extend(hold.iter().map(|(r, _)| slot(&r.limit, &r.group_key)));
             names.sort();
             names.dedup();
-            let read = self.with_locks(&names, || -> Result<Read, StoreError> {
-                if let Some(p) = self.prior(request_id, &digest_hex)? {
-                    return Ok(Read::Prior(p));
-                }
+            // Outside the group locks, so two requests of one group wait
+            // for each other only while usage is read from memory and held:
+            // the id's record needs only the id's lock, and a void counter
+            // read early can only miss a void made since, which errs
+            // towards counting a released row (rejecting), never the other way.
+            if let Some(p) = self.prior(request_id, &digest_hex)? {
+                return Ok(Outcome::Prior(p));
+            }
+            let voids = self.voids_seen()?;
+            let (now, usages, held) = self.with_locks(&names, || -> Result<_, StoreError> {
                 let now = self.now(now_ms);
-                let usages = self.usages(groups, now)?;
+                let usages = self.usages(groups, now, voids)?;
                 let held = fits(&usages).then(|| self.hold(hold, now));
-                Ok(Read::Usage { now, usages, held })
+                Ok((now, usages, held))
             })?;
-            let (now, usages, held) = match read {
-                Read::Prior(p) => return Ok(Outcome::Prior(p)),
-                Read::Usage { now, usages, held } => (now, usages, held),
-            };
             let verdict = decide(now, &usages);
             let ids = match (verdict.approved, held) {
                 (true, Some(ids)) => ids,
@@ -663,6 +733,7 @@ impl Store for SqliteStore {
                 record,
                 approval: None,
                 reply: Some(reply),
+                queued: Instant::now(),
             };
             if let Err(e) = self.send(job) {
                 // Never queued: forget what was held, or it would count forever.
@@ -688,6 +759,7 @@ impl Store for SqliteStore {
             record: None,
             approval: Some(rec.clone()),
             reply: Some(reply),
+            queued: Instant::now(),
         })?;
         Ok(Pending(rx))
     }
@@ -901,6 +973,17 @@ impl SqliteStore {
         out
     }
 
+    /// Whether the store has ever had a void (false: the voided-rows
+    /// queries can be skipped). A file without the counter is assumed to.
+    fn voids_seen(&self) -> Result<bool, StoreError> {
+        let conn = lock(&self.shared.reader);
+        let voids: Option<i64> = conn
+            .prepare_cached("SELECT value FROM meta WHERE key = 'voids'")
+            .and_then(|mut st| st.query_row([], |r| r.get(0)).optional())
+            .map_err(io)?;
+        Ok(voids != Some(0))
+    }
+
     /// The record of an earlier request with this id: held, then committed.
     fn prior(&self, request_id: &str, digest_hex: &str) -> Result<Option<Prior>, StoreError> {
         let held = lock(&self.shared.pending).records.get(request_id).cloned();
@@ -927,9 +1010,12 @@ impl SqliteStore {
 
     /// Each group's usage inside its window at `now`: committed rows plus
     /// held rows whose batch the snapshot does not contain.
-    fn usages(&self, groups: &[GroupRef], now: i64) -> Result<Vec<Usage>, StoreError> {
+    fn usages(&self, groups: &[GroupRef], now: i64, voids: bool) -> Result<Vec<Usage>, StoreError> {
         if groups.is_empty() {
             return Ok(Vec::new());
+        }
+        if let Some(out) = self.cached_usages(groups, now, voids)? {
+            return Ok(out);
         }
         let conn = lock(&self.shared.reader);
         let (tx, batch, voids, held, heads) = {
@@ -958,29 +1044,76 @@ impl SqliteStore {
         // Without a counter (an older file) assume there were voids.
         let voids = voids != Some(0);
         let mut out = Vec::with_capacity(groups.len());
+        let mut found = Vec::new();
         for ((g, held), head) in groups.iter().zip(held).zip(heads) {
             let since = now.saturating_sub(g.window_ms);
             let (mut u, counts) = match head {
                 // The applied head: every held row is after it.
-                Some(h) => (usage_from(&tx, &g.limit, &g.key, since, h, voids)?, None),
+                Some(h) => {
+                    let (u, tail) = usage_from(&tx, &g.limit, &g.key, since, h, voids)?;
+                    if let Some(t) = tail {
+                        found.push((slot(&g.limit, &g.key), t));
+                    }
+                    (u, None)
+                }
                 // The snapshot's head: held rows of batches it shows are in it.
                 None => (sql_usage(&tx, &g.limit, &g.key, since)?, Some(batch)),
             };
-            for h in held {
-                let uncommitted = counts.is_none_or(|b| h.batch == UNBATCHED || h.batch > b);
-                if uncommitted && h.at_ms > since {
-                    // Past 2^256 the sum sticks at the maximum: over any cap.
-                    u.amount = u
-                        .amount
-                        .checked_add(h.amount)
-                        .unwrap_or(Amount(alloy_primitives::U256::MAX));
-                    u.count += 1;
-                }
-            }
+            add_held(&mut u, &held, since, counts);
             out.push(u);
         }
         drop(tx);
+        if !found.is_empty() {
+            let mut p = lock(&self.shared.pending);
+            if p.tails.len() > MAX_HEADS {
+                p.tails.clear();
+            }
+            p.tails.extend(found);
+        }
         Ok(out)
+    }
+
+    /// The usages from memory alone when every group's head and first row
+    /// inside the window are known (the common case: a busy group's window
+    /// start moves past a row only as often as rows age out), so a decision
+    /// reads nothing from SQLite unless the store has had voids (`voids`,
+    /// from [`Self::voids_seen`]). None: read SQLite.
+    fn cached_usages(
+        &self,
+        groups: &[GroupRef],
+        now: i64,
+        voids: bool,
+    ) -> Result<Option<Vec<Usage>>, StoreError> {
+        let mut known = Vec::with_capacity(groups.len());
+        {
+            let p = lock(&self.shared.pending);
+            for g in groups {
+                let s = slot(&g.limit, &g.key);
+                let since = now.saturating_sub(g.window_ms);
+                let (Some(head), Some(tail)) = (p.heads.get(&s), p.tails.get(&s)) else {
+                    return Ok(None);
+                };
+                if !tail.first_after(since) {
+                    return Ok(None);
+                }
+                let held = p.rows.get(&s).cloned().unwrap_or_default();
+                known.push((since, *head, *tail, held));
+            }
+        }
+        // Voided rows are read after the heads: a row voided since is
+        // subtracted once, whether it was counted in its head or as held
+        // (every row after an applied head is held).
+        let conn = voids.then(|| lock(&self.shared.reader));
+        let mut out = Vec::with_capacity(groups.len());
+        for (g, (since, head, tail, held)) in groups.iter().zip(known) {
+            let mut u = tail.usage_to(head);
+            if let Some(conn) = &conn {
+                subtract_voided(conn, &g.limit, &g.key, since, &mut u)?;
+            }
+            add_held(&mut u, &held, since, None);
+            out.push(u);
+        }
+        Ok(Some(out))
     }
 
     /// Holds `rows` at `now`; returns (slot, id) per row, in order.
@@ -1033,7 +1166,63 @@ const BATCH: usize = 512;
 /// (a head is one indexed lookup away).
 const MAX_HEADS: usize = 100_000;
 
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, shared: Arc<Shared>) {
+/// A batch that reaches this many decisions is committed at once.
+const GROUP_COMMIT_BATCH: usize = 32;
+
+/// Below this mean time between jobs the writer waits for more.
+const GROUP_COMMIT_BELOW_GAP: Duration = Duration::from_millis(1);
+
+/// When to wait for more jobs before a commit: the mean time between jobs
+/// (an exponentially weighted average of the times they were queued).
+struct Pace {
+    max_wait: Duration,
+    last: Option<Instant>,
+    gap: Option<Duration>,
+}
+
+impl Pace {
+    fn new(max_wait: Duration) -> Self {
+        Self {
+            max_wait,
+            last: None,
+            gap: None,
+        }
+    }
+
+    fn arrived(&mut self, at: Instant) {
+        if let Some(last) = self.last {
+            // A pause longer than a second counts as one second, so one
+            // quiet spell does not take long to forget.
+            let gap = at
+                .saturating_duration_since(last)
+                .min(Duration::from_secs(1));
+            self.gap = Some(match self.gap {
+                None => gap,
+                Some(g) => g.mul_f64(0.9) + gap.mul_f64(0.1),
+            });
+        }
+        if self.last.is_none_or(|l| at > l) {
+            self.last = Some(at);
+        }
+    }
+
+    /// Until when to wait for more jobs, given a batch of `have` whose
+    /// first was queued at `first`; None: commit now.
+    fn wait_until(&self, have: usize, first: Instant) -> Option<Instant> {
+        let gap = self.gap?;
+        if self.max_wait.is_zero() || have >= GROUP_COMMIT_BATCH || gap >= GROUP_COMMIT_BELOW_GAP {
+            return None;
+        }
+        Some(first + self.max_wait)
+    }
+}
+
+fn writer_loop(
+    mut conn: Connection,
+    rx: mpsc::Receiver<Job>,
+    shared: Arc<Shared>,
+    group_commit: Duration,
+) {
     let mut last_prune = Instant::now() - Duration::from_secs(3600);
     let mut heads: HashMap<String, Head> = HashMap::new();
     let mut batch: u64 = conn
@@ -1042,12 +1231,32 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, shared: Arc<Shared
         })
         .map(|b| b as u64)
         .unwrap_or(0);
+    let mut pace = Pace::new(group_commit);
     while let Ok(first) = rx.recv() {
+        pace.arrived(first.queued);
         let mut jobs = vec![first];
         while jobs.len() < BATCH {
             match rx.try_recv() {
-                Ok(j) => jobs.push(j),
+                Ok(j) => {
+                    pace.arrived(j.queued);
+                    jobs.push(j);
+                }
                 Err(_) => break,
+            }
+        }
+        if let Some(until) = pace.wait_until(jobs.len(), jobs[0].queued) {
+            while jobs.len() < GROUP_COMMIT_BATCH {
+                let now = Instant::now();
+                if now >= until {
+                    break;
+                }
+                match rx.recv_timeout(until - now) {
+                    Ok(j) => {
+                        pace.arrived(j.queued);
+                        jobs.push(j);
+                    }
+                    Err(_) => break,
+                }
             }
         }
         batch += 1;
@@ -1722,6 +1931,120 @@ mod tests {
         );
         assert!(!capped(&s, "over", 7_000, "10.000000000000000001", "70"));
         assert!(capped(&s, "fits", 7_000, "10", "70"));
+    }
+
+    /// The usage a decision sees (from the in-memory heads and first rows
+    /// once they are known) always equals the usage read afresh from
+    /// SQLite, as time moves on, windows of several lengths (so a window's
+    /// start also moves back), approvals land in the queried groups, and
+    /// rows are voided behind the server's back (`ledger void`).
+    #[test]
+    fn remembered_window_starts_give_the_same_usage_as_sqlite() {
+        use rand::{Rng, SeedableRng};
+        let (_d, s) = store();
+        let conn = connect(s.path(), false).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(14);
+        let mut now = 10_000i64;
+        let mut ids = Vec::new();
+        for step in 0..600 {
+            now += [0, 1, 7, 150, 900][rng.gen_range(0..5)];
+            let key = ["g1", "g2"][rng.gen_range(0..2)];
+            let window = [1_000, 2_500, 10_000][rng.gen_range(0..3)];
+            match rng.gen_range(0..10) {
+                0..=4 => {
+                    let id = format!("a{step}");
+                    let g = [GroupRef {
+                        limit: "l".into(),
+                        key: key.into(),
+                        window_ms: window,
+                    }];
+                    let amount = rng.gen_range(1..1_000u32).to_string();
+                    let hold = [row("l", key, &amount)];
+                    let mut seen = None;
+                    match s
+                        .decide(
+                            &id,
+                            &[2; 32],
+                            &g,
+                            &hold,
+                            Some(now),
+                            &|_| true,
+                            &mut |_, u| {
+                                seen = Some(u[0]);
+                                Verdict {
+                                    answer: String::new(),
+                                    approved: true,
+                                }
+                            },
+                        )
+                        .unwrap()
+                    {
+                        Outcome::Decided(p) => p.wait().unwrap(),
+                        Outcome::Prior(_) => panic!("fresh id"),
+                    }
+                    let truth = sql_usage(&conn, "l", key, now - window).unwrap();
+                    // What the decision saw excludes its own row.
+                    let mut with_own = seen.unwrap();
+                    with_own.amount = with_own
+                        .amount
+                        .checked_add(Amount::parse(&amount).unwrap())
+                        .unwrap();
+                    with_own.count += 1;
+                    assert_eq!(
+                        with_own, truth,
+                        "step {step}: approval in {key}, window {window}"
+                    );
+                    ids.push(id);
+                }
+                5 if !ids.is_empty() => {
+                    let id = &ids[rng.gen_range(0..ids.len())];
+                    void(&conn, id, now, "test").unwrap();
+                }
+                _ => {
+                    let truth = sql_usage(&conn, "l", key, now - window).unwrap();
+                    assert_eq!(
+                        usage(&s, "l", key, window, now),
+                        truth,
+                        "step {step}: {key}, window {window}"
+                    );
+                }
+            }
+        }
+        assert!(!lock(&s.shared.pending).tails.is_empty());
+    }
+
+    #[test]
+    fn the_group_commit_waits_only_for_fast_traffic() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // One approval every 2 ms (or a caller waiting for each commit):
+        // never held back.
+        let mut p = Pace::new(ms(8));
+        for i in 0..50 {
+            p.arrived(t0 + ms(2 * i));
+        }
+        assert_eq!(p.wait_until(1, t0 + ms(98)), None);
+        // Ten a millisecond: wait up to the configured time after the first.
+        let mut p = Pace::new(ms(8));
+        for i in 0..50 {
+            p.arrived(t0 + Duration::from_micros(100 * i));
+        }
+        let first = t0 + ms(5);
+        assert_eq!(p.wait_until(1, first), Some(first + ms(8)));
+        assert_eq!(
+            p.wait_until(GROUP_COMMIT_BATCH, first),
+            None,
+            "a full batch goes at once"
+        );
+        // After a quiet second the average is above the threshold again.
+        p.arrived(t0 + ms(1_100));
+        assert_eq!(p.wait_until(1, t0 + ms(1_100)), None);
+        // Switched off.
+        let mut p = Pace::new(Duration::ZERO);
+        for i in 0..50 {
+            p.arrived(t0 + Duration::from_micros(100 * i));
+        }
+        assert_eq!(p.wait_until(1, t0), None);
     }
 
     #[test]

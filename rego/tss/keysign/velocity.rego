@@ -39,6 +39,40 @@ velocity_facts contains [id, i, f] if {
 	some i, f in fs
 }
 
+# velocity_suspects: the facts that are not plainly within their limit.
+# The shipped denials below only look at these: a fact that is an object
+# filed under its own limit, with all three flags false, no error, and an
+# amount whenever the limit has a max_amount, can fire none of them. Most
+# requests are within every limit, and this one pass is then all the
+# velocity rules cost (each helper call in the rules below is slow to
+# interpret; BENCHMARKS.md, "Spending limits").
+velocity_suspects contains [id, i, f] if {
+	some [id, i, f] in velocity_facts
+	not velocity_plainly_within(id, f)
+}
+
+velocity_plainly_within(id, f) if {
+	is_object(f)
+	f.limit == id
+	f.exceeded == false
+	f.amount_exceeded == false
+	f.count_exceeded == false
+	object.get(f, "error", null) == null
+	velocity_amount_known(f)
+}
+
+velocity_amount_known(f) if object.get(f, "max_amount", null) == null
+
+velocity_amount_known(f) if object.get(f, "amount", null) != null
+
+# The denials of single facts form one set, looked at only when some fact
+# is a suspect: in regorus each rule costs its evaluation even when it
+# finds nothing, and nearly every request is within all of its limits.
+deny contains d if {
+	count(velocity_suspects) > 0
+	some d in velocity_denials
+}
+
 # --- exceeded -----------------------------------------------------------------------
 
 # Each fact gets one reason per thing it proves: the amount maximum passed,
@@ -46,7 +80,7 @@ velocity_facts contains [id, i, f] if {
 # flagged `exceeded` that proves none of them still denies (the flag is
 # what the server computed exactly).
 
-deny contains {
+velocity_denials contains {
 	"code": "keysign.velocity_exceeded",
 	"msg": sprintf("spending limit `%s` (%s): %s used in the last %s + %s now exceeds the maximum %s", [
 		fmt.show(id),
@@ -57,11 +91,11 @@ deny contains {
 		velocity_amount_text(f, "max_amount"),
 	]),
 } if {
-	some [id, _, f] in velocity_facts
+	some [id, _, f] in velocity_suspects
 	velocity_amount_reason(f)
 }
 
-deny contains {
+velocity_denials contains {
 	"code": "keysign.velocity_exceeded",
 	"msg": sprintf("spending limit `%s` (%s): %s requests in the last %s exceed the maximum %s", [
 		fmt.show(id),
@@ -71,11 +105,11 @@ deny contains {
 		fmt.field(f, "max_count"),
 	]),
 } if {
-	some [id, _, f] in velocity_facts
+	some [id, _, f] in velocity_suspects
 	velocity_count_reason(f)
 }
 
-deny contains {
+velocity_denials contains {
 	"code": "keysign.velocity_exceeded",
 	"msg": sprintf("spending limit `%s` (%s) is exceeded in the last %s (used amount %s, used count %s; max_amount %s, max_count %s)", [
 		fmt.show(id),
@@ -87,7 +121,7 @@ deny contains {
 		fmt.field(f, "max_count"),
 	]),
 } if {
-	some [id, _, f] in velocity_facts
+	some [id, _, f] in velocity_suspects
 	f.exceeded == true
 	not velocity_reasoned(f)
 }
@@ -127,7 +161,7 @@ else := fmt.field(f, k)
 # A max_amount limit for which the server could not read this request's
 # amount (malformed or missing amounts): what it moves cannot be held
 # against the maximum, so it is denied.
-deny contains {
+velocity_denials contains {
 	"code": "keysign.velocity_amount_unknown",
 	"msg": sprintf("spending limit `%s` (%s): the amount of this request cannot be read, so the maximum %s in the last %s cannot be checked", [
 		fmt.show(id),
@@ -136,7 +170,7 @@ deny contains {
 		fmt.field(f, "window"),
 	]),
 } if {
-	some [id, _, f] in velocity_facts
+	some [id, _, f] in velocity_suspects
 	velocity_amount_unknown(f)
 }
 
@@ -150,11 +184,11 @@ velocity_amount_unknown(f) if {
 # The server could not tell which group the request belongs to (it names
 # no wallet, a destination output has no address, ...): it sets `error`,
 # and the request cannot be counted against the limit.
-deny contains {
+velocity_denials contains {
 	"code": "keysign.velocity_group_unknown",
 	"msg": sprintf("spending limit `%s`: %s, so this request cannot be counted against it", [fmt.show(id), fmt.text(f.error)]),
 } if {
-	some [id, _, f] in velocity_facts
+	some [id, _, f] in velocity_suspects
 	velocity_group_error(f)
 }
 
@@ -187,7 +221,7 @@ velocity_fact_list(fs) if {
 	count(fs) > 0
 }
 
-deny contains {
+velocity_denials contains {
 	"code": "keysign.velocity_fact_malformed",
 	"msg": sprintf("velocity fact #%d of limit `%s` %s: the limit cannot be checked (fail closed)", [i, fmt.show(id), problem]),
 } if some [id, i, problem] in velocity_fact_problems
@@ -197,18 +231,18 @@ deny contains {
 # over the fact (never `not g(f.field)`, which OPA leaves undefined when
 # the field is missing).
 velocity_fact_problems contains [id, i, sprintf("is `%s`, not an object", [fmt.show(f)])] if {
-	some [id, i, f] in velocity_facts
+	some [id, i, f] in velocity_suspects
 	not is_object(f)
 }
 
 velocity_fact_problems contains [id, i, sprintf("names limit `%s`", [fmt.field(f, "limit")])] if {
-	some [id, i, f] in velocity_facts
+	some [id, i, f] in velocity_suspects
 	is_object(f)
 	not velocity_fact_names(f, id)
 }
 
 velocity_fact_problems contains [id, i, sprintf("has %s `%s`, not a boolean", [k, fmt.field(f, k)])] if {
-	some [id, i, f] in velocity_facts
+	some [id, i, f] in velocity_suspects
 	is_object(f)
 	some k in ["exceeded", "amount_exceeded", "count_exceeded"]
 	not velocity_flag(f, k)

@@ -279,3 +279,32 @@ test_velocity_message_fields_missing_still_deny if {
 	f := json.remove(v_amount_fact, ["group_key"])
 	v_msgs(v_req({"eth_usdt_wallet_24h": [f]})) == {"spending limit `eth_usdt_wallet_24h` (<missing>): 49000 used in the last 24h + 2000 now exceeds the maximum 50000"}
 }
+
+# The shipped denials look only at velocity_suspects, so every way a fact
+# can fail to be plainly within its limit must make it one; a fact that is
+# within is skipped (and then fires no denial, checked above).
+v_suspects(inp) := s if {
+	s := data.tss.keysign.velocity_suspects with input as inp
+}
+
+test_velocity_suspects_are_every_fact_not_plainly_within if {
+	within := v_within("1", "1", "2")
+	v_suspects(v_req({"eth_usdt_wallet_24h": [within], "keysign_wallet_1h": [v_count_fact]})) == set()
+	every change in [
+		{"exceeded": true},
+		{"amount_exceeded": true},
+		{"count_exceeded": true},
+		{"exceeded": "false"},
+		{"amount_exceeded": 0},
+		{"count_exceeded": null},
+		{"error": "the request names no wallet"},
+		{"limit": "keysign_wallet_1h"},
+		{"amount": null},
+	] {
+		count(v_suspects(v_req({"eth_usdt_wallet_24h": [object.union(within, change)]}))) == 1
+	}
+	every field in ["limit", "exceeded", "amount_exceeded", "count_exceeded", "amount"] {
+		count(v_suspects(v_req({"eth_usdt_wallet_24h": [json.remove(within, [field])]}))) == 1
+	}
+	count(v_suspects(v_req({"eth_usdt_wallet_24h": [within, "within"]}))) == 1
+}
