@@ -305,19 +305,15 @@ pub fn decide_stored(
         }
         usages
     };
-    // Whether the request stays within every limit it matched, judged with
-    // the same facts the policy will see (computed exactly).
+    // Whether the request stays within every limit it matched, by the same
+    // arithmetic as the facts the policy will see (computed exactly).
     let fits = |found: &[crate::velocity::Usage]| {
-        let facts = crate::velocity::facts(&limits, &matched, &usages_of(found), 0);
-        facts
-            .as_object()
-            .into_iter()
-            .flat_map(|o| o.values())
-            .filter_map(Value::as_array)
-            .flatten()
-            .all(|f| !crate::velocity::exceeded(f))
+        crate::velocity::within(&limits, &matched, &usages_of(found))
     };
     let mut decided = None;
+    // Moved into the one evaluation (built again only if a store ever
+    // asked for a second).
+    let mut input = Some(input);
     let outcome = store.decide(
         id,
         &digest,
@@ -326,7 +322,9 @@ pub fn decide_stored(
         fixed_now,
         &fits,
         &mut |now, found| {
-            let mut doc = input.clone();
+            let mut doc = input
+                .take()
+                .unwrap_or_else(|| build_input(policy, request, &adm.token, received_at_ms));
             set_velocity(policy, &mut doc, &matched, &usages_of(found), now);
             let d = decide_input(policy, id, doc, &mut *evaluate);
             let approved = d.response.is_approval();

@@ -222,6 +222,8 @@ async fn serve(
         warn!(dir = %dir.display(), "recording every verified request as a fixture");
     }
     state.decision_log = crate::state::open_decision_log(&cfg)?;
+    let in_flight = state.metrics.in_flight.clone();
+    store.set_load_hint(Arc::new(move || in_flight.get().max(0) as usize));
     state.store = Some(Arc::new(crate::store::Metered::new(
         store,
         state.metrics.clone(),

@@ -221,7 +221,16 @@ fn unsupported(what: &str) -> StoreError {
     StoreError::Io(format!("this state store does not support {what}"))
 }
 
+/// How many requests the server has in flight (see [`Store::set_load_hint`]).
+pub type LoadHint = std::sync::Arc<dyn Fn() -> usize + Send + Sync>;
+
 pub trait Store: Send + Sync {
+    /// Tells the store how many requests the server has in flight, so a
+    /// group commit waits for more only while other requests may join it
+    /// (never for a caller that sends one request at a time). Ignored by
+    /// stores without a group commit.
+    fn set_load_hint(&self, _hint: LoadHint) {}
+
     /// The atomic read → decide → record step for `groups` (see the module
     /// doc). Under the groups' locks: the usage of each group before this
     /// request is read and, when `fits` says the request's rows fit, they
@@ -345,6 +354,10 @@ impl Metered {
 }
 
 impl Store for Metered {
+    fn set_load_hint(&self, hint: LoadHint) {
+        self.inner.set_load_hint(hint)
+    }
+
     fn decide(
         &self,
         request_id: &str,

@@ -212,6 +212,8 @@ struct Shared {
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     clock: AtomicI64,
     next_id: AtomicU64,
+    /// The server's requests in flight, for the group commit.
+    load: std::sync::OnceLock<super::LoadHint>,
 }
 
 struct JobRow {
@@ -391,6 +393,7 @@ impl SqliteStore {
             locks: Mutex::new(HashMap::new()),
             clock: AtomicI64::new(0),
             next_id: AtomicU64::new(1),
+            load: std::sync::OnceLock::new(),
         });
         let (tx, rx) = mpsc::channel::<Job>();
         let sh = shared.clone();
@@ -651,6 +654,10 @@ fn slot(limit: &str, key: &str) -> String {
 }
 
 impl Store for SqliteStore {
+    fn set_load_hint(&self, hint: super::LoadHint) {
+        let _ = self.shared.load.set(hint);
+    }
+
     fn decide(
         &self,
         request_id: &str,
@@ -1170,7 +1177,7 @@ const MAX_HEADS: usize = 100_000;
 const GROUP_COMMIT_BATCH: usize = 32;
 
 /// Below this mean time between jobs the writer waits for more.
-const GROUP_COMMIT_BELOW_GAP: Duration = Duration::from_millis(1);
+const GROUP_COMMIT_BELOW_GAP: Duration = Duration::from_micros(2_500);
 
 /// When to wait for more jobs before a commit: the mean time between jobs
 /// (an exponentially weighted average of the times they were queued).
@@ -1207,10 +1214,17 @@ impl Pace {
     }
 
     /// Until when to wait for more jobs, given a batch of `have` whose
-    /// first was queued at `first`; None: commit now.
-    fn wait_until(&self, have: usize, first: Instant) -> Option<Instant> {
+    /// first was queued at `first` and the server's requests in flight
+    /// (None: not known); None: commit now.
+    fn wait_until(&self, have: usize, first: Instant, in_flight: Option<usize>) -> Option<Instant> {
         let gap = self.gap?;
-        if self.max_wait.is_zero() || have >= GROUP_COMMIT_BATCH || gap >= GROUP_COMMIT_BELOW_GAP {
+        // The batch's own requests are in flight too, waiting for it.
+        let others = in_flight.is_none_or(|n| n > have);
+        if self.max_wait.is_zero()
+            || have >= GROUP_COMMIT_BATCH
+            || gap >= GROUP_COMMIT_BELOW_GAP
+            || !others
+        {
             return None;
         }
         Some(first + self.max_wait)
@@ -1244,7 +1258,8 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        if let Some(until) = pace.wait_until(jobs.len(), jobs[0].queued) {
+        let in_flight = shared.load.get().map(|f| f());
+        if let Some(until) = pace.wait_until(jobs.len(), jobs[0].queued, in_flight) {
             while jobs.len() < GROUP_COMMIT_BATCH {
                 let now = Instant::now();
                 if now >= until {
@@ -2017,34 +2032,37 @@ mod tests {
     fn the_group_commit_waits_only_for_fast_traffic() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
-        // One approval every 2 ms (or a caller waiting for each commit):
-        // never held back.
+        // One approval every 3 ms: never held back.
         let mut p = Pace::new(ms(8));
         for i in 0..50 {
-            p.arrived(t0 + ms(2 * i));
+            p.arrived(t0 + ms(3 * i));
         }
-        assert_eq!(p.wait_until(1, t0 + ms(98)), None);
+        assert_eq!(p.wait_until(1, t0 + ms(147), None), None);
         // Ten a millisecond: wait up to the configured time after the first.
         let mut p = Pace::new(ms(8));
         for i in 0..50 {
             p.arrived(t0 + Duration::from_micros(100 * i));
         }
         let first = t0 + ms(5);
-        assert_eq!(p.wait_until(1, first), Some(first + ms(8)));
+        assert_eq!(p.wait_until(1, first, None), Some(first + ms(8)));
+        assert_eq!(p.wait_until(1, first, Some(5)), Some(first + ms(8)));
+        // Nobody else in flight: nobody can join.
+        assert_eq!(p.wait_until(1, first, Some(1)), None);
+        assert_eq!(p.wait_until(3, first, Some(3)), None);
         assert_eq!(
-            p.wait_until(GROUP_COMMIT_BATCH, first),
+            p.wait_until(GROUP_COMMIT_BATCH, first, None),
             None,
             "a full batch goes at once"
         );
         // After a quiet second the average is above the threshold again.
         p.arrived(t0 + ms(1_100));
-        assert_eq!(p.wait_until(1, t0 + ms(1_100)), None);
+        assert_eq!(p.wait_until(1, t0 + ms(1_100), None), None);
         // Switched off.
         let mut p = Pace::new(Duration::ZERO);
         for i in 0..50 {
             p.arrived(t0 + Duration::from_micros(100 * i));
         }
-        assert_eq!(p.wait_until(1, t0), None);
+        assert_eq!(p.wait_until(1, t0, None), None);
     }
 
     #[test]

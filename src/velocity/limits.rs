@@ -870,3 +870,55 @@ mod tests {
         assert_eq!(l.matches(&input(mixed))[0].amount, Amount::parse("1001"));
     }
 }
+
+#[cfg(test)]
+mod within_props {
+    use super::*;
+    use crate::velocity::{Usage, exceeded, facts, within};
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    proptest! {
+        /// The hold decision (`within`) and the facts the policy reads
+        /// agree on every request, including exactly at a maximum.
+        #[test]
+        fn within_is_exactly_no_fact_exceeded(
+            max_amount in 0u64..40,
+            max_count in 0u64..6,
+            amount in prop::option::of(0u64..20),
+            used in prop::collection::vec((0u64..40, 0u64..8), 3),
+        ) {
+            let l = Limits::from_data(Some(&json!({"limits": [
+                {"id": "a", "window": "1h", "group_by": ["wallet", "token"], "max_amount": max_amount.to_string()},
+                {"id": "c", "window": "1h", "group_by": ["wallet"], "max_count": max_count},
+                {"id": "b", "window": "1h", "group_by": ["destination", "token"],
+                 "max_amount": max_amount.to_string(), "max_count": max_count},
+            ]}))).unwrap();
+            let amount = amount.map_or(json!("1e3"), |a| json!(a.to_string()));
+            let input = json!({
+                "request_type": "KEYSIGN",
+                "extra": {"wallet": {"wallet_id": "w1"}, "transaction": {
+                    "wallet_id": "w1", "chain_id": "ETH", "token_id": "ETH_USDT",
+                    "source": {"wallet_id": "w1", "address": "0xAbC0000000000000000000000000000000000001"},
+                    "destination": {"destination_type": "Address", "utxo_outputs": [
+                        {"address": "0x00000000000000000000000000000000000000d1", "amount": amount},
+                    ]},
+                }},
+            });
+            let m = l.matches(&input);
+            prop_assert_eq!(m.len(), 3);
+            let usages: Vec<Usage> = used
+                .iter()
+                .map(|&(a, c)| Usage { amount: Amount::parse(&a.to_string()).unwrap(), count: c })
+                .collect();
+            let f = facts(&l, &m, &usages, 0);
+            let none_exceeded = f
+                .as_object()
+                .unwrap()
+                .values()
+                .flat_map(|v| v.as_array().unwrap())
+                .all(|x| !exceeded(x));
+            prop_assert_eq!(within(&l, &m, &usages), none_exceeded);
+        }
+    }
+}

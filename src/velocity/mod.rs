@@ -59,16 +59,57 @@ pub fn exceeded(fact: &Value) -> bool {
         .unwrap_or(true)
 }
 
+/// Whether the request, with these usages of its groups, stays within
+/// every limit it matched: exactly what the facts' `exceeded` flags say,
+/// without building them.
+pub fn within(limits: &Limits, matched: &[Matched], usages: &[Usage]) -> bool {
+    matched
+        .iter()
+        .zip(usages)
+        .all(|(m, u)| !Flags::of(&limits.limits[m.limit], m, u).exceeded())
+}
+
+/// The arithmetic behind a fact's flags (one place for facts and `within`).
+struct Flags {
+    total_count: u64,
+    total_amount: Option<Amount>,
+    amount_exceeded: bool,
+    count_exceeded: bool,
+    group_error: bool,
+}
+
+impl Flags {
+    fn of(l: &Limit, m: &Matched, u: &Usage) -> Flags {
+        let total_count = u.count.saturating_add(1);
+        let total_amount = m.amount.and_then(|a| a.checked_add(u.amount));
+        Flags {
+            total_count,
+            total_amount,
+            count_exceeded: l.max_count.is_some_and(|max| total_count > max),
+            amount_exceeded: match l.max_amount {
+                // No amount to add, or a sum past 2^256: cannot be shown to fit.
+                Some(max) => total_amount.is_none_or(|t| t > max),
+                None => false,
+            },
+            group_error: m.error.is_some(),
+        }
+    }
+
+    fn exceeded(&self) -> bool {
+        self.amount_exceeded || self.count_exceeded || self.group_error
+    }
+}
+
 fn fact(l: &Limit, m: &Matched, u: &Usage, now_ms: i64) -> Value {
     let since = now_ms.saturating_sub(l.window_ms);
-    let total_count = u.count.saturating_add(1);
-    let total_amount = m.amount.and_then(|a| a.checked_add(u.amount));
-    let count_exceeded = l.max_count.is_some_and(|max| total_count > max);
-    let amount_exceeded = match l.max_amount {
-        // No amount to add, or a sum past 2^256: cannot be shown to fit.
-        Some(max) => total_amount.is_none_or(|t| t > max),
-        None => false,
-    };
+    let flags = Flags::of(l, m, u);
+    let Flags {
+        total_count,
+        total_amount,
+        amount_exceeded,
+        count_exceeded,
+        ..
+    } = flags;
     let mut utilization: f64 = 0.0;
     if let (Some(max), Some(t)) = (l.max_amount, total_amount) {
         utilization = utilization.max(t.ratio(max));
@@ -100,9 +141,9 @@ fn fact(l: &Limit, m: &Matched, u: &Usage, now_ms: i64) -> Value {
         "total_count": total_count,
         "max_amount": l.max_amount.map(|a| a.to_string()),
         "max_count": l.max_count,
-        "amount_exceeded": amount_exceeded || m.error.is_some(),
+        "amount_exceeded": amount_exceeded || flags.group_error,
         "count_exceeded": count_exceeded,
-        "exceeded": amount_exceeded || count_exceeded || m.error.is_some(),
+        "exceeded": flags.exceeded(),
         "utilization": if utilization.is_finite() { json!(utilization) } else { json!(1e9) },
     });
     if let (Some(e), Some(o)) = (&m.error, f.as_object_mut()) {
