@@ -1260,12 +1260,11 @@ fn writer_loop(
         }
         let in_flight = shared.load.get().map(|f| f());
         if let Some(until) = pace.wait_until(jobs.len(), jobs[0].queued, in_flight) {
-            while jobs.len() < GROUP_COMMIT_BATCH {
-                let now = Instant::now();
-                if now >= until {
-                    break;
-                }
-                match rx.recv_timeout(until - now) {
+            // Asleep rather than waiting on the channel: a sender then
+            // has nobody to wake, and the batch is taken once.
+            std::thread::sleep(until.saturating_duration_since(Instant::now()));
+            while jobs.len() < BATCH {
+                match rx.try_recv() {
                     Ok(j) => {
                         pace.arrived(j.queued);
                         jobs.push(j);
