@@ -13,14 +13,14 @@
 # RSS), then open loop at RATE req/s (latency without queueing: the decision
 # p50). Then `tss-gate ledger plan` on the 1M-row store.
 #
-# Usage: scripts/bench-ledger.sh   (env: DURATION=10s ROWS=1000000 RATE=100 ROUNDS=2 OUT=dir)
+# Usage: scripts/bench-ledger.sh   (env: DURATION=10s ROWS=1000000 RATE=100 ROUNDS=4 OUT=dir)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10s}
 ROWS=${ROWS:-1000000}
 RATE=${RATE:-100}
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-4}
 OUT=${OUT:-$(mktemp -d -t tss-gate-ledger-bench-XXXXXX)}
 mkdir -p "$OUT"
 BIN=target/release/tss-gate

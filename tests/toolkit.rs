@@ -944,10 +944,12 @@ fn a_fixture_with_embedded_objects_decides_like_its_string_form() {
         "--fixtures",
         t.path().to_str().unwrap(),
         "--run",
-        "keysign_",
+        // Anchored: only the two fixtures, not the `tss.keysign_test` rules.
+        "^keysign_",
     ]);
-    assert!(
-        last_line(&stdout(&o)).contains("2 passed, 0 failed"),
+    assert_eq!(
+        last_line(&stdout(&o)),
+        "2 passed, 0 failed",
         "{}",
         stdout(&o)
     );

@@ -20,9 +20,19 @@
 //! made a concurrent one look over the limit for a moment: that errs
 //! towards rejecting, never towards approving).
 //!
+//! Usage without reading SQLite: the writer publishes each group's head
+//! (its last committed row) as it removes the batch's held rows, and the
+//! first row inside a group's window is remembered once read ([`Tail`]):
+//! rows are only appended, so it stays the first until the window's start
+//! passes it. A busy group is then decided from memory alone; SQLite is
+//! read when a head or a window start is not known, and for voided rows
+//! once the store has had a void.
+//!
 //! Durability without an fsync per request: one writer thread commits the
 //! held rows in batches, numbering each batch in the `meta` table inside its
-//! transaction; an answer leaves only after its batch committed. A reader
+//! transaction; an answer leaves only after its batch committed. Under load
+//! (fast traffic and other requests in flight) the writer waits a few
+//! milliseconds for a batch to fill (`state.sqlite.group_commit_ms`). A reader
 //! takes its SQLite snapshot and its copy of the held rows at one instant
 //! (under the pending lock), and counts a held row only if its batch is not
 //! in the snapshot, so no row is counted twice or missed. Running totals
@@ -358,11 +368,12 @@ impl SqliteStore {
     }
 
     /// Opens (creating) the store with a group commit: while approvals
-    /// arrive faster than one per millisecond, the writer waits up to
-    /// `group_commit` after the first of a batch for more, so one fsync
-    /// makes many durable (an fsync costs about as much CPU as deciding a
-    /// request on a VM's disk; BENCHMARKS.md, "Spending limits"). Slower
-    /// traffic never waits.
+    /// arrive faster than one per 2.5 ms and other requests are in flight
+    /// ([`Store::set_load_hint`]), the writer waits up to `group_commit`
+    /// after the first of a batch for more, so one fsync makes many
+    /// durable (on a VM's disk a commit costs a good share of what
+    /// deciding a request does; BENCHMARKS.md, "Spending limits"). Slower
+    /// traffic, and a caller that waits for each commit, never wait.
     pub fn open_with(path: &Path, group_commit: Duration) -> Result<SqliteStore, StoreError> {
         create_private(path)?;
         let lock_path = path.with_extension("lock");

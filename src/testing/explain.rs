@@ -46,6 +46,9 @@ struct Probe {
     rule: FiredRule,
     deny: bool,
     package: String,
+    /// The head writes the element out (`{"code": ...}`), rather than
+    /// passing on one built elsewhere (`deny contains d if some d in s`).
+    builds: bool,
 }
 
 /// Explains the decision of `set` on `input`.
@@ -97,7 +100,7 @@ pub fn explain(set: &PolicySet, input: &Json) -> Explanation {
     }
     probe_engine.set_input(crate::policy::input_value(input));
 
-    let mut fired_denies: Vec<(FiredRule, Json)> = Vec::new();
+    let mut fired_denies: Vec<(FiredRule, Json, bool)> = Vec::new();
     for p in &probes {
         let path = format!("data.{}.{}", p.package, p.name);
         let v = match probe_engine.eval_rule(path) {
@@ -110,7 +113,7 @@ pub fn explain(set: &PolicySet, input: &Json) -> Explanation {
         if p.deny {
             if let Some(items) = v.as_array() {
                 for item in items {
-                    fired_denies.push((p.rule.clone(), item.clone()));
+                    fired_denies.push((p.rule.clone(), item.clone(), p.builds));
                 }
             }
         } else if v == Json::Bool(true)
@@ -124,10 +127,20 @@ pub fn explain(set: &PolicySet, input: &Json) -> Explanation {
     for d in denies.as_array().into_iter().flatten() {
         let code = d.get("code").and_then(Json::as_str).unwrap_or_default();
         let msg = d.get("msg").and_then(Json::as_str).unwrap_or_default();
-        let mut rules: Vec<FiredRule> = Vec::new();
-        for (rule, item) in &fired_denies {
-            if produces(item, code, msg) && !rules.contains(rule) {
-                rules.push(rule.clone());
+        // The rules that built the element come first; one that only
+        // passed it on from a set is named after them.
+        let mut built: Vec<FiredRule> = Vec::new();
+        let mut passed: Vec<FiredRule> = Vec::new();
+        for (rule, item, builds) in &fired_denies {
+            let list = if *builds { &mut built } else { &mut passed };
+            if produces(item, code, msg) && !list.contains(rule) {
+                list.push(rule.clone());
+            }
+        }
+        let mut rules = built;
+        for r in passed {
+            if !rules.contains(&r) {
+                rules.push(r);
             }
         }
         if rules.is_empty() {
@@ -206,6 +219,10 @@ fn probe_module(mi: usize, m: &ModuleDef) -> (String, Vec<Probe>) {
             probes.push(Probe {
                 name,
                 deny,
+                builds: r
+                    .value
+                    .as_deref()
+                    .is_some_and(|v| v.trim_start().starts_with('{')),
                 package: m.package.clone(),
                 rule: FiredRule {
                     package: m.package.clone(),
