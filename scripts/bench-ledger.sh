@@ -13,14 +13,14 @@
 # RSS), then open loop at RATE req/s (latency without queueing: the decision
 # p50). Then `tss-gate ledger plan` on the 1M-row store.
 #
-# Usage: scripts/bench-ledger.sh   (env: DURATION=10s ROWS=1000000 RATE=100 ROUNDS=4 OUT=dir)
+# Usage: scripts/bench-ledger.sh   (env: DURATION=10s ROWS=1000000 RATE=100 ROUNDS=6 OUT=dir)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10s}
 ROWS=${ROWS:-1000000}
 RATE=${RATE:-100}
-ROUNDS=${ROUNDS:-4}
+ROUNDS=${ROUNDS:-6}
 OUT=${OUT:-$(mktemp -d -t tss-gate-ledger-bench-XXXXXX)}
 mkdir -p "$OUT"
 BIN=target/release/tss-gate
@@ -182,12 +182,18 @@ for name in ("off", "on"):
         "rss": max((m.get("server_memory") or {}).get("vm_rss_kib", 0) for m in mx),
         "hwm": max((m.get("server_memory") or {}).get("vm_hwm_kib", 0) for m in mx),
         "answers": [m["answers"] for m in mx],
+        "tputs": [m["throughput_rps"] for m in mx],
+        "cpus": [(m.get("server_cpu") or {}).get("us_per_answer", 0) for m in mx],
         "errors": sum(m["error_total"] for m in mx + rt),
     }
 for name, r in res.items():
     print(f"{name:4} throughput {r['tput']:8.1f} req/s  p50@rate {r['p50']/1000:7.2f} ms  p99@rate {r['p99']/1000:7.2f} ms  RSS {r['rss']/1024:6.1f} MiB (HWM {r['hwm']/1024:.1f})  errors {r['errors']}  answers {r['answers']}")
 on, off = res["on"], res["off"]
-print(f"throughput on/off {on['tput']/off['tput']:.3f} (target >= 0.90)")
+pairs = [b / a for a, b in zip(off["tputs"], on["tputs"])]
+cpu_pairs = [b / a for a, b in zip(off["cpus"], on["cpus"]) if a > 0]
+print(f"throughput on/off {on['tput']/off['tput']:.3f} (target >= 0.90); per round {', '.join(f'{x:.3f}' for x in pairs)}; median of rounds {statistics.median(pairs):.3f}")
+if cpu_pairs:
+    print(f"server CPU per answer: off {statistics.median(off['cpus']):.0f} us, on {statistics.median(on['cpus']):.0f} us; on/off {statistics.median(on['cpus'])/statistics.median(off['cpus']):.3f}; per round {', '.join(f'{x:.3f}' for x in cpu_pairs)}")
 print(f"decision p50 on/off {on['p50']/off['p50']:.3f} (target <= 1.20)")
 print(f"steady-state RSS on {on['rss']/1024:.1f} MiB (target <= 64)")
 PY

@@ -1242,6 +1242,19 @@ impl Pace {
     }
 }
 
+/// Adds the jobs already queued to `jobs`, up to a batch.
+fn take_queued(rx: &mpsc::Receiver<Job>, jobs: &mut Vec<Job>, pace: &mut Pace) {
+    while jobs.len() < BATCH {
+        match rx.try_recv() {
+            Ok(j) => {
+                pace.arrived(j.queued);
+                jobs.push(j);
+            }
+            Err(_) => break,
+        }
+    }
+}
+
 fn writer_loop(
     mut conn: Connection,
     rx: mpsc::Receiver<Job>,
@@ -1260,29 +1273,13 @@ fn writer_loop(
     while let Ok(first) = rx.recv() {
         pace.arrived(first.queued);
         let mut jobs = vec![first];
-        while jobs.len() < BATCH {
-            match rx.try_recv() {
-                Ok(j) => {
-                    pace.arrived(j.queued);
-                    jobs.push(j);
-                }
-                Err(_) => break,
-            }
-        }
+        take_queued(&rx, &mut jobs, &mut pace);
         let in_flight = shared.load.get().map(|f| f());
         if let Some(until) = pace.wait_until(jobs.len(), jobs[0].queued, in_flight) {
             // Asleep rather than waiting on the channel: a sender then
             // has nobody to wake, and the batch is taken once.
             std::thread::sleep(until.saturating_duration_since(Instant::now()));
-            while jobs.len() < BATCH {
-                match rx.try_recv() {
-                    Ok(j) => {
-                        pace.arrived(j.queued);
-                        jobs.push(j);
-                    }
-                    Err(_) => break,
-                }
-            }
+            take_queued(&rx, &mut jobs, &mut pace);
         }
         batch += 1;
         {
@@ -1456,28 +1453,49 @@ mod tests {
         )
     }
 
+    /// Decides a fresh `id` in one group, holding `hold`, and returns the
+    /// usage the decision saw once its batch committed.
+    fn decide_seeing(
+        s: &SqliteStore,
+        id: &str,
+        group: GroupRef,
+        hold: &[(Row, String)],
+        now: i64,
+        approved: bool,
+    ) -> Usage {
+        let mut seen = None;
+        let out = s
+            .decide(
+                id,
+                &[2; 32],
+                &[group],
+                hold,
+                Some(now),
+                &|_| true,
+                &mut |_, u| {
+                    seen = Some(u[0]);
+                    Verdict {
+                        answer: String::new(),
+                        approved,
+                    }
+                },
+            )
+            .unwrap();
+        match out {
+            Outcome::Decided(p) => p.wait().unwrap(),
+            Outcome::Prior(_) => panic!("fresh id {id}"),
+        }
+        seen.unwrap()
+    }
+
     fn usage(s: &SqliteStore, limit: &str, key: &str, window_ms: i64, now: i64) -> Usage {
-        let g = [GroupRef {
+        let g = GroupRef {
             limit: limit.into(),
             key: key.into(),
             window_ms,
-        }];
-        let mut seen = None;
+        };
         let id = format!("probe-{now}-{}", rand::random::<u64>());
-        match s
-            .decide(&id, &[1; 32], &g, &[], Some(now), &|_| true, &mut |_, u| {
-                seen = Some(u[0]);
-                Verdict {
-                    answer: String::new(),
-                    approved: false,
-                }
-            })
-            .unwrap()
-        {
-            Outcome::Decided(p) => p.wait().unwrap(),
-            Outcome::Prior(_) => panic!("fresh id"),
-        }
-        seen.unwrap()
+        decide_seeing(s, &id, g, &[], now, false)
     }
 
     fn store() -> (tempfile::TempDir, SqliteStore) {
@@ -1978,38 +1996,17 @@ mod tests {
             match rng.gen_range(0..10) {
                 0..=4 => {
                     let id = format!("a{step}");
-                    let g = [GroupRef {
+                    let g = GroupRef {
                         limit: "l".into(),
                         key: key.into(),
                         window_ms: window,
-                    }];
+                    };
                     let amount = rng.gen_range(1..1_000u32).to_string();
                     let hold = [row("l", key, &amount)];
-                    let mut seen = None;
-                    match s
-                        .decide(
-                            &id,
-                            &[2; 32],
-                            &g,
-                            &hold,
-                            Some(now),
-                            &|_| true,
-                            &mut |_, u| {
-                                seen = Some(u[0]);
-                                Verdict {
-                                    answer: String::new(),
-                                    approved: true,
-                                }
-                            },
-                        )
-                        .unwrap()
-                    {
-                        Outcome::Decided(p) => p.wait().unwrap(),
-                        Outcome::Prior(_) => panic!("fresh id"),
-                    }
+                    let seen = decide_seeing(&s, &id, g, &hold, now, true);
                     let truth = sql_usage(&conn, "l", key, now - window).unwrap();
                     // What the decision saw excludes its own row.
-                    let mut with_own = seen.unwrap();
+                    let mut with_own = seen;
                     with_own.amount = with_own
                         .amount
                         .checked_add(Amount::parse(&amount).unwrap())
