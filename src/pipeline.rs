@@ -276,7 +276,7 @@ pub fn decide_stored(
             crate::retry::MAX_ID_LEN
         )))));
     }
-    let limits = policy.velocity.clone();
+    let limits = &policy.velocity;
     // Groups that could not be determined are never looked up: their fact
     // says `error` and the request is denied.
     let looked: Vec<usize> = (0..matched.len())
@@ -292,7 +292,7 @@ pub fn decide_stored(
         .collect();
     let digest = crate::retry::digest(&adm.raw);
     // What an approval adds: one row per group that could be determined.
-    let rows = crate::velocity::rows(&limits, &matched);
+    let rows = crate::velocity::rows(limits, &matched);
     let hold: Vec<(crate::velocity::Row, String)> = rows
         .into_iter()
         .zip(matched.iter().filter(|m| m.error.is_none()))
@@ -308,7 +308,7 @@ pub fn decide_stored(
     // Whether the request stays within every limit it matched, by the same
     // arithmetic as the facts the policy will see (computed exactly).
     let fits = |found: &[crate::velocity::Usage]| {
-        crate::velocity::within(&limits, &matched, &usages_of(found))
+        crate::velocity::within(limits, &matched, &usages_of(found))
     };
     let mut decided = None;
     // Moved into the one evaluation (built again only if a store ever
