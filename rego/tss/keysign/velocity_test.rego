@@ -308,3 +308,28 @@ test_velocity_suspects_are_every_fact_not_plainly_within if {
 	}
 	count(v_suspects(v_req({"eth_usdt_wallet_24h": [within, "within"]}))) == 1
 }
+
+# velocity_ok guards every velocity denial, so it must fail for every
+# input.velocity that some denial would fire on: each fact that is a
+# suspect, and each value of the wrong shape.
+v_ok(inp) if data.tss.keysign.velocity_ok with input as inp
+
+test_velocity_ok_fails_wherever_a_denial_could_fire if {
+	within := v_within("1", "1", "2")
+	v_ok(v_req({"eth_usdt_wallet_24h": [within], "keysign_wallet_1h": [v_count_fact]}))
+	v_ok(v_req({}))
+	every change in [
+		{"exceeded": true},
+		{"amount_exceeded": 0},
+		{"count_exceeded": null},
+		{"error": "the request names no wallet"},
+		{"limit": "keysign_wallet_1h"},
+		{"amount": null},
+	] {
+		not v_ok(v_req({"eth_usdt_wallet_24h": [within, object.union(within, change)]}))
+	}
+	every bad in [false, null, [], "x", 0, {"eth_usdt_wallet_24h": []}, {"eth_usdt_wallet_24h": {"a": within}}, {"eth_usdt_wallet_24h": [within, "within"]}] {
+		not v_ok(v_req(bad))
+		count(v_codes(v_req(bad))) > 0
+	}
+}
