@@ -82,8 +82,7 @@ deny contains d if {
 velocity_ok if {
 	is_object(input.velocity)
 	every id, fs in input.velocity {
-		is_array(fs)
-		count(fs) > 0
+		velocity_fact_list(fs)
 		every f in fs {
 			velocity_plainly_within(id, f)
 		}
