@@ -101,9 +101,33 @@ impl From<PolicyError> for Failure {
 pub struct Admitted {
     pub request: ParsedRequest,
     pub token: TokenFacts,
-    /// The exact request bytes, for the retry cache's payload comparison and
-    /// for recording fixtures.
-    pub raw: Vec<u8>,
+    /// The exact request bytes, for recording fixtures.
+    raw: Vec<u8>,
+    /// sha256 of `raw`: what a retry's payload is compared by. Private
+    /// with `raw`, so the two cannot drift apart: a stale digest would let
+    /// another payload under a seen id be answered as its retry.
+    digest: [u8; 32],
+}
+
+impl Admitted {
+    pub fn new(request: ParsedRequest, token: TokenFacts, raw: Vec<u8>) -> Self {
+        let digest = crate::retry::digest(&raw);
+        Admitted {
+            request,
+            token,
+            raw,
+            digest,
+        }
+    }
+
+    pub fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+
+    /// sha256 of the request bytes, computed once at admission.
+    pub fn digest(&self) -> &[u8; 32] {
+        &self.digest
+    }
 }
 
 /// Step 1–2: verify the token and parse the request it carries. On failure,
@@ -117,16 +141,13 @@ pub fn admit(gate: &Gate, token: &str) -> Result<Admitted, (Failure, String)> {
         input::decode_package(&verified.package_data).map_err(|e| (e.into(), String::new()))?;
     let request = input::parse_request(&raw, gate.max_json_depth)
         .map_err(|e| (Failure::Request(e), input::salvage_request_id(&raw)))?;
-    Ok(Admitted {
-        request,
-        token: TokenFacts {
-            key_name: verified.key_name,
-            iss: verified.iss,
-            iat: verified.iat,
-            exp: Some(verified.exp),
-        },
-        raw,
-    })
+    let token = TokenFacts {
+        key_name: verified.key_name,
+        iss: verified.iss,
+        iat: verified.iat,
+        exp: Some(verified.exp),
+    };
+    Ok(Admitted::new(request, token, raw))
 }
 
 /// The result of deciding one request.
@@ -290,7 +311,7 @@ pub fn decide_stored(
             window_ms: limits.limits[matched[i].limit].window_ms,
         })
         .collect();
-    let digest = crate::retry::digest(&adm.raw);
+    let digest = adm.digest();
     // What an approval adds: one row per group that could be determined.
     let rows = crate::velocity::rows(limits, &matched);
     let hold: Vec<(crate::velocity::Row, String)> = rows
@@ -316,7 +337,7 @@ pub fn decide_stored(
     let mut input = Some(input);
     let outcome = store.decide(
         id,
-        &digest,
+        digest,
         &groups,
         &hold,
         fixed_now,

@@ -113,7 +113,7 @@ pub fn fixture_for(
     received_at_ms: i64,
 ) -> Result<Fixture, RecordError> {
     let request: CallbackRequest =
-        serde_json::from_slice(&admitted.raw).map_err(|e| RecordError::Request(e.to_string()))?;
+        serde_json::from_slice(admitted.raw()).map_err(|e| RecordError::Request(e.to_string()))?;
     let action = response.action.unwrap_or(Action::Reject);
     let reasons = if response.is_approval() {
         Vec::new()

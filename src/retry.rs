@@ -418,7 +418,7 @@ pub fn process(
         }
     };
     let id = adm.request.request_id.clone();
-    let digest = digest(&adm.raw);
+    let digest = *adm.digest();
     let now = Instant::now();
     match cache.lookup(&id, &digest, now) {
         Lookup::Hit(c) => {

@@ -56,7 +56,7 @@ pub fn approval_record(p: &Processed) -> Option<Result<ApprovalRecord, String>> 
                 .get("decided_at_ms")
                 .and_then(serde_json::Value::as_i64)
                 .unwrap_or(now),
-            digest: hex::encode(crate::retry::digest(&adm.raw)),
+            digest: hex::encode(adm.digest()),
             facts,
         }
     }))

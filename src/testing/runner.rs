@@ -492,11 +492,7 @@ pub fn decide_fixture(
     }
     let scratch = crate::testing::scratch::ScratchLedger::new()?;
     scratch.seed(&set.velocity, history, at)?;
-    let adm = pipeline::Admitted {
-        request: parsed,
-        token: token.clone(),
-        raw: wire.to_vec(),
-    };
+    let adm = pipeline::Admitted::new(parsed, token.clone(), wire.to_vec());
     let out = match pipeline::decide_stored(scratch.store(), set, &adm, at, Some(at), evaluate) {
         None if !history.is_empty() => {
             return Err("`history` is set but no spending limit matches this request".into());
