@@ -127,6 +127,25 @@ CREATE INDEX events_request ON events (request_id);
 /// `void_source` of rows a task's release voided.
 const VOID_BY_EVENT: &str = "event";
 
+/// The committed retry record of `request_id`: (digest, answer).
+fn committed_record(
+    conn: &Connection,
+    request_id: &str,
+) -> Result<Option<(String, String)>, StoreError> {
+    let mut stmt = conn.prepare_cached(Q_RECORD).map_err(io)?;
+    stmt.query_row([request_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(io)
+}
+
+fn prior_of((digest, answer): (String, String), digest_hex: &str) -> Prior {
+    if digest == digest_hex {
+        Prior::Same(answer)
+    } else {
+        Prior::Different
+    }
+}
+
 /// The queries a decision runs, named for `ledger plan` and tests.
 pub const Q_HEAD: &str = "SELECT seq, at_ms, cum_amount, cum_count FROM ledger \
      WHERE limit_id = ?1 AND group_key = ?2 ORDER BY at_ms DESC, seq DESC LIMIT 1";
@@ -694,10 +713,10 @@ impl Store for SqliteStore {
             // the id's record needs only the id's lock, and a void counter
             // read early can only miss a void made since, which errs
             // towards counting a released row (rejecting), never the other way.
-            if let Some(p) = self.prior(request_id, &digest_hex)? {
-                return Ok(Outcome::Prior(p));
-            }
-            let voids = self.voids_seen()?;
+            let voids = match self.prior_and_voids(request_id, &digest_hex)? {
+                (Some(p), _) => return Ok(Outcome::Prior(p)),
+                (None, voids) => voids,
+            };
             let (now, usages, held) = self.with_locks(&names, || -> Result<_, StoreError> {
                 let now = self.now(now_ms);
                 let usages = self.usages(groups, now, voids)?;
@@ -991,39 +1010,38 @@ impl SqliteStore {
         out
     }
 
-    /// Whether the store has ever had a void (false: the voided-rows
-    /// queries can be skipped). A file without the counter is assumed to.
-    fn voids_seen(&self) -> Result<bool, StoreError> {
-        let conn = lock(&self.shared.reader);
-        let voids: Option<i64> = conn
-            .prepare_cached("SELECT value FROM meta WHERE key = 'voids'")
-            .and_then(|mut st| st.query_row([], |r| r.get(0)).optional())
-            .map_err(io)?;
-        Ok(voids != Some(0))
-    }
-
     /// The record of an earlier request with this id: held, then committed.
     fn prior(&self, request_id: &str, digest_hex: &str) -> Result<Option<Prior>, StoreError> {
         let held = lock(&self.shared.pending).records.get(request_id).cloned();
         let found = match held {
             Some(r) => Some(r),
-            None => {
-                let conn = lock(&self.shared.reader);
-                let mut stmt = conn.prepare_cached(Q_RECORD).map_err(io)?;
-                stmt.query_row([request_id], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-                })
-                .optional()
-                .map_err(io)?
-            }
+            None => committed_record(&lock(&self.shared.reader), request_id)?,
         };
-        Ok(found.map(|(d, answer)| {
-            if d == digest_hex {
-                Prior::Same(answer)
-            } else {
-                Prior::Different
-            }
-        }))
+        Ok(found.map(|r| prior_of(r, digest_hex)))
+    }
+
+    /// [`Self::prior`] and, when there is none, whether the store has ever
+    /// had a void (false: the voided-rows queries can be skipped; a file
+    /// without the counter is assumed to). A decision needs both, and one
+    /// read transaction takes the file's locks once instead of twice.
+    fn prior_and_voids(
+        &self,
+        request_id: &str,
+        digest_hex: &str,
+    ) -> Result<(Option<Prior>, bool), StoreError> {
+        if let Some(r) = lock(&self.shared.pending).records.get(request_id).cloned() {
+            return Ok((Some(prior_of(r, digest_hex)), true));
+        }
+        let conn = lock(&self.shared.reader);
+        let tx = conn.unchecked_transaction().map_err(io)?;
+        if let Some(r) = committed_record(&tx, request_id)? {
+            return Ok((Some(prior_of(r, digest_hex)), true));
+        }
+        let voids: Option<i64> = tx
+            .prepare_cached("SELECT value FROM meta WHERE key = 'voids'")
+            .and_then(|mut st| st.query_row([], |r| r.get(0)).optional())
+            .map_err(io)?;
+        Ok((None, voids != Some(0)))
     }
 
     /// Each group's usage inside its window at `now`: committed rows plus
@@ -1095,7 +1113,7 @@ impl SqliteStore {
     /// inside the window are known (the common case: a busy group's window
     /// start moves past a row only as often as rows age out), so a decision
     /// reads nothing from SQLite unless the store has had voids (`voids`,
-    /// from [`Self::voids_seen`]). None: read SQLite.
+    /// from [`Self::prior_and_voids`]). None: read SQLite.
     fn cached_usages(
         &self,
         groups: &[GroupRef],
