@@ -461,9 +461,20 @@ fn decide_stage(
             .decision_log
             .as_ref()
             .map(|log| queue_decision(log, &p, revision, started));
+        let revision = revision.to_owned();
+        // Only a failed commit reads `p` again, for a line that carries no
+        // input (a failure was never judged). The documents are freed here,
+        // while this thread's cache still holds them, not after the commit.
+        if let Some(d) = p.decided.as_mut() {
+            d.input = serde_json::Value::Null;
+        }
+        if let Some(a) = p.admitted.as_mut() {
+            a.request.detail = serde_json::Value::Null;
+            a.request.extra = serde_json::Value::Null;
+        }
         return Stage::Stored(Box::new(Stored {
             done,
-            revision: revision.to_owned(),
+            revision,
             processed: p,
             started,
             pending,
@@ -606,7 +617,12 @@ async fn commit_stored(
             None => Ok(()),
         }
     };
-    let (committed, written) = tokio::join!(both, logged);
+    // Both are already queued, so their fsyncs run side by side whatever
+    // the order here. Awaited one after the other, the store's first (its
+    // group commit waits longest): a log line that is durable by then wakes
+    // nobody, so most answers are woken once instead of once per writer.
+    let committed = both.await;
+    let written = logged.await;
     if let Err(e) = committed {
         error!(
             "state store commit failed (ledger rows or approval record): answering status 30: {e}"
