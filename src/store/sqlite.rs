@@ -127,25 +127,6 @@ CREATE INDEX events_request ON events (request_id);
 /// `void_source` of rows a task's release voided.
 const VOID_BY_EVENT: &str = "event";
 
-/// The committed retry record of `request_id`: (digest, answer).
-fn committed_record(
-    conn: &Connection,
-    request_id: &str,
-) -> Result<Option<(String, String)>, StoreError> {
-    let mut stmt = conn.prepare_cached(Q_RECORD).map_err(io)?;
-    stmt.query_row([request_id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()
-        .map_err(io)
-}
-
-fn prior_of((digest, answer): (String, String), digest_hex: &str) -> Prior {
-    if digest == digest_hex {
-        Prior::Same(answer)
-    } else {
-        Prior::Different
-    }
-}
-
 /// The queries a decision runs, named for `ledger plan` and tests.
 pub const Q_HEAD: &str = "SELECT seq, at_ms, cum_amount, cum_count FROM ledger \
      WHERE limit_id = ?1 AND group_key = ?2 ORDER BY at_ms DESC, seq DESC LIMIT 1";
@@ -1012,12 +993,38 @@ impl SqliteStore {
 
     /// The record of an earlier request with this id: held, then committed.
     fn prior(&self, request_id: &str, digest_hex: &str) -> Result<Option<Prior>, StoreError> {
+        self.prior_on(&lock(&self.shared.reader), request_id, digest_hex)
+    }
+
+    /// [`Self::prior`], reading the committed record through `conn` (the
+    /// reader, or a read transaction on it). Held first: the writer drops a
+    /// held record only once it is committed.
+    fn prior_on(
+        &self,
+        conn: &Connection,
+        request_id: &str,
+        digest_hex: &str,
+    ) -> Result<Option<Prior>, StoreError> {
         let held = lock(&self.shared.pending).records.get(request_id).cloned();
         let found = match held {
             Some(r) => Some(r),
-            None => committed_record(&lock(&self.shared.reader), request_id)?,
+            None => conn
+                .prepare_cached(Q_RECORD)
+                .and_then(|mut st| {
+                    st.query_row([request_id], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                    })
+                    .optional()
+                })
+                .map_err(io)?,
         };
-        Ok(found.map(|r| prior_of(r, digest_hex)))
+        Ok(found.map(|(d, answer)| {
+            if d == digest_hex {
+                Prior::Same(answer)
+            } else {
+                Prior::Different
+            }
+        }))
     }
 
     /// [`Self::prior`] and, when there is none, whether the store has ever
@@ -1029,13 +1036,10 @@ impl SqliteStore {
         request_id: &str,
         digest_hex: &str,
     ) -> Result<(Option<Prior>, bool), StoreError> {
-        if let Some(r) = lock(&self.shared.pending).records.get(request_id).cloned() {
-            return Ok((Some(prior_of(r, digest_hex)), true));
-        }
         let conn = lock(&self.shared.reader);
         let tx = conn.unchecked_transaction().map_err(io)?;
-        if let Some(r) = committed_record(&tx, request_id)? {
-            return Ok((Some(prior_of(r, digest_hex)), true));
+        if let Some(p) = self.prior_on(&tx, request_id, digest_hex)? {
+            return Ok((Some(p), true));
         }
         let voids: Option<i64> = tx
             .prepare_cached("SELECT value FROM meta WHERE key = 'voids'")
