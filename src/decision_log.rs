@@ -7,15 +7,28 @@
 //! writer thread takes every queued line, writes them in one `write`, calls
 //! `fsync` once, then releases every waiter of that batch. Under 64
 //! concurrent requests one fsync covers many answers.
+//!
+//! A caller whose answer waits for another durable effect anyway (a
+//! spending-limit decision waits for the ledger's group commit) queues its
+//! line with a time it must be durable by ([`DecisionLog::append_by`]).
+//! While lines arrive fast, the writer holds such lines until the earliest
+//! of those times, a line that must be written now, the group commit taking
+//! its batch ([`DecisionLog::write_held`]) or a caller's
+//! [`DecisionLog::hurry`], so one fsync covers a whole group commit's lines
+//! instead of one or two. Slow traffic is never held.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use serde::Serialize;
+
+use crate::pace::Arrivals;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tracing::{error, warn};
@@ -121,8 +134,35 @@ pub struct Event<'a> {
 /// thread (the CPU workers go on with other requests meanwhile).
 type Ack = tokio::sync::oneshot::Sender<bool>;
 
-/// A line for the writer, with the waiter to release after its fsync.
-type Queued = (Vec<u8>, Option<Ack>);
+/// What the writer is sent.
+enum Queued {
+    /// A line, its number, the waiter to release after its fsync, and
+    /// until when it may be held (None: write it with the next batch, now).
+    Line {
+        line: Vec<u8>,
+        seq: u64,
+        ack: Option<Ack>,
+        hold: Option<Instant>,
+    },
+    /// Write what is held now ([`DecisionLog::hurry`]).
+    Flush,
+}
+
+/// At most this many lines are held for one fsync.
+const MAX_HELD: usize = 1024;
+
+/// What the writer and the callers both read.
+#[derive(Default)]
+struct Shared {
+    /// The number of the last line queued (assigned under the queue's lock,
+    /// so numbers follow the queue's order).
+    queued: AtomicU64,
+    /// The number of the last line the writer has taken into a write:
+    /// every line up to it is written, or being written.
+    taken: AtomicU64,
+    /// A [`Queued::Flush`] is on its way: another would add nothing.
+    flush_asked: AtomicBool,
+}
 
 /// Handle to the decision log; cheap to share behind an `Arc`.
 pub struct DecisionLog {
@@ -133,6 +173,7 @@ pub struct DecisionLog {
     tx: Mutex<Option<Sender<Queued>>>,
     /// Joined by `close` so shutdown returns only after the last fsync.
     writer: Mutex<Option<JoinHandle<()>>>,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for DecisionLog {
@@ -144,18 +185,21 @@ impl std::fmt::Debug for DecisionLog {
 }
 
 /// A line waiting for its fsync.
-pub struct Pending(tokio::sync::oneshot::Receiver<bool>);
+pub struct Pending {
+    rx: tokio::sync::oneshot::Receiver<bool>,
+    seq: u64,
+}
 
 impl Pending {
     /// Blocks until the line is durably written (or failed). Not for async
     /// contexts: use [`Pending::done`] there.
     pub fn wait(self) -> Result<(), DecisionLogError> {
-        Self::outcome(self.0.blocking_recv().ok())
+        Self::outcome(self.rx.blocking_recv().ok())
     }
 
     /// Resolves once the line is durably written (or failed).
     pub async fn done(self) -> Result<(), DecisionLogError> {
-        Self::outcome(self.0.await.ok())
+        Self::outcome(self.rx.await.ok())
     }
 
     fn outcome(ack: Option<bool>) -> Result<(), DecisionLogError> {
@@ -175,14 +219,17 @@ impl DecisionLog {
         let file = Segment::open(&opts.path)?;
         let (tx, rx) = mpsc::channel();
         let writer_opts = opts.clone();
+        let shared = Arc::new(Shared::default());
+        let sh = shared.clone();
         let handle = std::thread::Builder::new()
             .name("decision-log".into())
-            .spawn(move || writer_loop(rx, file, writer_opts))
+            .spawn(move || writer_loop(rx, file, writer_opts, sh))
             .map_err(DecisionLogError::Thread)?;
         Ok(Self {
             opts,
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
+            shared,
         })
     }
 
@@ -206,24 +253,81 @@ impl DecisionLog {
 
     /// Queues one line; the returned [`Pending`] resolves after its fsync.
     pub fn append(&self, line: Vec<u8>) -> Result<Pending, DecisionLogError> {
+        self.append_held(line, None)
+    }
+
+    /// Queues one line that need not be durable before `by`: its caller
+    /// waits for something else until about then. While lines arrive fast
+    /// the writer may hold it until `by` (or until [`Self::hurry`]) so that
+    /// one fsync covers the lines queued meanwhile; otherwise it is written
+    /// at once, like [`Self::append`].
+    pub fn append_by(&self, line: Vec<u8>, by: Instant) -> Result<Pending, DecisionLogError> {
+        self.append_held(line, Some(by))
+    }
+
+    fn append_held(
+        &self,
+        line: Vec<u8>,
+        hold: Option<Instant>,
+    ) -> Result<Pending, DecisionLogError> {
         let (ack, rx) = tokio::sync::oneshot::channel();
-        self.send(line, Some(ack))?;
-        Ok(Pending(rx))
+        let seq = self.send(line, Some(ack), hold)?;
+        Ok(Pending { rx, seq })
     }
 
     /// Queues one line without waiting for it (answers that never approve,
     /// produced on async workers that must not block).
     pub fn append_nowait(&self, line: Vec<u8>) -> Result<(), DecisionLogError> {
-        self.send(line, None)
+        self.send(line, None, None).map(|_| ())
     }
 
-    fn send(&self, line: Vec<u8>, ack: Option<Ack>) -> Result<(), DecisionLogError> {
+    /// The caller of `pending` no longer waits for anything else: if its
+    /// line is still held, have the writer write it now. A line already
+    /// taken into a write is not asked for twice.
+    pub fn hurry(&self, pending: &Pending) {
+        if self.shared.taken.load(Ordering::Acquire) >= pending.seq {
+            return;
+        }
+        self.write_held();
+    }
+
+    /// Has the writer write every line it holds now (the store's group
+    /// commit took its batch: the lines held for it wait for nothing more).
+    pub fn write_held(&self) {
+        if self.shared.flush_asked.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let guard = match self.tx.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(tx) = guard.as_ref() {
+            let _ = tx.send(Queued::Flush);
+        }
+    }
+
+    fn send(
+        &self,
+        line: Vec<u8>,
+        ack: Option<Ack>,
+        hold: Option<Instant>,
+    ) -> Result<u64, DecisionLogError> {
         let guard = match self.tx.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
         match guard.as_ref() {
-            Some(tx) => tx.send((line, ack)).map_err(|_| DecisionLogError::Closed),
+            Some(tx) => {
+                let seq = self.shared.queued.fetch_add(1, Ordering::AcqRel) + 1;
+                tx.send(Queued::Line {
+                    line,
+                    seq,
+                    ack,
+                    hold,
+                })
+                .map(|()| seq)
+                .map_err(|_| DecisionLogError::Closed)
+            }
             None => Err(DecisionLogError::Closed),
         }
     }
@@ -380,25 +484,90 @@ fn rotate(path: &Path, retain: usize) -> std::io::Result<()> {
     Ok(())
 }
 
-fn writer_loop(rx: Receiver<Queued>, first: Segment, opts: Options) {
-    let mut seg = Some(first);
-    let mut buf = Vec::new();
-    let mut acks = Vec::new();
-    // Block for the first line, then take everything else already queued:
-    // that is the batch one fsync covers.
-    while let Ok((line, ack)) = rx.recv() {
-        buf.extend_from_slice(&line);
-        acks.extend(ack);
-        while let Ok((line, ack)) = rx.try_recv() {
-            buf.extend_from_slice(&line);
-            acks.extend(ack);
+/// The lines one fsync will cover.
+#[derive(Default)]
+struct Batch {
+    buf: Vec<u8>,
+    acks: Vec<Ack>,
+    lines: usize,
+    last_seq: u64,
+    /// Write without holding (a line that may not wait, or a flush).
+    now: bool,
+    /// The earliest time a held line must be durable by.
+    until: Option<Instant>,
+}
+
+impl Batch {
+    fn add(&mut self, q: Queued, pace: &mut Arrivals, shared: &Shared) {
+        match q {
+            Queued::Flush => {
+                // Cleared as it is taken: a flush asked for from here on
+                // is for lines this batch may not hold.
+                shared.flush_asked.store(false, Ordering::Release);
+                self.now = true;
+            }
+            Queued::Line {
+                line,
+                seq,
+                ack,
+                hold,
+            } => {
+                pace.arrived(Instant::now());
+                self.buf.extend_from_slice(&line);
+                self.acks.extend(ack);
+                self.lines += 1;
+                self.last_seq = self.last_seq.max(seq);
+                match hold {
+                    None => self.now = true,
+                    Some(t) => self.until = Some(self.until.map_or(t, |u| u.min(t))),
+                }
+            }
         }
-        let ok = write_batch(&mut seg, &buf, &opts);
-        for a in acks.drain(..) {
+    }
+
+    fn take_queued(&mut self, rx: &Receiver<Queued>, pace: &mut Arrivals, shared: &Shared) {
+        while let Ok(q) = rx.try_recv() {
+            self.add(q, pace, shared);
+        }
+    }
+}
+
+fn writer_loop(rx: Receiver<Queued>, first: Segment, opts: Options, shared: Arc<Shared>) {
+    let mut seg = Some(first);
+    // Lines are held only while they arrive fast, as the ledger waits.
+    let mut pace = Arrivals::default();
+    // Block for the first line, then take everything else already queued:
+    // that is the batch one fsync covers, unless its lines may be held.
+    while let Ok(q) = rx.recv() {
+        let mut batch = Batch::default();
+        batch.add(q, &mut pace, &shared);
+        batch.take_queued(&rx, &mut pace, &shared);
+        if pace.fast() {
+            while !batch.now && batch.lines < MAX_HELD {
+                let Some(until) = batch.until else { break };
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                match rx.recv_timeout(left) {
+                    Ok(q) => {
+                        batch.add(q, &mut pace, &shared);
+                        batch.take_queued(&rx, &mut pace, &shared);
+                    }
+                    // Closed: write what is held, then the outer loop ends.
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        }
+        if batch.lines == 0 {
+            continue;
+        }
+        shared.taken.store(batch.last_seq, Ordering::Release);
+        let ok = write_batch(&mut seg, &batch.buf, &opts);
+        for a in batch.acks {
             // A waiter that went away (request deadline) no longer cares.
             let _ = a.send(ok);
         }
-        buf.clear();
     }
 }
 
@@ -459,6 +628,7 @@ pub fn timestamp(unix_ms: i64) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::time::Duration;
 
     fn opts(dir: &Path, max_bytes: u64, retain: usize) -> Options {
         Options {
@@ -504,6 +674,111 @@ mod tests {
         assert_eq!(digest(&v), digest(&w));
         assert!(digest(&v).starts_with("sha256:"));
         assert_eq!(digest(&v).len(), 7 + 64);
+    }
+
+    /// Lines queued back to back, so the writer sees fast traffic.
+    fn fast_traffic(log: &DecisionLog) {
+        let pending: Vec<_> = (0..20)
+            .map(|i| {
+                log.append(format!("{{\"warm\":{i}}}\n").into_bytes())
+                    .unwrap()
+            })
+            .collect();
+        for p in pending {
+            p.wait().unwrap();
+        }
+    }
+
+    fn logged(dir: &Path, marker: &str) -> usize {
+        std::fs::read_to_string(dir.join("decisions.log"))
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(marker))
+            .count()
+    }
+
+    fn held(log: &DecisionLog, n: usize, marker: &str) -> Vec<Pending> {
+        let by = Instant::now() + Duration::from_secs(120);
+        (0..n)
+            .map(|i| {
+                log.append_by(format!("{{\"{marker}\":{i}}}\n").into_bytes(), by)
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn under_fast_traffic_lines_that_may_wait_are_held_until_hurried() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = DecisionLog::open(opts(dir.path(), 1 << 20, 2)).unwrap();
+        fast_traffic(&log);
+        let pending = held(&log, 5, "held");
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(logged(dir.path(), "held"), 0, "written before its time");
+        // Hurrying the last line writes every line held with it.
+        log.hurry(&pending[4]);
+        log.hurry(&pending[4]);
+        for p in pending {
+            p.wait().unwrap();
+        }
+        assert_eq!(logged(dir.path(), "held"), 5);
+        // The log goes on after a hurry, its lines in order.
+        log.append(b"{\"after\":1}\n".to_vec())
+            .unwrap()
+            .wait()
+            .unwrap();
+        let text = std::fs::read_to_string(dir.path().join("decisions.log")).unwrap();
+        let order: Vec<&str> = text.lines().skip(20).collect();
+        assert_eq!(order.len(), 6);
+        assert!(order[..5].iter().all(|l| l.contains("held")));
+        assert!(order[5].contains("after"));
+    }
+
+    #[test]
+    fn a_line_that_may_not_wait_takes_the_held_ones_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = DecisionLog::open(opts(dir.path(), 1 << 20, 2)).unwrap();
+        fast_traffic(&log);
+        let pending = held(&log, 3, "held");
+        log.append(b"{\"now\":1}\n".to_vec())
+            .unwrap()
+            .wait()
+            .unwrap();
+        for p in pending {
+            p.wait().unwrap();
+        }
+        assert_eq!(logged(dir.path(), "held"), 3);
+        assert_eq!(logged(dir.path(), "now"), 1);
+    }
+
+    #[test]
+    fn slow_traffic_is_never_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = DecisionLog::open(opts(dir.path(), 1 << 20, 2)).unwrap();
+        let started = Instant::now();
+        for p in held(&log, 1, "first") {
+            p.wait().unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "a lone line waited for its deadline"
+        );
+        assert_eq!(logged(dir.path(), "first"), 1);
+    }
+
+    #[test]
+    fn close_writes_held_lines_without_waiting_for_their_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = DecisionLog::open(opts(dir.path(), 1 << 20, 2)).unwrap();
+        fast_traffic(&log);
+        let pending = held(&log, 4, "held");
+        let started = Instant::now();
+        log.close();
+        assert!(started.elapsed() < Duration::from_secs(60));
+        for p in pending {
+            p.wait().unwrap();
+        }
+        assert_eq!(logged(dir.path(), "held"), 4);
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub mod input;
 pub mod keys;
 pub mod loadgen;
 pub mod metrics;
+pub mod pace;
 pub mod pipeline;
 pub mod policy;
 pub mod private_fs;

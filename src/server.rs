@@ -457,10 +457,24 @@ fn decide_stage(
             logged: state.decision_log.is_some(),
             answer: AnswerKind::of(&p),
         };
-        let log = state
-            .decision_log
-            .as_ref()
-            .map(|log| queue_decision(log, &p, revision, started));
+        // The answer waits for the store's commit anyway: the line may wait
+        // as long, so one fsync of the log covers a group commit's lines.
+        // Only with other requests in flight, as the group commit itself
+        // (a lone request is never held; its fsyncs run side by side).
+        let window = state
+            .store
+            .as_deref()
+            .filter(|_| state.metrics.in_flight.get() > 1)
+            .map(|s| s.batch_window())
+            .unwrap_or_default();
+        let log = state.decision_log.as_ref().map(|log| {
+            let line = encode_decision(log, &p, revision, started);
+            if window.is_zero() {
+                log.append(line)
+            } else {
+                log.append_by(line, Instant::now() + window)
+            }
+        });
         let revision = revision.to_owned();
         // Only a failed commit reads `p` again, for a line that carries no
         // input (a failure was never judged). The documents are freed here,
@@ -587,7 +601,8 @@ async fn finish_stage(state: &Arc<AppState>, stage: Stage) -> Done {
 }
 
 /// Waits for a spending-limit decision's ledger rows and its decision-log
-/// line together (two fsyncs in parallel, not one after the other). If the
+/// line (the log's fsync beside the store's, or shared by the store's whole
+/// group commit under load; see [`DecisionLog::append_by`]). If the
 /// rows cannot be committed the answer becomes status 30 (never an APPROVE
 /// without its row), and a second log line records that final answer.
 async fn commit_stored(
@@ -603,13 +618,7 @@ async fn commit_stored(
         also,
         log,
     } = s;
-    let logged = async move {
-        match log {
-            Some(Ok(p)) => Some(p.done().await),
-            Some(Err(e)) => Some(Err(e)),
-            None => None,
-        }
-    };
+
     let both = async move {
         pending.await?;
         match also {
@@ -617,12 +626,24 @@ async fn commit_stored(
             None => Ok(()),
         }
     };
-    // Both are already queued, so their fsyncs run side by side whatever
-    // the order here. Awaited one after the other, the store's first (its
-    // group commit waits longest): a log line that is durable by then wakes
-    // nobody, so most answers are woken once instead of once per writer.
+    // Both are already queued and their fsyncs run side by side: at once
+    // under slow traffic; under fast traffic the log holds its line until
+    // the store's group commit takes its batch (the commit hook), then
+    // writes every line it holds with one fsync. Awaited one after the
+    // other, the store's first: a log line that is durable by then wakes
+    // nobody, so most answers are woken once, not once per writer.
     let committed = both.await;
-    let written = logged.await;
+    // Committed (or failed): nothing else is waited for, so a line the log
+    // still holds is written now rather than at its deadline.
+    let written = match (log, &state.decision_log) {
+        (Some(Ok(p)), Some(dl)) => {
+            dl.hurry(&p);
+            Some(p.done().await)
+        }
+        (Some(Ok(p)), None) => Some(p.done().await),
+        (Some(Err(e)), _) => Some(Err(e)),
+        (None, _) => None,
+    };
     if let Err(e) = committed {
         error!(
             "state store commit failed (ledger rows or approval record): answering status 30: {e}"

@@ -199,6 +199,19 @@ fn a_drain_of_a_thousand_sub_cap_transfers_stops_exactly_at_the_cap() {
     let l = ledger_json(&cfg);
     assert_eq!(l["groups"][0]["used_amount"], times(cap));
     assert_eq!(l["groups"][0]["used_count"], cap);
+    // Under this concurrent load the log holds its lines for the ledger's
+    // group commit: every answer still has its line, with its action.
+    let log = std::fs::read_to_string(ws.path().join("decisions.log")).unwrap();
+    let lines: std::collections::HashMap<String, serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|l| (l["request_id"].as_str().unwrap().to_owned(), l))
+        .collect();
+    assert_eq!(lines.len(), 1000, "one line per decision");
+    for a in &answers {
+        let want = if approved(a) { "APPROVE" } else { "REJECT" };
+        assert_eq!(lines[&a.request_id]["action"], want, "{}", a.request_id);
+    }
     // The release of an approval that never executed is a decision-log line.
     let held = answers.iter().find(|a| approved(a)).unwrap();
     let id = held.request_id.as_str();

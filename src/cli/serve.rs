@@ -224,6 +224,10 @@ async fn serve(
     state.decision_log = crate::state::open_decision_log(&cfg)?;
     let in_flight = state.metrics.in_flight.clone();
     store.set_load_hint(Arc::new(move || in_flight.get().max(0) as usize));
+    if let Some(log) = &state.decision_log {
+        let log = log.clone();
+        store.set_commit_hook(Arc::new(move || log.write_held()));
+    }
     state.store = Some(Arc::new(crate::store::Metered::new(
         store,
         state.metrics.clone(),

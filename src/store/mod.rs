@@ -224,12 +224,29 @@ fn unsupported(what: &str) -> StoreError {
 /// How many requests the server has in flight (see [`Store::set_load_hint`]).
 pub type LoadHint = std::sync::Arc<dyn Fn() -> usize + Send + Sync>;
 
+/// Called as a group commit starts (see [`Store::set_commit_hook`]).
+pub type CommitHook = std::sync::Arc<dyn Fn() + Send + Sync>;
+
 pub trait Store: Send + Sync {
     /// Tells the store how many requests the server has in flight, so a
     /// group commit waits for more only while other requests may join it
     /// (never for a caller that sends one request at a time). Ignored by
     /// stores without a group commit.
     fn set_load_hint(&self, _hint: LoadHint) {}
+
+    /// The longest a commit may wait for others to join it (its group
+    /// commit); zero for stores that commit each decision at once. A caller
+    /// waiting for a commit anyway may let its other durable effects wait
+    /// as long (the decision-log line of a decision under a limit).
+    fn batch_window(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+
+    /// `hook` runs each time a group commit takes its batch, before its
+    /// fsync: the decision log then writes the lines it holds for that
+    /// batch (queued before the batch was taken) beside the store's fsync,
+    /// not after it. Ignored by stores without a group commit.
+    fn set_commit_hook(&self, _hook: CommitHook) {}
 
     /// The atomic read → decide → record step for `groups` (see the module
     /// doc). Under the groups' locks: the usage of each group before this
@@ -356,6 +373,14 @@ impl Metered {
 impl Store for Metered {
     fn set_load_hint(&self, hint: LoadHint) {
         self.inner.set_load_hint(hint)
+    }
+
+    fn batch_window(&self) -> std::time::Duration {
+        self.inner.batch_window()
+    }
+
+    fn set_commit_hook(&self, hook: CommitHook) {
+        self.inner.set_commit_hook(hook)
     }
 
     fn decide(

@@ -224,6 +224,8 @@ struct Shared {
     next_id: AtomicU64,
     /// The server's requests in flight, for the group commit.
     load: std::sync::OnceLock<super::LoadHint>,
+    /// Run as each batch is taken ([`Store::set_commit_hook`]).
+    on_commit: std::sync::OnceLock<super::CommitHook>,
 }
 
 struct JobRow {
@@ -252,6 +254,8 @@ pub struct SqliteStore {
     tx: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     path: PathBuf,
+    /// The group commit's longest wait ([`Store::batch_window`]).
+    group_commit: Duration,
     _lock: File,
 }
 
@@ -405,6 +409,7 @@ impl SqliteStore {
             clock: AtomicI64::new(0),
             next_id: AtomicU64::new(1),
             load: std::sync::OnceLock::new(),
+            on_commit: std::sync::OnceLock::new(),
         });
         let (tx, rx) = mpsc::channel::<Job>();
         let sh = shared.clone();
@@ -417,6 +422,7 @@ impl SqliteStore {
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
             path: path.to_owned(),
+            group_commit,
             _lock: lock_file,
         })
     }
@@ -667,6 +673,14 @@ fn slot(limit: &str, key: &str) -> String {
 impl Store for SqliteStore {
     fn set_load_hint(&self, hint: super::LoadHint) {
         let _ = self.shared.load.set(hint);
+    }
+
+    fn batch_window(&self) -> Duration {
+        self.group_commit
+    }
+
+    fn set_commit_hook(&self, hook: super::CommitHook) {
+        let _ = self.shared.on_commit.set(hook);
     }
 
     fn decide(
@@ -1209,54 +1223,33 @@ const MAX_HEADS: usize = 100_000;
 /// A batch that reaches this many decisions is committed at once.
 const GROUP_COMMIT_BATCH: usize = 32;
 
-/// Below this mean time between jobs the writer waits for more.
-const GROUP_COMMIT_BELOW_GAP: Duration = Duration::from_micros(2_500);
-
 /// When to wait for more jobs before a commit: the mean time between jobs
-/// (an exponentially weighted average of the times they were queued).
+/// (of the times they were queued).
 struct Pace {
     max_wait: Duration,
-    last: Option<Instant>,
-    gap: Option<Duration>,
+    arrivals: crate::pace::Arrivals,
 }
 
 impl Pace {
     fn new(max_wait: Duration) -> Self {
         Self {
             max_wait,
-            last: None,
-            gap: None,
+            arrivals: crate::pace::Arrivals::default(),
         }
     }
 
     fn arrived(&mut self, at: Instant) {
-        if let Some(last) = self.last {
-            // A pause longer than a second counts as one second, so one
-            // quiet spell does not take long to forget.
-            let gap = at
-                .saturating_duration_since(last)
-                .min(Duration::from_secs(1));
-            self.gap = Some(match self.gap {
-                None => gap,
-                Some(g) => g.mul_f64(0.9) + gap.mul_f64(0.1),
-            });
-        }
-        if self.last.is_none_or(|l| at > l) {
-            self.last = Some(at);
-        }
+        self.arrivals.arrived(at);
     }
 
     /// Until when to wait for more jobs, given a batch of `have` whose
     /// first was queued at `first` and the server's requests in flight
     /// (None: not known); None: commit now.
     fn wait_until(&self, have: usize, first: Instant, in_flight: Option<usize>) -> Option<Instant> {
-        let gap = self.gap?;
+        self.arrivals.gap()?;
         // The batch's own requests are in flight too, waiting for it.
         let others = in_flight.is_none_or(|n| n > have);
-        if self.max_wait.is_zero()
-            || have >= GROUP_COMMIT_BATCH
-            || gap >= GROUP_COMMIT_BELOW_GAP
-            || !others
+        if self.max_wait.is_zero() || have >= GROUP_COMMIT_BATCH || !self.arrivals.fast() || !others
         {
             return None;
         }
@@ -1302,6 +1295,9 @@ fn writer_loop(
             // has nobody to wake, and the batch is taken once.
             std::thread::sleep(until.saturating_duration_since(Instant::now()));
             take_queued(&rx, &mut jobs, &mut pace);
+        }
+        if let Some(hook) = shared.on_commit.get() {
+            hook();
         }
         batch += 1;
         {
@@ -2055,6 +2051,22 @@ mod tests {
             }
         }
         assert!(!lock(&s.shared.pending).tails.is_empty());
+    }
+
+    #[test]
+    fn the_commit_hook_runs_before_each_batch_is_durable() {
+        let (_d, s) = store();
+        let seen = Arc::new(AtomicU64::new(0));
+        let count = seen.clone();
+        s.set_commit_hook(Arc::new(move || {
+            count.fetch_add(1, Ordering::SeqCst);
+        }));
+        for i in 0..3 {
+            // Each decision waits for its commit: the hook ran before it.
+            usage(&s, "l", "k", 60_000, 1_000 + i);
+            assert!(seen.load(Ordering::SeqCst) > i as u64, "decision {i}");
+        }
+        assert_eq!(s.batch_window(), Duration::ZERO, "open() commits at once");
     }
 
     #[test]
