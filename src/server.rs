@@ -96,6 +96,25 @@ pub struct AppState {
     /// The event endpoint is on: every APPROVE of a task is recorded in the
     /// store before it leaves, for the audit of the node's events.
     pub record_approvals: bool,
+    /// Requests queued for a CPU worker's decision or being decided: the
+    /// ones that may still join the store's group commit (its load hint).
+    pub deciding: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts a request in [`AppState::deciding`] while it lives.
+struct Deciding(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Deciding {
+    fn new(n: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        n.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Self(n.clone())
+    }
+}
+
+impl Drop for Deciding {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl AppState {
@@ -131,6 +150,7 @@ impl AppState {
             store: None,
             shadow: crate::shadow::Shadow::default(),
             record_approvals: false,
+            deciding: Arc::default(),
         })
     }
 }
@@ -230,12 +250,16 @@ async fn check_in_span(state: Arc<AppState>, headers: HeaderMap, body: Body) -> 
 
     let st = state.clone();
     let span = Span::current();
+    // Dropped with the job: when it is decided, skipped or refused.
+    let deciding = Deciding::new(&state.deciding);
     let work = async {
         let rx = state
             .pool
             .try_submit(move || {
                 let _e = span.enter();
-                decide_stage(&st, &token, received_ms, started, &span)
+                let stage = decide_stage(&st, &token, received_ms, started, &span);
+                drop(deciding);
+                stage
             })
             .map_err(|_| Failure::Overloaded)?;
         let stage = rx

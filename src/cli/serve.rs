@@ -222,8 +222,10 @@ async fn serve(
         warn!(dir = %dir.display(), "recording every verified request as a fixture");
     }
     state.decision_log = crate::state::open_decision_log(&cfg)?;
-    let in_flight = state.metrics.in_flight.clone();
-    store.set_load_hint(Arc::new(move || in_flight.get().max(0) as usize));
+    let deciding = state.deciding.clone();
+    store.set_load_hint(Arc::new(move || {
+        deciding.load(std::sync::atomic::Ordering::Acquire)
+    }));
     if let Some(log) = &state.decision_log {
         let log = log.clone();
         store.set_commit_hook(Arc::new(move || log.write_held()));

@@ -221,17 +221,19 @@ fn unsupported(what: &str) -> StoreError {
     StoreError::Io(format!("this state store does not support {what}"))
 }
 
-/// How many requests the server has in flight (see [`Store::set_load_hint`]).
+/// How many of the server's requests may still join a group commit: those
+/// queued for a decision or being decided (see [`Store::set_load_hint`]).
 pub type LoadHint = std::sync::Arc<dyn Fn() -> usize + Send + Sync>;
 
 /// Called as a group commit starts (see [`Store::set_commit_hook`]).
 pub type CommitHook = std::sync::Arc<dyn Fn() + Send + Sync>;
 
 pub trait Store: Send + Sync {
-    /// Tells the store how many requests the server has in flight, so a
-    /// group commit waits for more only while other requests may join it
-    /// (never for a caller that sends one request at a time). Ignored by
-    /// stores without a group commit.
+    /// Tells the store how many of the server's requests are still being
+    /// decided, so a group commit waits for more only while some may join
+    /// it (never for a caller that sends one request at a time, nor once
+    /// every request in flight has joined). Ignored by stores without a
+    /// group commit.
     fn set_load_hint(&self, _hint: LoadHint) {}
 
     /// The longest a commit may wait for others to join it (its group

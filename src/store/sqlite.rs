@@ -31,7 +31,7 @@
 //! Durability without an fsync per request: one writer thread commits the
 //! held rows in batches, numbering each batch in the `meta` table inside its
 //! transaction; an answer leaves only after its batch committed. Under load
-//! (fast traffic and other requests in flight) the writer waits a few
+//! (fast traffic and other requests still being decided) the writer waits a few
 //! milliseconds for a batch to fill (`state.sqlite.group_commit_ms`). A reader
 //! takes its SQLite snapshot and its copy of the held rows at one instant
 //! (under the pending lock), and counts a held row only if its batch is not
@@ -222,7 +222,7 @@ struct Shared {
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     clock: AtomicI64,
     next_id: AtomicU64,
-    /// The server's requests in flight, for the group commit.
+    /// The server's requests still being decided, for the group commit.
     load: std::sync::OnceLock<super::LoadHint>,
     /// Run as each batch is taken ([`Store::set_commit_hook`]).
     on_commit: std::sync::OnceLock<super::CommitHook>,
@@ -372,7 +372,7 @@ impl SqliteStore {
     }
 
     /// Opens (creating) the store with a group commit: while approvals
-    /// arrive faster than one per 2.5 ms and other requests are in flight
+    /// arrive faster than one per 2.5 ms and other requests are still being decided
     /// ([`Store::set_load_hint`]), the writer waits up to `group_commit`
     /// after the first of a batch for more, so one fsync makes many
     /// durable (on a VM's disk a commit costs a good share of what
@@ -1223,6 +1223,9 @@ const MAX_HEADS: usize = 100_000;
 /// A batch that reaches this many decisions is committed at once.
 const GROUP_COMMIT_BATCH: usize = 32;
 
+/// How long the writer sleeps between looks at who may still join a batch.
+const GROUP_COMMIT_NAP: Duration = Duration::from_millis(1);
+
 /// When to wait for more jobs before a commit: the mean time between jobs
 /// (of the times they were queued).
 struct Pace {
@@ -1243,12 +1246,11 @@ impl Pace {
     }
 
     /// Until when to wait for more jobs, given a batch of `have` whose
-    /// first was queued at `first` and the server's requests in flight
-    /// (None: not known); None: commit now.
-    fn wait_until(&self, have: usize, first: Instant, in_flight: Option<usize>) -> Option<Instant> {
+    /// first was queued at `first` and the server's requests still being
+    /// decided (None: not known); None: commit now.
+    fn wait_until(&self, have: usize, first: Instant, deciding: Option<usize>) -> Option<Instant> {
         self.arrivals.gap()?;
-        // The batch's own requests are in flight too, waiting for it.
-        let others = in_flight.is_none_or(|n| n > have);
+        let others = deciding.is_none_or(|n| n > 0);
         if self.max_wait.is_zero() || have >= GROUP_COMMIT_BATCH || !self.arrivals.fast() || !others
         {
             return None;
@@ -1289,11 +1291,19 @@ fn writer_loop(
         pace.arrived(first.queued);
         let mut jobs = vec![first];
         take_queued(&rx, &mut jobs, &mut pace);
-        let in_flight = shared.load.get().map(|f| f());
-        if let Some(until) = pace.wait_until(jobs.len(), jobs[0].queued, in_flight) {
-            // Asleep rather than waiting on the channel: a sender then
-            // has nobody to wake, and the batch is taken once.
-            std::thread::sleep(until.saturating_duration_since(Instant::now()));
+        // Asleep rather than waiting on the channel, so a sender has nobody
+        // to wake; in short naps, so the batch goes once nobody is left to
+        // join it (a few requests in flight then never wait the whole time).
+        loop {
+            let deciding = shared.load.get().map(|f| f());
+            let Some(until) = pace.wait_until(jobs.len(), jobs[0].queued, deciding) else {
+                break;
+            };
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(GROUP_COMMIT_NAP));
             take_queued(&rx, &mut jobs, &mut pace);
         }
         if let Some(hook) = shared.on_commit.get() {
@@ -2070,6 +2080,53 @@ mod tests {
     }
 
     #[test]
+    fn a_group_commit_goes_once_nobody_is_left_to_join_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open_with(&dir.path().join("s.sqlite"), Duration::from_millis(50))
+            .unwrap();
+        let deciding = Arc::new(AtomicU64::new(1));
+        let d = deciding.clone();
+        s.set_load_hint(Arc::new(move || d.load(Ordering::SeqCst) as usize));
+        // Five bursts of 20 decisions queued back to back (fast traffic),
+        // each burst waited for before the next.
+        let run = |from: i64| {
+            let t = Instant::now();
+            for b in 0..5 {
+                let pending: Vec<Pending> = (0..20)
+                    .map(|i| {
+                        let id = format!("r-{from}-{b}-{i}");
+                        let g = GroupRef {
+                            limit: "l".into(),
+                            key: "k".into(),
+                            window_ms: 60_000,
+                        };
+                        let verdict = &mut |_, _: &[Usage]| Verdict {
+                            answer: String::new(),
+                            approved: false,
+                        };
+                        match s.decide(&id, &[2; 32], &[g], &[], Some(from), &|_| true, verdict) {
+                            Ok(Outcome::Decided(p)) => p,
+                            _ => panic!("{id} not decided"),
+                        }
+                    })
+                    .collect();
+                for p in pending {
+                    p.wait().unwrap();
+                }
+            }
+            t.elapsed()
+        };
+        // Another request still being decided: each burst's commit waits
+        // its 50 ms for it.
+        let waited = run(1_000);
+        assert!(waited >= Duration::from_millis(200), "{waited:?}");
+        // Nobody else being decided: nobody can join, each goes at once.
+        deciding.store(0, Ordering::SeqCst);
+        let alone = run(2_000);
+        assert!(alone < waited / 2, "{alone:?} against {waited:?}");
+    }
+
+    #[test]
     fn the_group_commit_waits_only_for_fast_traffic() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
@@ -2087,9 +2144,10 @@ mod tests {
         let first = t0 + ms(5);
         assert_eq!(p.wait_until(1, first, None), Some(first + ms(8)));
         assert_eq!(p.wait_until(1, first, Some(5)), Some(first + ms(8)));
-        // Nobody else in flight: nobody can join.
-        assert_eq!(p.wait_until(1, first, Some(1)), None);
-        assert_eq!(p.wait_until(3, first, Some(3)), None);
+        assert_eq!(p.wait_until(3, first, Some(1)), Some(first + ms(8)));
+        // Nobody still being decided: nobody can join.
+        assert_eq!(p.wait_until(1, first, Some(0)), None);
+        assert_eq!(p.wait_until(3, first, Some(0)), None);
         assert_eq!(
             p.wait_until(GROUP_COMMIT_BATCH, first, None),
             None,
