@@ -465,8 +465,9 @@ pub struct SqliteSection {
     #[serde(default = "default_sqlite_path")]
     pub path: PathBuf,
     /// Group commit: while approvals under a spending limit arrive faster
-    /// than one per 2.5 ms and others are in flight, wait up to this long
-    /// to make several durable with one fsync (0: commit each at once).
+    /// than one per 2.5 ms and other requests are still being decided, wait
+    /// up to this long to make several durable with one fsync (0: commit
+    /// each at once).
     #[serde(default = "default_group_commit_ms")]
     pub group_commit_ms: u64,
 }
