@@ -27,11 +27,11 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use serde::Serialize;
-
-use crate::pace::Arrivals;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tracing::{error, warn};
+
+use crate::pace::Arrivals;
 
 /// Version of the event format; bump on any incompatible change.
 /// v2: every line with `input` or `input_digest` carries `input_schema`, so

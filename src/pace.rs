@@ -35,12 +35,8 @@ impl Arrivals {
         }
     }
 
-    /// The mean gap, once two arrivals were seen.
-    pub fn gap(&self) -> Option<Duration> {
-        self.gap
-    }
-
-    /// Whether arrivals are fast ([`FAST_BELOW_GAP`]).
+    /// Whether arrivals are fast ([`FAST_BELOW_GAP`]); not before two
+    /// arrivals were seen.
     pub fn fast(&self) -> bool {
         self.gap.is_some_and(|g| g < FAST_BELOW_GAP)
     }

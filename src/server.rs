@@ -485,20 +485,17 @@ fn decide_stage(
         // as long, so one fsync of the log covers a group commit's lines.
         // Only with other requests in flight, as the group commit itself
         // (a lone request is never held; its fsyncs run side by side).
-        let window = state
+        let hold = state
             .store
             .as_deref()
             .filter(|_| state.metrics.in_flight.get() > 1)
             .map(|s| s.batch_window())
-            .unwrap_or_default();
-        let log = state.decision_log.as_ref().map(|log| {
-            let line = encode_decision(log, &p, revision, started);
-            if window.is_zero() {
-                log.append(line)
-            } else {
-                log.append_by(line, Instant::now() + window)
-            }
-        });
+            .filter(|w| !w.is_zero())
+            .map(|w| Instant::now() + w);
+        let log = state
+            .decision_log
+            .as_ref()
+            .map(|log| queue_decision(log, &p, revision, started, hold));
         let revision = revision.to_owned();
         // Only a failed commit reads `p` again, for a line that carries no
         // input (a failure was never judged). The documents are freed here,
@@ -523,7 +520,7 @@ fn decide_stage(
     let pending = state
         .decision_log
         .as_ref()
-        .map(|log| queue_decision(log, &p, revision, started));
+        .map(|log| queue_decision(log, &p, revision, started, None));
     let answer = AnswerKind::of(&p);
     let mut done = Done {
         response: p.response,
@@ -642,7 +639,6 @@ async fn commit_stored(
         also,
         log,
     } = s;
-
     let both = async move {
         pending.await?;
         match also {
@@ -687,13 +683,19 @@ async fn commit_stored(
 }
 
 /// Queues the decision's line; the returned handle resolves once durable.
+/// `hold`: it need not be durable before then ([`DecisionLog::append_by`]).
 fn queue_decision(
     log: &DecisionLog,
     p: &pipeline::Processed,
     revision: &str,
     started: Instant,
+    hold: Option<Instant>,
 ) -> Result<decision_log::Pending, decision_log::DecisionLogError> {
-    log.append(encode_decision(log, p, revision, started))
+    let line = encode_decision(log, p, revision, started);
+    match hold {
+        Some(by) => log.append_by(line, by),
+        None => log.append(line),
+    }
 }
 
 /// The decision-log line of `p`.

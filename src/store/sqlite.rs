@@ -1249,7 +1249,6 @@ impl Pace {
     /// first was queued at `first` and the server's requests still being
     /// decided (None: not known); None: commit now.
     fn wait_until(&self, have: usize, first: Instant, deciding: Option<usize>) -> Option<Instant> {
-        self.arrivals.gap()?;
         let others = deciding.is_none_or(|n| n > 0);
         if self.max_wait.is_zero() || have >= GROUP_COMMIT_BATCH || !self.arrivals.fast() || !others
         {
