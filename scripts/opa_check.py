@@ -12,12 +12,17 @@ bridge that scripts/opa-check.sh fetches) and checks:
    tss-gate builds (`tss-gate eval`) is identical to tss-gate's own decision.
 
 Exit status 0 only when both hold. Usage:
-    opa_check.py --lib libopabridge.so --bin target/debug/tss-gate
+    opa_check.py --lib libopabridge.so --bin target/debug/tss-gate [--fixtures DIR]
+
+`--fixtures` (default: $OPA_CHECK_FIXTURES, else tests/fixtures) checks the
+fixtures of another directory, e.g. ones `tss-gate fixture derive` wrote:
+    OPA_CHECK_FIXTURES=/tmp/new TSS_GATE_BIN=target/debug/tss-gate bash scripts/opa-check.sh
 """
 
 import argparse
 import ctypes
 import json
+import os
 import pathlib
 import re
 import subprocess
@@ -105,6 +110,8 @@ def main():
     ap.add_argument("--lib", required=True)
     ap.add_argument("--bin", required=True)
     ap.add_argument("--root", default=pathlib.Path(__file__).resolve().parent.parent, type=pathlib.Path)
+    ap.add_argument("--fixtures", default=os.environ.get("OPA_CHECK_FIXTURES") or None, type=pathlib.Path,
+                    help="fixture directory (default: $OPA_CHECK_FIXTURES, else ROOT/tests/fixtures)")
     args = ap.parse_args()
 
     opa = Opa(args.lib)
@@ -121,7 +128,8 @@ def main():
             print(f"FAIL  {test} (under OPA)")
     print(f"opa: {len(tests) - failed} Rego tests passed, {failed} failed")
 
-    fixtures = sorted((args.root / "tests" / "fixtures").glob("*.json"))
+    fixture_dir = args.fixtures or args.root / "tests" / "fixtures"
+    fixtures = sorted(fixture_dir.resolve().glob("*.json"))
     differ = 0
     undecided = 0
     for fixture in fixtures:

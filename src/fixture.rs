@@ -214,7 +214,53 @@ fn wire_form(raw: &str) -> Result<String, String> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     Set(String, serde_json::Value),
+    /// Set from command-line text (`--set PATH=TEXT`): JSON, or a string
+    /// when it is not valid JSON; a number written over a string stays the
+    /// string as written (`amount=2.50` gives `"2.50"`: Cobo's amounts are
+    /// decimal strings).
+    Text(String, String),
     Unset(String),
+}
+
+impl Change {
+    /// The value a [`Change::Text`] sets over `current`.
+    fn text_value(text: &str, current: Option<&serde_json::Value>) -> serde_json::Value {
+        match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Number(_)) if current.is_some_and(|c| c.is_string()) => {
+                serde_json::Value::String(text.trim().to_owned())
+            }
+            Ok(v) => v,
+            Err(_) => serde_json::Value::String(text.to_owned()),
+        }
+    }
+}
+
+/// Fixture keys beside `request` that a change may set (`--set
+/// received_at_ms=...`, `--set history=[...]`); every other path starts
+/// at the request.
+pub const FIXTURE_KEYS: [&str; 3] = ["received_at_ms", "verified_by", "history"];
+
+/// What [`derive_with`] does with the base fixture's raw transaction.
+#[derive(Debug, Clone, Copy)]
+pub enum RawTx<'a> {
+    /// Keep `unsigned_raw_tx` and `msg_hash_list` as they are, whatever
+    /// changed (for tampered REJECT fixtures).
+    Keep,
+    /// Rebuild them with these chain and token tables when the description
+    /// changed in a way the bytes state (destination, amount, token,
+    /// selected UTXOs); see [`crate::derive::encode`].
+    Follow(&'a crate::derive::DeriveConfig),
+    /// No tables (the policy did not load: why): a change the bytes must
+    /// follow is reported and the bytes are kept.
+    Unavailable(&'a str),
+}
+
+/// A derived fixture and what the tool has to say about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Derived {
+    pub text: String,
+    /// One line each: what was rebuilt, or why the bytes were kept.
+    pub notes: Vec<String>,
 }
 
 /// A new fixture's text from `base` (fixture file text or a bare request):
@@ -224,21 +270,36 @@ pub enum Change {
 /// `extra_info` they reach into the embedded documents, which the new
 /// fixture writes as objects. The request gets a fresh `request_id`
 /// unless a change sets one, so the base and the new fixture can both be
-/// sent to one server.
+/// sent to one server. The raw transaction is kept as it is.
 pub fn derive(
     base: &str,
     changes: &[Change],
     expect: Expect,
     description: &str,
 ) -> Result<String, String> {
+    derive_with(base, changes, expect, description, RawTx::Keep).map(|d| d.text)
+}
+
+/// [`derive`], with the fixture's own keys ([`FIXTURE_KEYS`]) settable and
+/// the raw transaction treated as `raw` says: with [`RawTx::Follow`], a
+/// change of what the bytes state rebuilds `unsigned_raw_tx` and
+/// `msg_hash_list` (unless a change sets either itself), or, when the change
+/// cannot be followed, keeps them and says why in `notes`.
+pub fn derive_with(
+    base: &str,
+    changes: &[Change],
+    expect: Expect,
+    description: &str,
+    raw: RawTx<'_>,
+) -> Result<Derived, String> {
     #[derive(Deserialize)]
     struct Probe {
         request: Option<serde_json::Value>,
     }
     let whole: serde_json::Value = serde_json::from_str(base).map_err(|e| e.to_string())?;
-    let mut request = match serde_json::from_value::<Probe>(whole.clone()) {
-        Ok(Probe { request: Some(r) }) => r,
-        _ => whole.clone(),
+    let (mut request, is_fixture) = match serde_json::from_value::<Probe>(whole.clone()) {
+        Ok(Probe { request: Some(r) }) => (r, true),
+        _ => (whole.clone(), false),
     };
     let obj = request
         .as_object_mut()
@@ -250,19 +311,48 @@ pub fn derive(
             obj.insert(key.to_owned(), doc);
         }
     }
+    let before = request.clone();
+    let mut top = serde_json::Value::Object(
+        FIXTURE_KEYS
+            .iter()
+            .filter(|_| is_fixture)
+            .filter_map(|k| whole.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+            .collect(),
+    );
     let mut id_set = false;
+    let mut bytes_set = false;
     for c in changes {
+        let path = match c {
+            Change::Set(p, _) | Change::Text(p, _) | Change::Unset(p) => p.as_str(),
+        };
+        let first = path.split('.').next().unwrap_or_default();
+        let target = if FIXTURE_KEYS.contains(&first) {
+            &mut top
+        } else {
+            &mut request
+        };
+        bytes_set |= RAW_TX_PATHS.iter().any(|t| overlaps(path, t));
         match c {
             Change::Set(path, value) => {
                 id_set |= path == "request_id";
-                set_path(&mut request, path, value.clone())?;
+                set_path(target, path, value.clone())?;
             }
-            Change::Unset(path) => unset_path(&mut request, path)?,
+            Change::Text(path, text) => {
+                id_set |= path == "request_id";
+                let value = Change::text_value(text, get_path(target, path));
+                set_path(target, path, value)?;
+            }
+            Change::Unset(path) => unset_path(target, path)?,
         }
     }
+    let top = checked_fixture_keys(top)?;
     if !id_set && let Some(id) = request.get("request_id").and_then(|v| v.as_str()) {
         let fresh = format!("{id}-{:08x}", rand::random::<u32>());
         request["request_id"] = serde_json::Value::String(fresh);
+    }
+    let mut notes = Vec::new();
+    if !bytes_set {
+        follow_raw_tx(&before, &mut request, raw, &mut notes);
     }
     // Written field by field: a JSON map would sort `expect` first.
     let mut fields: Vec<(&str, serde_json::Value)> = Vec::new();
@@ -274,8 +364,8 @@ pub fn derive(
         "expect",
         serde_json::to_value(&expect).map_err(|e| e.to_string())?,
     ));
-    for key in ["verified_by", "received_at_ms", "history"] {
-        if let Some(v) = whole.get(key) {
+    for key in FIXTURE_KEYS {
+        if let Some(v) = top.get(key) {
             fields.push((key, v.clone()));
         }
     }
@@ -286,7 +376,120 @@ pub fn derive(
         text.push_str(if i + 1 < fields.len() { ",\n" } else { "\n" });
     }
     text.push_str("}\n");
-    Ok(text)
+    Ok(Derived { text, notes })
+}
+
+/// Paths whose change is a hand-made raw transaction: derive then leaves
+/// the bytes and hashes as set.
+const RAW_TX_PATHS: [&str; 2] = [
+    "extra_info.transaction.raw_tx_info.unsigned_raw_tx",
+    "request_detail.msg_hash_list",
+];
+
+/// Whether one dotted path is the other or lies inside it.
+fn overlaps(a: &str, b: &str) -> bool {
+    let inside = |x: &str, y: &str| x.strip_prefix(y).is_some_and(|rest| rest.starts_with('.'));
+    a == b || inside(a, b) || inside(b, a)
+}
+
+/// The fixture's own keys after the changes, checked as `test` reads them:
+/// `received_at_ms` a unix-ms integer (an RFC 3339 time or a digit string
+/// is converted), `verified_by` a string, `history` a list of ledger rows
+/// (an empty one is dropped).
+fn checked_fixture_keys(
+    top: serde_json::Value,
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let serde_json::Value::Object(mut top) = top else {
+        return Err("the fixture's own keys are not an object".to_owned());
+    };
+    if let Some(v) = top.get_mut("received_at_ms") {
+        let ms = match &*v {
+            serde_json::Value::Number(n) => n.as_i64(),
+            serde_json::Value::String(s) => s.parse::<i64>().ok().or_else(|| {
+                chrono::DateTime::parse_from_rfc3339(s)
+                    .ok()
+                    .map(|t| t.timestamp_millis())
+            }),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            format!("received_at_ms: `{v}` is not a unix time in milliseconds or an RFC 3339 time")
+        })?;
+        *v = ms.into();
+    }
+    if let Some(v) = top.get("verified_by")
+        && !v.is_string()
+    {
+        return Err(format!("verified_by: `{v}` is not a key name"));
+    }
+    if let Some(v) = top.get("history") {
+        let rows: Vec<HistoryEntry> = serde_json::from_value(v.clone()).map_err(|e| {
+            format!("history: {e} (a list of {{limit, group, amount, ago, repeat}})")
+        })?;
+        if rows.is_empty() {
+            top.remove("history");
+        }
+    }
+    Ok(top)
+}
+
+/// Rebuilds the request's raw transaction after the changes from
+/// `before`, as `raw` says, noting what happened.
+fn follow_raw_tx(
+    before: &serde_json::Value,
+    request: &mut serde_json::Value,
+    raw: RawTx<'_>,
+    notes: &mut Vec<String>,
+) {
+    use crate::derive::encode::{Follow, follow};
+    let empty = crate::derive::DeriveConfig::default();
+    let (cfg, unavailable) = match raw {
+        RawTx::Keep => return,
+        RawTx::Follow(cfg) => (cfg, None),
+        RawTx::Unavailable(why) => (&empty, Some(why)),
+    };
+    let doc = |r: &serde_json::Value, k: &str| r.get(k).cloned().unwrap_or_default();
+    let outcome = follow(
+        &doc(before, "request_detail"),
+        &doc(before, "extra_info"),
+        &doc(request, "request_detail"),
+        &doc(request, "extra_info"),
+        cfg,
+    );
+    match outcome {
+        Follow::Unchanged => {}
+        Follow::Rebuilt {
+            unsigned_raw_tx,
+            msg_hash_list,
+            notes: more,
+        } => {
+            let n = msg_hash_list.len();
+            if let Some(slot) =
+                request.pointer_mut("/extra_info/transaction/raw_tx_info/unsigned_raw_tx")
+            {
+                *slot = unsigned_raw_tx.into();
+            }
+            if let Some(detail) = request
+                .get_mut("request_detail")
+                .and_then(|d| d.as_object_mut())
+            {
+                detail.insert("msg_hash_list".to_owned(), msg_hash_list.into());
+            }
+            notes.push(format!(
+                "rebuilt the raw transaction for the new description: unsigned_raw_tx and msg_hash_list ({n} hash{}) recomputed",
+                if n == 1 { "" } else { "es" }
+            ));
+            notes.extend(more);
+        }
+        Follow::Cannot(why) => {
+            let why = unavailable.map_or(why, |u| {
+                format!("the policy's chain tables are unavailable ({u})")
+            });
+            notes.push(format!(
+                "warning: kept the base fixture's unsigned_raw_tx and msg_hash_list, which do not follow the change: {why}; the new fixture's bytes disagree with its description (--keep-raw-tx keeps them without this warning)"
+            ));
+        }
+    }
 }
 
 fn segments(path: &str) -> Result<Vec<&str>, String> {
@@ -342,6 +545,15 @@ fn set_path(
         }
     }
     Ok(())
+}
+
+/// The value at `path`, if there is one.
+fn get_path<'a>(root: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+    path.split('.').try_fold(root, |cur, seg| match cur {
+        serde_json::Value::Object(o) => o.get(seg),
+        serde_json::Value::Array(a) => seg.parse::<usize>().ok().and_then(|n| a.get(n)),
+        _ => None,
+    })
 }
 
 fn unset_path(root: &mut serde_json::Value, path: &str) -> Result<(), String> {
@@ -505,6 +717,110 @@ mod tests {
                 derive(BASE, std::slice::from_ref(&bad), reject.clone(), "").is_err(),
                 "{bad:?}"
             );
+        }
+    }
+
+    #[test]
+    fn derive_sets_the_fixtures_own_keys_and_reads_values_as_typed() {
+        let approve = Expect {
+            action: Action::Approve,
+            status: 0,
+            reasons: vec![],
+        };
+        let rows = serde_json::json!([{"limit": "l2", "group": {"wallet": "w"}, "amount": "5",
+            "ago": "20h", "repeat": 3}]);
+        let text = derive(
+            BASE,
+            &[
+                Change::Text("received_at_ms".into(), "1764000000000".into()),
+                Change::Set("history".into(), rows.clone()),
+                Change::Text("history.0.ago".into(), "2h".into()),
+                Change::Text("verified_by".into(), "node-1".into()),
+                // A number over a string stays the string as written.
+                Change::Text("extra_info.transaction.fee.gas".into(), "2.50".into()),
+                Change::Text("extra_info.transaction.fee.new".into(), "7".into()),
+            ],
+            approve.clone(),
+            "",
+        )
+        .unwrap();
+        let f = parse_fixture(Path::new("n.json"), &text).unwrap();
+        assert_eq!(f.received_at_ms, Some(1_764_000_000_000));
+        assert_eq!(f.verified_by.as_deref(), Some("node-1"));
+        assert_eq!(f.history.len(), 1);
+        assert_eq!((f.history[0].ago.as_str(), f.history[0].repeat), ("2h", 3));
+        let extra: serde_json::Value = serde_json::from_str(&f.request.extra_info).unwrap();
+        assert_eq!(extra["transaction"]["fee"]["gas"], "2.50");
+        assert_eq!(extra["transaction"]["fee"]["new"], 7);
+        // The request itself did not get the fixture's keys.
+        let req: serde_json::Value = serde_json::from_slice(&f.wire).unwrap();
+        assert!(req.get("received_at_ms").is_none() && req.get("history").is_none());
+        // Fixture keys keep their place after `expect`.
+        let at = |k: &str| text.find(&format!("\n  \"{k}\"")).unwrap();
+        assert!(at("expect") < at("verified_by") && at("received_at_ms") < at("history"));
+
+        let rfc = derive(
+            BASE,
+            &[
+                Change::Text("received_at_ms".into(), "2025-11-24T16:00:00Z".into()),
+                Change::Unset("history".into()),
+            ],
+            approve.clone(),
+            "",
+        )
+        .unwrap();
+        let f = parse_fixture(Path::new("r.json"), &rfc).unwrap();
+        assert_eq!(f.received_at_ms, Some(1_764_000_000_000));
+        assert!(f.history.is_empty() && !rfc.contains("history"));
+        for bad in [
+            Change::Text("received_at_ms".into(), "yesterday".into()),
+            Change::Set("history".into(), serde_json::json!([{"limit": "l"}])),
+            Change::Set(
+                "history".into(),
+                serde_json::json!({"limit": "l", "ago": "1h"}),
+            ),
+            Change::Set("verified_by".into(), serde_json::json!(3)),
+        ] {
+            let err = derive(BASE, std::slice::from_ref(&bad), approve.clone(), "").unwrap_err();
+            assert!(
+                err.starts_with("received_at_ms")
+                    || err.starts_with("history")
+                    || err.starts_with("verified_by"),
+                "{bad:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn raw_tx_paths_set_by_hand_are_left_as_set() {
+        for (a, b, want) in [
+            (
+                "request_detail.msg_hash_list",
+                "request_detail.msg_hash_list",
+                true,
+            ),
+            (
+                "request_detail.msg_hash_list.0",
+                "request_detail.msg_hash_list",
+                true,
+            ),
+            (
+                "extra_info",
+                "extra_info.transaction.raw_tx_info.unsigned_raw_tx",
+                true,
+            ),
+            (
+                "request_detail.msg_hash_lists",
+                "request_detail.msg_hash_list",
+                false,
+            ),
+            (
+                "extra_info.transaction.destination",
+                "extra_info.transaction.raw_tx_info",
+                false,
+            ),
+        ] {
+            assert_eq!(overlaps(a, b), want, "{a} {b}");
         }
     }
 }

@@ -9,6 +9,7 @@
 //! - [`pipeline`]: the one decision pipeline (verify → parse → input → evaluate →
 //!   answer → sign) shared by the server and the CLI tools.
 //! - [`retry`]: the retry cache, so a retried request gets the answer it got before.
+//! - [`freeze`]: the emergency stop, a switch in the state store outside the policy.
 //! - [`reload`]: hot reload of policies, data and keys (file watch, SIGHUP).
 //! - [`shadow`]: shadow mode, a second policy set judged beside the live one.
 //! - [`config`]: the YAML configuration and its validation.
@@ -33,6 +34,7 @@ pub mod decision_log;
 pub mod derive;
 pub mod events;
 pub mod fixture;
+pub mod freeze;
 pub mod impact;
 pub mod input;
 pub mod keys;

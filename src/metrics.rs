@@ -21,6 +21,7 @@ pub const POLICY_INFO: &str = "tss_gate_policy_info";
 pub const POLICY_LAST_LOAD_SUCCESS: &str = "tss_gate_policy_last_load_success_timestamp_seconds";
 pub const POLICY_RELOADS_TOTAL: &str = "tss_gate_policy_reloads_total";
 pub const POLICY_LOAD_OK: &str = "tss_gate_policy_load_ok";
+pub const FROZEN: &str = "tss_gate_frozen";
 pub const BUILD_INFO: &str = "tss_gate_build_info";
 pub const RETRY_CACHE_HITS_TOTAL: &str = "tss_gate_retry_cache_hits_total";
 pub const DECISION_LOG_WRITES_TOTAL: &str = "tss_gate_decision_log_writes_total";
@@ -69,15 +70,20 @@ pub struct Metrics {
     pub policy_last_load: Gauge,
     pub policy_reloads: IntCounterVec,
     pub policy_load_ok: IntGauge,
+    /// 1 per request type the emergency stop (crate::freeze) rejects.
+    pub frozen: IntGaugeVec,
     pub retry_cache_hits: IntCounter,
     pub decision_log_writes: IntCounterVec,
     pub pings: IntCounter,
     /// Requests a spending limit stopped, by limit id (ids come from the
     /// operator's data and are validated label-safe).
     pub velocity_denials: IntCounterVec,
-    /// Highest (used + this) / max among the groups of a limit at its
-    /// latest decision.
+    /// Utilisation of a limit's fullest group as the ledger holds it now,
+    /// set by [`crate::velocity::gauge::follow`] (never by a decision).
     pub velocity_utilization: prometheus::GaugeVec,
+    /// Woken after each decision under a limit and each policy load, so
+    /// the gauge is refreshed soon (an O(1) wake-up on the decision path).
+    pub velocity_changed: tokio::sync::Notify,
     /// Time a decision spends in the state store (policy evaluation
     /// excluded), by operation.
     pub store_duration: prometheus::HistogramVec,
@@ -166,6 +172,13 @@ impl Metrics {
             Opts::new(POLICY_RELOADS_TOTAL, "Policy (re)load attempts by result."),
             &["result"],
         ));
+        let frozen = must(IntGaugeVec::new(
+            Opts::new(
+                FROZEN,
+                "1 while `tss-gate freeze` rejects every request of this type, else 0.",
+            ),
+            &["request_type"],
+        ));
         let policy_load_ok = must(IntGauge::new(
             POLICY_LOAD_OK,
             "1 when the last policy load attempt succeeded, 0 when it was refused.",
@@ -196,7 +209,7 @@ impl Metrics {
         let velocity_utilization = must(prometheus::GaugeVec::new(
             Opts::new(
                 VELOCITY_UTILIZATION,
-                "Highest share of a spending limit used (this request included) at its latest decision, by limit id.",
+                "Utilisation of a spending limit's fullest group as the ledger holds it now (the larger of amount / max_amount and count / max_count inside the window; a denied request adds nothing), refreshed every few seconds, by limit id.",
             ),
             &["limit"],
         ));
@@ -273,6 +286,7 @@ impl Metrics {
             Box::new(policy_last_load.clone()),
             Box::new(policy_reloads.clone()),
             Box::new(policy_load_ok.clone()),
+            Box::new(frozen.clone()),
             Box::new(build_info.clone()),
             Box::new(retry_cache_hits.clone()),
             Box::new(decision_log_writes.clone()),
@@ -293,6 +307,9 @@ impl Metrics {
         for reason in FAILURE_REASONS {
             failures.with_label_values(&[reason]).inc_by(0);
         }
+        for t in crate::freeze::FROZEN_TYPES {
+            frozen.with_label_values(&[t.name()]).set(0);
+        }
         for result in ["success", "failure"] {
             policy_reloads.with_label_values(&[result]).inc_by(0);
             decision_log_writes.with_label_values(&[result]).inc_by(0);
@@ -309,11 +326,13 @@ impl Metrics {
             policy_last_load,
             policy_reloads,
             policy_load_ok,
+            frozen,
             retry_cache_hits,
             decision_log_writes,
             pings,
             velocity_denials,
             velocity_utilization,
+            velocity_changed: tokio::sync::Notify::new(),
             store_duration,
             store_errors,
             shadow_evaluations,
@@ -361,21 +380,19 @@ impl Metrics {
         }
     }
 
-    /// Spending-limit metrics of one decided request: the utilisation of
-    /// every limit it fell under, and a denial for each limit it exceeded
-    /// when it was not approved.
+    /// Spending-limit metrics of one decided request: a denial for each
+    /// limit it exceeded when it was not approved, and a wake-up for the
+    /// utilisation gauge, which reads the ledger itself (the facts'
+    /// `utilization` includes this request, approved or not).
     pub fn record_velocity(&self, facts: &serde_json::Value, approved: bool) {
         let Some(obj) = facts.as_object() else {
             return;
         };
+        self.velocity_changed.notify_one();
         // Past MAX_RULE_LABELS ids a label set could grow from data; ids
         // are validated and operator-written, so this only bounds a typo storm.
-        for (id, u) in crate::velocity::utilization(facts)
-            .into_iter()
-            .take(MAX_RULE_LABELS)
-        {
-            self.velocity_utilization.with_label_values(&[&id]).set(u);
-            self.velocity_denials.with_label_values(&[&id]).inc_by(0);
+        for id in obj.keys().take(MAX_RULE_LABELS) {
+            self.velocity_denials.with_label_values(&[id]).inc_by(0);
         }
         if approved {
             return;
@@ -397,6 +414,7 @@ impl Metrics {
             self.velocity_denials.with_label_values(&[&l.id]).inc_by(0);
             let _ = self.velocity_utilization.with_label_values(&[&l.id]);
         }
+        self.velocity_changed.notify_one();
     }
 
     pub fn record_failure(&self, reason: &str) {

@@ -344,6 +344,9 @@ impl PolicySet {
         let data: Json = serde_json::to_value(engine.get_data()).unwrap_or(Json::Null);
         let derive = crate::derive::DeriveConfig::from_integrity(data.get("integrity"))
             .map_err(|reason| data_error(&files, reason, locate_table_row))?;
+        derive
+            .check_listed_addresses(data.get("keysign"))
+            .map_err(|reason| data_error(&files, reason, locate_quoted))?;
         let velocity = crate::velocity::Limits::from_data(data.get("velocity"))
             .map_err(|reason| data_error(&files, reason, locate_limit))?;
         let set = PolicySet {
@@ -459,15 +462,7 @@ fn locate_limit(files: &[PathBuf], reason: &str) -> (PathBuf, Option<usize>) {
         .and_then(|r| r.split(':').next())
         .filter(|id| !id.is_empty());
     let mut fallback = (PathBuf::from("data.velocity"), None);
-    for path in files.iter().filter(|p| {
-        matches!(
-            p.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml" | "json")
-        )
-    }) {
-        let Ok(text) = std::fs::read_to_string(path) else {
-            continue;
-        };
+    for (path, text) in data_texts(files) {
         for (i, line) in text.lines().enumerate() {
             let t = line.trim_start().trim_start_matches("- ").trim_start();
             if let Some(id) = id {
@@ -492,17 +487,8 @@ fn locate_limit(files: &[PathBuf], reason: &str) -> (PathBuf, Option<usize>) {
 fn locate_table_row(files: &[PathBuf], reason: &str) -> (PathBuf, Option<usize>) {
     let mut parts = reason.split([':', '.']);
     let (_, table, row) = (parts.next(), parts.next(), parts.next());
-    let data_files = files.iter().filter(|p| {
-        matches!(
-            p.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml" | "json")
-        )
-    });
     let mut fallback = None;
-    for path in data_files {
-        let Ok(text) = std::fs::read_to_string(path) else {
-            continue;
-        };
+    for (path, text) in data_texts(files) {
         if !text.contains("integrity") {
             continue;
         }
@@ -518,7 +504,24 @@ fn locate_table_row(files: &[PathBuf], reason: &str) -> (PathBuf, Option<usize>)
             } else if in_table
                 && (t.starts_with(&format!("{row}:")) || t.starts_with(&format!("\"{row}\":")))
             {
-                return (path.clone(), Some(i + 1));
+                // `integrity.contracts.<chain>: contract `<address>`:
+                // function `<text>`: ...` names rows deeper down: each quoted
+                // value is looked for from the line of the one before.
+                let mut at = i;
+                if table == "contracts" {
+                    for q in reason
+                        .split('`')
+                        .skip(1)
+                        .step_by(2)
+                        .filter(|q| !q.is_empty())
+                    {
+                        match text.lines().skip(at).position(|l| l.contains(q)) {
+                            Some(j) => at += j,
+                            None => break,
+                        }
+                    }
+                }
+                return (path.clone(), Some(at + 1));
             }
         }
     }
@@ -526,6 +529,34 @@ fn locate_table_row(files: &[PathBuf], reason: &str) -> (PathBuf, Option<usize>)
         fallback.unwrap_or_else(|| PathBuf::from("data.integrity")),
         None,
     )
+}
+
+/// The policy set's data files (YAML, JSON) that can be read, with their text.
+fn data_texts(files: &[PathBuf]) -> impl Iterator<Item = (&PathBuf, String)> {
+    files
+        .iter()
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml" | "json")
+            )
+        })
+        .filter_map(|p| std::fs::read_to_string(p).ok().map(|t| (p, t)))
+}
+
+/// The data file and line of the first `quoted` value a load error names.
+fn locate_quoted(files: &[PathBuf], reason: &str) -> (PathBuf, Option<usize>) {
+    let quoted = reason.split('`').nth(1).filter(|q| !q.is_empty());
+    let mut fallback = None;
+    for (path, text) in data_texts(files) {
+        fallback.get_or_insert_with(|| path.clone());
+        if let Some(q) = quoted
+            && let Some(i) = text.lines().position(|l| l.contains(q))
+        {
+            return (path.clone(), Some(i + 1));
+        }
+    }
+    (fallback.unwrap_or_else(|| PathBuf::from("data")), None)
 }
 
 /// Label-safe shape of a rule code: it becomes a Prometheus label value.

@@ -12,7 +12,10 @@
 //! `policy.fixtures`, before it replaces the serving set in one atomic
 //! store. The first good load after refused ones is logged as a recovery. A refused candidate is logged with its file, line and reason and
 //! counted (`tss_gate_policy_reloads_total{result="failure"}`,
-//! `tss_gate_policy_load_ok 0`); the old set keeps serving. Requests in flight
+//! `tss_gate_policy_load_ok 0`); the old set keeps serving. The warnings of
+//! `check` ([`crate::testing::runner::warnings`]) are logged at WARN for
+//! every new set accepted, and beside the failing cases for a set the test
+//! gate refused (they often explain them). Requests in flight
 //! finish on the set they started with (see [`crate::server::AppState`]).
 //!
 //! The shadow set (`policy.shadow_dir`, [`crate::shadow`]) is tried after the
@@ -162,6 +165,19 @@ pub fn one_line(msg: &str) -> String {
     }
 }
 
+/// The warnings of a set the test gate refused (they often explain the
+/// failing cases); none when the set itself does not load.
+fn refused_set_warnings(opts: &PolicyOptions, e: &ReloadError) -> Vec<String> {
+    match e {
+        ReloadError::TestsFailed { .. } | ReloadError::NoTests(_) | ReloadError::NoFixtures(_) => {
+            PolicySet::load(opts)
+                .map(|set| crate::testing::runner::warnings(&set))
+                .unwrap_or_default()
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// Loads and checks a candidate policy set; nothing is swapped here.
 pub fn load_checked(opts: &PolicyOptions, gate: &TestGate) -> Result<PolicySet, ReloadError> {
     let set = PolicySet::load(opts)?;
@@ -248,6 +264,11 @@ impl Reloader {
         match load_checked(&opts, &gate) {
             Ok(set) => {
                 let rev = set.revision.clone();
+                let warnings = if old.as_deref() == Some(rev.as_str()) {
+                    Vec::new()
+                } else {
+                    crate::testing::runner::warnings(&set)
+                };
                 if let Err(e) = shadow.install(set) {
                     self.state.metrics.shadow_refused();
                     error!("cannot start the shadow thread, running without shadow: {e}");
@@ -264,6 +285,9 @@ impl Reloader {
                         "shadow policy loaded: evaluating beside the live policy, answers unaffected"
                     );
                 }
+                for w in warnings {
+                    warn!(shadow_revision = %rev, "shadow policy warning: {w}");
+                }
             }
             Err(e) => {
                 self.state.metrics.shadow_refused();
@@ -277,6 +301,9 @@ impl Reloader {
                     "shadow policy load refused, {keeps} (answers unaffected): {}",
                     one_line(&e.to_string())
                 );
+                for w in refused_set_warnings(&opts, &e) {
+                    warn!(shadow_dir = %opts.dir.display(), "shadow policy warning in the refused set: {w}");
+                }
             }
         }
     }
@@ -306,6 +333,11 @@ impl Reloader {
                 } else {
                     info!(policy_revision = %rev, previous_revision = %old, policy_files = files, "policy reloaded");
                 }
+                if refused > 0 || rev != old {
+                    for w in crate::testing::runner::warnings(&self.state.policy.load()) {
+                        warn!(policy_revision = %rev, "policy warning: {w}");
+                    }
+                }
                 Ok(rev)
             }
             Err(e) => {
@@ -317,6 +349,9 @@ impl Reloader {
                     "policy reload refused, previous policy keeps serving: {}",
                     one_line(&e.to_string())
                 );
+                for w in refused_set_warnings(&opts, &e) {
+                    warn!(policy_dir = %opts.dir.display(), "policy warning in the refused set: {w}");
+                }
                 Err(e)
             }
         }

@@ -395,12 +395,14 @@ impl RetryCache {
 /// server runs per request. Same result shape as [`pipeline::process`], plus
 /// the store's pending commit when a spending limit matched: the answer may
 /// leave only once it resolves.
+#[allow(clippy::too_many_arguments)]
 pub fn process(
     cache: &RetryCache,
     metrics: &Metrics,
     gate: &Gate,
     policy: &PolicySet,
     store: Option<&dyn crate::store::Store>,
+    freeze: &crate::freeze::FreezeState,
     token: &str,
     received_at_ms: i64,
 ) -> (Processed, Option<crate::store::Pending>) {
@@ -417,6 +419,12 @@ pub fn process(
             return (p, None);
         }
     };
+    // The emergency stop comes before everything that could approve, the
+    // answers cached or stored for a retry included. Its answer is not
+    // cached: once thawed, a retry is decided afresh.
+    if let Some(f) = freeze.stopping(adm.request.request_type) {
+        return (frozen(policy, adm, &f, received_at_ms), None);
+    }
     let id = adm.request.request_id.clone();
     let digest = *adm.digest();
     let now = Instant::now();
@@ -492,6 +500,32 @@ pub fn process(
         }
         Lookup::Mismatch => (mismatch(adm), None),
     }
+}
+
+/// A signed REJECT naming the freeze, with the input the policy would have
+/// seen (so the decision log and replay show what was stopped).
+fn frozen(
+    policy: &PolicySet,
+    adm: Admitted,
+    f: &crate::freeze::Freeze,
+    received_at_ms: i64,
+) -> Processed {
+    let decision = crate::policy::Decision {
+        allow: false,
+        reasons: vec![f.message(adm.request.request_type)],
+        codes: vec![crate::freeze::CODE.to_owned()],
+    };
+    let input = pipeline::input_without_ledger(policy, &adm.request, &adm.token, received_at_ms);
+    let decided = Decided {
+        response: pipeline::answer_for(&adm.request.request_id, &decision),
+        decision: Some(decision),
+        failure: None,
+        input,
+        eval_time: Duration::ZERO,
+        revision: policy.revision.clone(),
+        replayed: false,
+    };
+    Processed::decided(adm, decided)
 }
 
 fn replayed(adm: Admitted, c: Cached) -> Processed {

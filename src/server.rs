@@ -99,6 +99,8 @@ pub struct AppState {
     /// Requests queued for a CPU worker's decision or being decided: the
     /// ones that may still join the store's group commit (its load hint).
     pub deciding: Arc<std::sync::atomic::AtomicUsize>,
+    /// The emergency stop as last read from the store (crate::freeze).
+    pub freeze: Arc<crate::freeze::FreezeState>,
 }
 
 /// Counts a request in [`AppState::deciding`] while it lives.
@@ -151,6 +153,7 @@ impl AppState {
             shadow: crate::shadow::Shadow::default(),
             record_approvals: false,
             deciding: Arc::default(),
+            freeze: Arc::default(),
         })
     }
 }
@@ -405,6 +408,7 @@ fn decide_stage(
         &gate,
         &policy,
         state.store.as_deref(),
+        &state.freeze,
         token,
         received_ms,
     );

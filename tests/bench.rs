@@ -215,9 +215,11 @@ fn ceiling_and_policy_modes_report() {
     );
     // Only KEYSIGN fixtures are measured (the target is about them).
     assert!(fixtures.iter().all(|f| {
-        f["fixture"]
-            .as_str()
-            .is_some_and(|n| n.starts_with("keysign_") || n.starts_with("integrity_"))
+        f["fixture"].as_str().is_some_and(|n| {
+            ["keysign_", "integrity_", "calls_"]
+                .iter()
+                .any(|p| n.starts_with(p))
+        })
     }));
     assert!(!fixtures.iter().any(|f| f["fixture"] == "ping_approve"));
     assert!(r["worst_p99_us"].as_u64().unwrap_or(0) > 0, "{r:#}");

@@ -61,6 +61,7 @@ const COMMANDS: &str = "readme_command_blocks_name_what_exists";
 const LAYOUTS: &str = "the_layouts_name_what_exists";
 const LAB: &str = "rego_readme_examples_run_in_a_copy_of_the_library";
 const LIMITS: &str = "the_spending_limit_examples_load_and_decide_as_the_guides_say";
+const CALLS: &str = "the_contract_call_example_is_the_shipped_data";
 
 /// Every block and the tests that run it. A test that claims a block reads
 /// it with `example(DOC, "name")` (the census checks this file for the call).
@@ -88,6 +89,8 @@ const COVERED: &[(&str, &str, &[&str])] = &[
     (REGO_README, "freeze-message", &[LAB]),
     (REGO_README, "cooldown-data", &[LAB]),
     (REGO_README, "cooldown-message", &[LAB]),
+    (REGO_README, "call-abi-data", &[CALLS]),
+    (REGO_README, "call-allow-data", &[CALLS]),
 ];
 
 /// Blocks that no test runs: `(doc, name, why it cannot run in a test)`.
@@ -1431,6 +1434,23 @@ fn the_spending_limit_examples_load_and_decide_as_the_guides_say() {
                 assert!(err.contains(&want), "`{want}` in: {err}");
             }
         }
+    }
+}
+
+/// The worked example "allowing a contract call" is the shipped data, so
+/// its fixtures (`tests/fixtures/calls_*`) decide as the guide says.
+#[test]
+fn the_contract_call_example_is_the_shipped_data() {
+    let data = shipped_data();
+    for b in [
+        example(REGO_README, "call-abi-data"),
+        example(REGO_README, "call-allow-data"),
+    ] {
+        assert!(
+            yaml_contains(&data, &b.yaml()),
+            "{}: the example is not in rego/data.yaml",
+            b.at()
+        );
     }
 }
 

@@ -330,7 +330,8 @@ fn the_audit_passes_real_signatures_and_alarms_on_forgeries() {
     let good = vec![node.sign(p0, &h0, 1), node.sign(p1, &h1, 1)];
     accepted(post_event(
         &server,
-        &succeeded("ev-ok", "sign-1", good.clone(), 1),
+        // Carrying its request, as the node reports it.
+        &about(succeeded("ev-ok", "sign-1", good.clone(), 1), &req),
         event_key(),
     ));
     assert!(event_lines(&log, "unapproved_signature").is_empty());
@@ -525,27 +526,35 @@ fn schnorr_and_ed25519_signatures_are_audited_too() {
     assert_eq!(ids, vec!["ev-tr-type".to_owned(), "ev-sol-bad".to_owned()]);
 }
 
+const USDT_24H: &str = "- id: usdt_wallet_24h\n  match: {token_ids: [ETH_USDT]}\n  group_by: [wallet, token]\n  window: 24h\n  max_amount: \"9999.99\"\n";
+
 #[test]
 fn release_on_declined_only_keeps_the_hold_of_a_failed_task() {
     let ws = Workspace::new();
-    let limit = "- id: usdt_wallet_24h\n  match: {token_ids: [ETH_USDT]}\n  group_by: [wallet, token]\n  window: 24h\n  max_amount: \"9999.99\"\n";
-    let policy = policy_with_limits(&ws, Some(limit));
+    let policy = policy_with_limits(&ws, Some(USDT_24H));
+    let (log_cfg, log) = decision_log_section(&ws);
     let extra = format!(
-        "{}  release_on: [declined]\n{}",
+        "{}  release_on: [declined]\n{}{}",
         events_section(&ws),
+        log_cfg,
         state_section(&ws)
     );
     let config = ws.config_with_policy(&policy, &extra);
     let server = Server::start(&config);
-    assert!(approved(&send(&server, &usdt_request("rel-a"))));
+    let a = usdt_request("rel-a");
+    assert!(approved(&send(&server, &a)));
+    // The approved task's own failure, carrying its request.
     accepted(post_event(
         &server,
-        &event(
-            "ev-rel-fail",
-            "request.keysign.failed",
-            "rel-a",
-            170,
-            Value::Null,
+        &about(
+            event(
+                "ev-rel-fail",
+                "request.keysign.failed",
+                "rel-a",
+                170,
+                Value::Null,
+            ),
+            &a,
         ),
         event_key(),
     ));
@@ -553,21 +562,355 @@ fn release_on_declined_only_keeps_the_hold_of_a_failed_task() {
         !approved(&send(&server, &usdt_request("rel-b"))),
         "a failure does not release with release_on: [declined]"
     );
+    // Nor does a `declined` (which release_on lists): tss-gate approved
+    // this id, so the "no" was another approver's, maybe on another attempt.
     accepted(post_event(
         &server,
-        &event(
-            "ev-rel-decl",
+        &about(
+            event(
+                "ev-rel-decl",
+                "request.keysign.failed",
+                "rel-a",
+                160,
+                Value::Null,
+            ),
+            &a,
+        ),
+        event_key(),
+    ));
+    let c = send(&server, &usdt_request("rel-c"));
+    assert!(
+        !approved(&c),
+        "a declined under an approved id frees nothing: {c:?}"
+    );
+    assert!(c.error.contains("usdt_wallet_24h"), "{}", c.error);
+    assert!(event_lines(&log, "task_released").is_empty());
+    let alarms = event_lines(&log, "event_alarm");
+    assert_eq!(alarms.len(), 1, "{alarms:?}");
+    assert_eq!(alarms[0]["event_id"], "ev-rel-decl");
+    assert_eq!(alarms[0]["alarms"][0]["code"], "declined_after_approval");
+    assert_eq!(alarms[0]["state"], "approved");
+}
+
+/// The request `r` re-sent under its id with another payload: `detail`
+/// and `extra` change its two documents.
+fn resent(
+    r: &CallbackRequest,
+    detail: impl Fn(&mut Value),
+    extra: impl Fn(&mut Value),
+) -> CallbackRequest {
+    let mut d: Value = serde_json::from_str(&r.request_detail).expect("detail");
+    let mut e: Value = serde_json::from_str(&r.extra_info).expect("extra");
+    detail(&mut d);
+    extra(&mut e);
+    CallbackRequest {
+        request_detail: d.to_string(),
+        extra_info: e.to_string(),
+        ..r.clone()
+    }
+}
+
+/// The report's end-to-end case: five transfers of 9,999.99 fill a 50,000
+/// limit, and no event about anything but an approved task itself (a
+/// decline, a re-send under the id, another kind of task under it) makes
+/// room for a sixth or seventh. The approved task's own failure does.
+#[test]
+fn events_about_another_attempt_never_free_an_approved_hold() {
+    let ws = Workspace::new();
+    let limit = "- id: usdt_wallet_24h\n  match: {token_ids: [ETH_USDT]}\n  group_by: [wallet, token]\n  window: 24h\n  max_amount: \"50000\"\n";
+    let policy = policy_with_limits(&ws, Some(limit));
+    let (log_cfg, log) = decision_log_section(&ws);
+    let extra = format!("{}{}{}", events_section(&ws), log_cfg, state_section(&ws));
+    let config = ws.config_with_policy(&policy, &extra);
+    let server = Server::start(&config);
+
+    let reqs: Vec<CallbackRequest> = (1..=5)
+        .map(|i| usdt_request(&format!("fill-{i}")))
+        .collect();
+    for r in &reqs {
+        assert!(approved(&send(&server, r)), "{}", r.request_id);
+    }
+    let mut n = 0;
+    let mut over_the_limit = |why: &str| {
+        n += 1;
+        let a = send(&server, &usdt_request(&format!("over-{n}")));
+        assert!(!approved(&a), "{why}: {a:?}");
+        assert!(a.error.contains("usdt_wallet_24h"), "{why}: {}", a.error);
+    };
+    over_the_limit("five fill the limit");
+
+    // 1. Declined under an approved id, however reported: status 160 on a
+    // failed or an updated event, or a failure whose reason is a refusal.
+    let declined = [
+        about(
+            event(
+                "ev-d1",
+                "request.keysign.failed",
+                "fill-1",
+                160,
+                Value::Null,
+            ),
+            &reqs[0],
+        ),
+        about(
+            event(
+                "ev-d2",
+                "request.keysign.updated",
+                "fill-1",
+                160,
+                Value::Null,
+            ),
+            &reqs[0],
+        ),
+        event(
+            "ev-d3",
             "request.keysign.failed",
-            "rel-a",
+            "fill-1",
             160,
             Value::Null,
+        ),
+    ];
+    for ev in &declined {
+        accepted(post_event(&server, ev, event_key()));
+    }
+    let mut refused = about(
+        event(
+            "ev-d4",
+            "request.keysign.failed",
+            "fill-2",
+            170,
+            Value::Null,
+        ),
+        &reqs[1],
+    );
+    refused["data"]["failed_reason"] = json!("rejected by callback server cb-2");
+    accepted(post_event(&server, &refused, event_key()));
+    over_the_limit("a declined never frees an approval's hold");
+
+    // 2. A re-send under an approved id with another request: tss-gate
+    // refuses it, and the node's failure of that attempt carries it.
+    let other_detail = resent(&reqs[2], |d| d["task_id"] = json!("task-resent"), |_| {});
+    let other_extra = resent(
+        &reqs[2],
+        |_| {},
+        |e| e["transaction"]["description"] = json!("re-sent"),
+    );
+    for r in [&other_detail, &other_extra] {
+        let a = send(&server, r);
+        assert!(!approved(&a), "a re-send with another payload: {a:?}");
+    }
+    accepted(post_event(
+        &server,
+        &about(
+            event(
+                "ev-r1",
+                "request.keysign.failed",
+                "fill-3",
+                170,
+                Value::Null,
+            ),
+            &other_detail,
+        ),
+        event_key(),
+    ));
+    accepted(post_event(
+        &server,
+        &about(
+            event(
+                "ev-r2",
+                "request.keysign.failed",
+                "fill-3",
+                180,
+                Value::Null,
+            ),
+            &other_extra,
+        ),
+        event_key(),
+    ));
+    over_the_limit("a failure of another request under the id frees nothing");
+
+    // 3. Another kind of task under an approved id.
+    for (id, t) in [
+        ("ev-k1", "request.keygen.failed"),
+        ("ev-k2", "request.keyreshare.failed"),
+        ("ev-k3", "request.keysharesign.failed"),
+    ] {
+        accepted(post_event(
+            &server,
+            &event(id, t, "fill-4", 170, Value::Null),
+            event_key(),
+        ));
+    }
+    // A re-send carrying the approved request can still be another kind.
+    accepted(post_event(
+        &server,
+        &about(
+            event(
+                "ev-k4",
+                "request.keygen.updated",
+                "fill-4",
+                180,
+                Value::Null,
+            ),
+            &reqs[3],
+        ),
+        event_key(),
+    ));
+    over_the_limit("an event of another kind frees nothing");
+
+    // Redelivered alarms change nothing and are counted once.
+    accepted(post_event(&server, &declined[0], event_key()));
+    over_the_limit("still full");
+    assert!(event_lines(&log, "task_released").is_empty());
+    assert!(server.logs().contains("ALARM"));
+
+    let codes = |id: &str| -> Vec<String> {
+        let lines: Vec<Value> = event_lines(&log, "event_alarm")
+            .into_iter()
+            .filter(|l| l["event_id"] == id)
+            .collect();
+        assert_eq!(lines.len(), 1, "one alarm line for {id}: {lines:?}");
+        lines[0]["alarms"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| a["code"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    for id in ["ev-d1", "ev-d2", "ev-d3", "ev-d4"] {
+        assert_eq!(codes(id), vec!["declined_after_approval"], "{id}");
+    }
+    assert_eq!(codes("ev-r1"), vec!["request_detail_mismatch"]);
+    assert_eq!(codes("ev-r2"), vec!["extra_info_mismatch"]);
+    for id in ["ev-k1", "ev-k2", "ev-k3", "ev-k4"] {
+        assert_eq!(codes(id), vec!["request_type_mismatch"], "{id}");
+    }
+    let keygen = event_lines(&log, "event_alarm")
+        .into_iter()
+        .find(|l| l["event_id"] == "ev-k1")
+        .expect("ev-k1");
+    assert_eq!(
+        (
+            keygen["request_type"].as_str(),
+            keygen["approved_type"].as_str()
+        ),
+        (Some("KEYGEN"), Some("KEYSIGN"))
+    );
+
+    let m = metrics_text(&server);
+    let name = tss_gate::events::metrics::EVENT_ALARMS_TOTAL;
+    let count = |labels: &[(&str, &str)]| metric(&m, name, labels);
+    assert_eq!(
+        count(&[
+            ("request_type", "KEYSIGN"),
+            ("code", "declined_after_approval")
+        ]),
+        4.0,
+        "{m}"
+    );
+    assert_eq!(count(&[("code", "request_detail_mismatch")]), 1.0);
+    assert_eq!(count(&[("code", "extra_info_mismatch")]), 1.0);
+    assert_eq!(count(&[("code", "request_type_mismatch")]), 4.0);
+    assert_eq!(
+        count(&[
+            ("request_type", "KEYGEN"),
+            ("code", "request_type_mismatch")
+        ]),
+        2.0
+    );
+    assert_eq!(count(&[]), 10.0);
+
+    // Legitimate: the approved task's own failure, carrying its request
+    // with its keys in another order, frees exactly its amount.
+    accepted(post_event(
+        &server,
+        &about(
+            event(
+                "ev-own",
+                "request.keysign.failed",
+                "fill-5",
+                170,
+                Value::Null,
+            ),
+            &reqs[4],
+        ),
+        event_key(),
+    ));
+    let released = event_lines(&log, "task_released");
+    assert_eq!(released.len(), 1, "{released:?}");
+    assert_eq!(released[0]["request_id"], "fill-5");
+    assert!(
+        approved(&send(&server, &usdt_request("after-own"))),
+        "its room is free"
+    );
+    over_the_limit("one transfer's room, used again");
+}
+
+#[test]
+fn by_default_the_approved_tasks_own_failure_or_cancel_releases_it() {
+    let ws = Workspace::new();
+    let policy = policy_with_limits(&ws, Some(USDT_24H));
+    let (log_cfg, log) = decision_log_section(&ws);
+    let extra = format!("{}{}{}", events_section(&ws), log_cfg, state_section(&ws));
+    let server = Server::start(&ws.config_with_policy(&policy, &extra));
+    let a = usdt_request("own-a");
+    assert!(approved(&send(&server, &a)));
+    // A `succeeded` about another request under the id is audited and does
+    // not mark the approval executed: a later failure of the approved task
+    // itself still releases it (default release_on).
+    let other = resent(&a, |d| d["task_id"] = json!("other"), |_| {});
+    accepted(post_event(
+        &server,
+        &about(
+            event(
+                "ev-own-s",
+                "request.keysign.updated",
+                "own-a",
+                190,
+                Value::Null,
+            ),
+            &other,
+        ),
+        event_key(),
+    ));
+    assert!(event_lines(&log, "task_executed").is_empty());
+    assert_eq!(event_lines(&log, "event_alarm").len(), 1);
+    accepted(post_event(
+        &server,
+        &about(
+            event(
+                "ev-own-f",
+                "request.keysign.failed",
+                "own-a",
+                170,
+                Value::Null,
+            ),
+            &a,
         ),
         event_key(),
     ));
     assert!(
-        approved(&send(&server, &usdt_request("rel-c"))),
-        "a declined task releases"
+        approved(&send(&server, &usdt_request("own-b"))),
+        "the approved task's own failure releases its hold"
     );
+    // Canceled, likewise.
+    accepted(post_event(
+        &server,
+        &about(
+            event(
+                "ev-own-c",
+                "request.keysign.updated",
+                "own-b",
+                180,
+                Value::Null,
+            ),
+            &usdt_request("own-b"),
+        ),
+        event_key(),
+    ));
+    assert!(approved(&send(&server, &usdt_request("own-c"))));
+    assert!(!approved(&send(&server, &usdt_request("own-d"))));
+    assert_eq!(event_lines(&log, "task_released").len(), 2);
 }
 
 #[test]

@@ -395,6 +395,7 @@ fn dashboard_and_alert_queries_return_data_in_a_real_prometheus() {
         "TssGateStoreSlow",
         "TssGateUnapprovedSignature",
         "TssGateTasksStalled",
+        "TssGateFrozen",
         "TssGateShadowWouldApprove",
     ]
     .map(String::from)
@@ -756,4 +757,140 @@ fn ratio_panels_pass_generated_promtool_cases() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Issue 36 (item 6): `tss_gate_velocity_utilization_ratio{limit}` is the
+/// ledger's utilisation of each limit's fullest group, as a real Prometheus
+/// scrapes it: from the ledger at the start (wallet B's approvals predate
+/// the server), not the denied request's 120 % but the ledger's 49 999.95 /
+/// 50 000, the fuller wallet whichever was decided last, and falling to 0
+/// with no traffic once a short window has passed, so the alert ends by
+/// itself. `ledger show` agrees, and adds no amounts of different tokens.
+#[test]
+fn the_spending_limit_gauge_is_the_ledgers_fullest_group_and_falls_with_no_traffic() {
+    use obs::gauge::*;
+    let ws = Workspace::new();
+    let db = ws.path().join("state/ledger.sqlite");
+    {
+        let store = tss_gate::store::SqliteStore::open(&db).unwrap();
+        seed_wallet_b(&store, tss_gate::pipeline::now_ms());
+    }
+    let policy = policy_with_limits(&ws, Some(LIMITS));
+    let cfg = ws.config_with_policy(
+        &policy,
+        &format!("state:\n  sqlite:\n    path: {}\n", db.display()),
+    );
+    let server = Server::start(&cfg);
+    let mut prom = Prometheus::start(ws.path(), &server.addr);
+    prom.wait_scraping();
+    let value = |p: &Prometheus, limit: &str| p.scalar(&series(limit));
+
+    // Before any request: the seeded ledger, not 0.
+    prom.wait_for("wallet B's usage from the ledger", |p| {
+        let usdt = value(p, USDT)?;
+        let requests = value(p, REQUESTS)?;
+        (close(usdt, 0.8) && close(requests, 0.7)).then_some(())
+    });
+    assert_eq!(value(&prom, BURST), Some(0.0));
+
+    wallet_a_traffic(&server, "gauge");
+    let sent = tss_gate::pipeline::now_ms() as f64 / 1000.0;
+    // A scrape well after the last decision's refresh (it comes within
+    // about a second of the decision).
+    prom.wait_for("a scrape after the traffic", |p| {
+        let t = p.scalar(&format!("timestamp({})", series(USDT)))?;
+        (t > sent + 3.0).then_some(())
+    });
+    let usdt = value(&prom, USDT).unwrap();
+    assert!(
+        close(usdt, USDT_AFTER),
+        "the ledger's 49999.95 of 50000, not the denied request's 1.2: {usdt}"
+    );
+    let requests = value(&prom, REQUESTS).unwrap();
+    assert!(
+        close(requests, REQUESTS_AFTER),
+        "wallet B's 7 of 10, not the latest decision's group (A, 6 of 10): {requests}"
+    );
+    let most = prom
+        .scalar(&format!("max_over_time({}[10m])", series(USDT)))
+        .unwrap();
+    assert!(
+        most <= 1.0,
+        "no scrape ever saw the denied request's 120 %: {most}"
+    );
+    let burst = prom
+        .scalar(&format!("max_over_time({}[10m])", series(BURST)))
+        .unwrap();
+    assert!(burst > 0.0, "the burst was seen: {burst}");
+
+    // `ledger show`, while the server runs, says the same.
+    let ledger = |json: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tss-gate"));
+        c.args(["ledger", "show", "--config"]).arg(&cfg);
+        if json {
+            c.arg("--json");
+        }
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let l: Value = serde_json::from_str(&ledger(true)).unwrap();
+    let groups = l["groups"].as_array().unwrap();
+    let of = |limit: &str, wallet: &str| {
+        groups
+            .iter()
+            .find(|g| g["limit"] == limit && g["group"].as_str().unwrap().contains(wallet))
+            .unwrap_or_else(|| panic!("{limit} {wallet}: {l:#}"))
+    };
+    assert_eq!(of(USDT, WALLET_A)["used_amount"], "49999.95", "{l:#}");
+    assert_eq!(of(USDT, WALLET_B)["used_amount"], "40000", "{l:#}");
+    // Count-only, not grouped by token: 9999.99 USDT and 0.75 ETH are no amount.
+    let a = of(REQUESTS, WALLET_A);
+    assert_eq!(
+        (&a["used_amount"], &a["used_count"]),
+        (&Value::Null, &json!(6)),
+        "{l:#}"
+    );
+    let text = ledger(false);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(REQUESTS) && l.contains(WALLET_A))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.ends_with("last 1h: requests 6 of 10"), "{line}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(USDT) && l.contains(WALLET_A))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("amount 49999.95 of 50000"), "{line}");
+
+    // No more traffic: the 5 s window slides past wallet A's approvals and
+    // the burst limit's gauge falls to 0; the others stay.
+    let started = Instant::now();
+    prom.wait_for("the burst gauge to fall to 0 without traffic", |p| {
+        (value(p, BURST)? == 0.0).then_some(())
+    });
+    assert!(started.elapsed() < FALL, "{:?}", started.elapsed());
+    assert!(close(value(&prom, USDT).unwrap(), USDT_AFTER));
+    assert!(close(value(&prom, REQUESTS).unwrap(), REQUESTS_AFTER));
+    // The alert's expression now holds for the full limit only, and
+    // Prometheus has it pending there (for: 1m).
+    let expr = alert_expr(&alert_rules(), "TssGateSpendingLimitNearCap");
+    let near: BTreeSet<String> = prom
+        .query(&expr)
+        .iter()
+        .map(|r| r["metric"]["limit"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(near, BTreeSet::from([USDT.to_owned()]));
+    prom.wait_for("the near-cap alert pending for the full limit", |p| {
+        let r = p.query("ALERTS{alertname=\"TssGateSpendingLimitNearCap\"}");
+        let limits: BTreeSet<&str> = r
+            .iter()
+            .filter_map(|a| a["metric"]["limit"].as_str())
+            .collect();
+        (limits == BTreeSet::from([USDT])).then_some(())
+    });
 }

@@ -38,6 +38,7 @@ fn draft(ws: &Workspace) -> PathBuf {
     let entry = serde_yaml_ng::to_value(serde_json::json!({
         "threshold": detail["threshold"],
         "node_ids": detail["node_ids"],
+        "curve": detail["curve"],
     }))
     .unwrap();
     data["embedded_risk_control_rules"]["key_gen"]["allow_list"]

@@ -768,6 +768,16 @@ fn check_and_serve_refuse_an_integrity_table_that_would_unbind_a_chain() {
             "    ETH_USDT:     {chain: ETH, decimals: 6}",
             "integrity.tokens.ETH_USDT: pins no contract or mint",
         ),
+        (
+            "          - function approve(address spender, uint256 amount)",
+            "          - function approve(address spender, uint257 amount)",
+            "integrity.contracts.ETH: contract `0xdac17f958d2ee523a2206206994597c13d831ec7`: function `function approve(address spender, uint257 amount)`: parameter type `uint257` is not an ABI type",
+        ),
+        (
+            "      \"0xdac17f958d2ee523a2206206994597c13d831ec7\":\n        name: Tether USD",
+            "      \"0xDAC17F958D2EE523A2206206994597C13D831EC7\":\n        name: Tether USD",
+            "integrity.contracts.ETH: contract `0xDAC17F958D2EE523A2206206994597C13D831EC7` is not 0x and 40 lower-case hex digits",
+        ),
     ];
     for (from, to, reason) in cases {
         let (_t, dir) = rego_copy();
@@ -775,7 +785,11 @@ fn check_and_serve_refuse_an_integrity_table_that_would_unbind_a_chain() {
         let text = std::fs::read_to_string(&data).unwrap();
         assert!(text.contains(from), "shipped data.yaml lacks `{from}`");
         let text = text.replacen(from, to, 1);
-        let line = text.lines().position(|l| l.starts_with(to)).unwrap() + 1;
+        let line = text
+            .lines()
+            .position(|l| l.starts_with(to.lines().next().unwrap()))
+            .unwrap()
+            + 1;
         std::fs::write(&data, text).unwrap();
         let cfg = ws.config_with_policy(&dir, "");
         let o = run(&["check", "--config", cfg.to_str().unwrap()]);
@@ -1024,4 +1038,114 @@ fn eval_input_only_shows_the_spending_limit_facts_of_the_fixtures_history() {
         "{input:#}"
     );
     assert!(input["decided_at_ms"].is_number());
+}
+
+/// A fixture that no spending limit matches (a KEYGEN, under a policy that
+/// declares limits) is evaluated on the coverage engine like every other:
+/// the lines it reaches count as covered.
+#[test]
+fn coverage_counts_a_fixture_no_spending_limit_matches() {
+    let (_t, dir) = rego_copy();
+    std::fs::write(
+        dir.join("tss/keygen/fixture_only.rego"),
+        "package tss.keygen\n\ndeny contains {\"code\": \"keygen.fixture_only\", \"msg\": \"never\"} if {\n\tinput.detail.threshold == 2\n\tinput.zzz_never == true\n}\n",
+    )
+    .unwrap();
+    let o = run(&[
+        "test",
+        dir.to_str().unwrap(),
+        "--run",
+        "^keygen_allowed_approve$",
+        "--coverage",
+        "--format",
+        "json",
+    ]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{}", stderr(&o));
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["summary"]["passed"], 1, "only the fixture ran: {out}");
+    let file = doc["coverage"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["file"].as_str().unwrap().ends_with("fixture_only.rego"))
+        .unwrap_or_else(|| panic!("{out}"))
+        .clone();
+    assert_eq!(file["covered"], serde_json::json!([4, 5]), "{file}");
+}
+
+/// An allow-listed address that is no address of its chain (a bad bech32
+/// checksum, an upper-case EVM spelling the rules would never match) is
+/// refused when the set loads, naming the file, the line and the address.
+#[test]
+fn a_listed_address_that_is_not_one_of_its_chain_refuses_the_set() {
+    for (good, bad) in [
+        (
+            "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq",
+            "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdz",
+        ),
+        (
+            "\"0x8f3cf7ad23cd3cadbd9735aff958023239c6a063\"",
+            "\"0x8F3CF7AD23CD3CADBD9735AFF958023239C6A063\"",
+        ),
+    ] {
+        let (_t, dir) = rego_copy();
+        let data = dir.join("data.yaml");
+        let text = std::fs::read_to_string(&data).unwrap();
+        assert!(text.contains(good), "{good}");
+        std::fs::write(&data, text.replace(good, bad)).unwrap();
+        let line = line_of(&data, &format!("      {bad}"));
+        let o = run(&["test", dir.to_str().unwrap()]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(&format!(
+                "{}`: line {line}: keysign.allowed_destinations.",
+                data.display()
+            )) && err.contains(&format!("address `{}`", bad.trim_matches('"'))),
+            "{err}"
+        );
+    }
+}
+
+/// `test --config` runs the fixtures the config's reload gate runs (the
+/// operator's `policy.fixtures`), not the example organisation's.
+#[test]
+fn test_with_a_config_runs_the_configs_fixtures() {
+    let ws = Workspace::new();
+    let mine = ws.path().join("my-fixtures");
+    std::fs::create_dir_all(&mine).unwrap();
+    std::fs::copy(
+        repo().join("tests/fixtures/ping_approve.json"),
+        mine.join("ping_approve.json"),
+    )
+    .unwrap();
+    let cfg = ws.config("");
+    // The standard test config ends its `policy:` block; add the key there.
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "  require_passing_tests: false\n",
+        &format!(
+            "  require_passing_tests: false\n  fixtures: {}\n",
+            mine.display()
+        ),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let o = run(&[
+        "test",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{}", stderr(&o));
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    let fixtures: Vec<&str> = doc["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] == "fixture")
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(fixtures, ["ping_approve"], "{out}");
 }

@@ -1,6 +1,8 @@
 //! `tss-gate check`: load the config, keys and policies exactly as `serve`
 //! does (through [`crate::state::load_all`]) without listening, and report
 //! what is wrong. Exit 0 when `serve` would start, 1 when it would refuse.
+//! Its warnings ([`crate::testing::runner::warnings`]) never refuse, and
+//! are printed on a refusal too whenever the policy set itself loads.
 
 use std::path::PathBuf;
 
@@ -77,6 +79,21 @@ pub fn run(a: CheckArgs) -> Exit {
         }
         Err(e) => {
             super::print_error(&e);
+            // A set refused for its failing tests (or for its keys) still
+            // loads on its own, and its warnings are often why the tests
+            // fail (a data key that landed elsewhere, a rule never reached).
+            if let Ok(set) = crate::policy::PolicySet::load(&cfg.policy_options()) {
+                let findings = crate::testing::runner::warnings(&set);
+                for f in &findings {
+                    eprintln!("warning: {f}");
+                }
+                if !findings.is_empty() {
+                    eprintln!(
+                        "{} warnings beside the errors above; they may explain them",
+                        findings.len()
+                    );
+                }
+            }
             Exit::One
         }
     }

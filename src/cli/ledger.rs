@@ -11,7 +11,8 @@ use serde_json::json;
 
 use super::Exit;
 use crate::config::{Config, Overrides};
-use crate::store::sqlite;
+use crate::store::{GroupUsage, sqlite};
+use crate::velocity::{Dim, Limit};
 
 #[derive(Debug, Subcommand)]
 pub enum LedgerCommand {
@@ -196,19 +197,7 @@ fn show(a: ShowArgs) -> anyhow::Result<Exit> {
     if a.json {
         let groups: Vec<_> = report
             .iter()
-            .map(|g| {
-                let l = find(&g.limit);
-                json!({
-                    "limit": g.limit,
-                    "group": g.group,
-                    "window": l.map(|l| l.window.clone()),
-                    "used_amount": g.usage.amount.to_string(),
-                    "used_count": g.usage.count,
-                    "max_amount": l.and_then(|l| l.max_amount).map(|m| m.to_string()),
-                    "max_count": l.and_then(|l| l.max_count),
-                    "held": g.held,
-                })
-            })
+            .map(|g| group_json(g, find(&g.limit)))
             .collect();
         let entries: Vec<_> = rows
             .iter()
@@ -229,23 +218,7 @@ fn show(a: ShowArgs) -> anyhow::Result<Exit> {
         writeln!(out, "ledger is empty ({})", conn.name())?;
     }
     for g in &report {
-        let l = find(&g.limit);
-        let window = l
-            .map(|l| l.window.as_str())
-            .unwrap_or("24h (limit no longer configured)");
-        let amount = match l.and_then(|l| l.max_amount) {
-            Some(max) => format!("{} of {}", g.usage.amount, max),
-            None => g.usage.amount.to_string(),
-        };
-        let count = match l.and_then(|l| l.max_count) {
-            Some(max) => format!("{} of {}", g.usage.count, max),
-            None => g.usage.count.to_string(),
-        };
-        writeln!(
-            out,
-            "{}  {}  last {}: amount {}, requests {}",
-            g.limit, g.group, window, amount, count
-        )?;
+        writeln!(out, "{}", group_line(g, find(&g.limit)))?;
     }
     for e in &rows {
         let at = crate::decision_log::timestamp(e.at_ms);
@@ -271,6 +244,60 @@ fn show(a: ShowArgs) -> anyhow::Result<Exit> {
         )?;
     }
     Ok(Exit::Ok)
+}
+
+/// Whether the amounts of a group's rows are all of one token, so that
+/// their sum means something: the limit groups by token or matches one
+/// token (every limit with a `max_amount` does). A count-only limit
+/// grouped otherwise counts requests in any tokens: 1 ETH and 1 USDT are
+/// not "2". For a limit no longer configured: whether the group names its
+/// token.
+fn one_token(g: &GroupUsage, l: Option<&Limit>) -> bool {
+    match l {
+        Some(l) => {
+            l.max_amount.is_some()
+                || l.group_by.contains(&Dim::Token)
+                || l.token_ids.as_ref().is_some_and(|t| t.len() == 1)
+        }
+        None => g.group.split(',').any(|p| p.starts_with("token=")),
+    }
+}
+
+/// One group of `ledger show`: `LIMIT  GROUP  last WINDOW: amount USED [of
+/// MAX], requests N [of MAX]`, without the amount when it would add
+/// different tokens up.
+fn group_line(g: &GroupUsage, l: Option<&Limit>) -> String {
+    let window = l
+        .map(|l| l.window.as_str())
+        .unwrap_or("24h (limit no longer configured)");
+    let amount = match (l.and_then(|l| l.max_amount), one_token(g, l)) {
+        (Some(max), _) => format!("amount {} of {}, ", g.usage.amount, max),
+        (None, true) => format!("amount {}, ", g.usage.amount),
+        (None, false) => String::new(),
+    };
+    let count = match l.and_then(|l| l.max_count) {
+        Some(max) => format!("{} of {}", g.usage.count, max),
+        None => g.usage.count.to_string(),
+    };
+    format!(
+        "{}  {}  last {window}: {amount}requests {count}",
+        g.limit, g.group
+    )
+}
+
+/// One group of `ledger show --json`; `used_amount` is null when it would
+/// add different tokens up (as a fact's is without `max_amount`).
+fn group_json(g: &GroupUsage, l: Option<&Limit>) -> serde_json::Value {
+    json!({
+        "limit": g.limit,
+        "group": g.group,
+        "window": l.map(|l| l.window.clone()),
+        "used_amount": one_token(g, l).then(|| g.usage.amount.to_string()),
+        "used_count": g.usage.count,
+        "max_amount": l.and_then(|l| l.max_amount).map(|m| m.to_string()),
+        "max_count": l.and_then(|l| l.max_count),
+        "held": g.held,
+    })
 }
 
 fn void(a: VoidArgs) -> anyhow::Result<Exit> {
@@ -333,4 +360,95 @@ fn plan(a: PlanArgs) -> anyhow::Result<Exit> {
         println!("{name}:\n  {q}\n  plan: {}", plan.join(" | "));
     }
     Ok(Exit::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::velocity::{Amount, Limits, Usage};
+
+    fn limit(v: serde_json::Value) -> Limit {
+        Limits::from_data(Some(&json!({ "limits": [v] })))
+            .unwrap()
+            .limits
+            .remove(0)
+    }
+
+    fn group(limit: &str, group: &str, amount: &str, count: u64) -> GroupUsage {
+        GroupUsage {
+            limit: limit.into(),
+            group: group.into(),
+            usage: Usage {
+                amount: Amount::parse(amount).unwrap(),
+                count,
+            },
+            held: count,
+        }
+    }
+
+    #[test]
+    fn a_count_only_limit_over_several_tokens_shows_no_summed_amount() {
+        // 1 ETH and 1 USDT of one wallet: two requests, not "amount 2".
+        let l = limit(json!({"id": "w", "window": "1h", "group_by": ["wallet"], "max_count": 5}));
+        let g = group("w", "wallet=w1", "2", 2);
+        assert_eq!(
+            group_line(&g, Some(&l)),
+            "w  wallet=w1  last 1h: requests 2 of 5"
+        );
+        let j = group_json(&g, Some(&l));
+        assert_eq!(j["used_amount"], serde_json::Value::Null, "{j}");
+        assert_eq!(j["used_count"], 2);
+        assert_eq!(j["max_count"], 5);
+    }
+
+    #[test]
+    fn amounts_of_one_token_are_shown() {
+        // Grouped by token: each group is one token's.
+        let l = limit(
+            json!({"id": "t", "window": "1h", "group_by": ["wallet", "token"], "max_count": 5}),
+        );
+        let g = group("t", "wallet=w1,token=ETH", "1.5", 2);
+        assert_eq!(
+            group_line(&g, Some(&l)),
+            "t  wallet=w1,token=ETH  last 1h: amount 1.5, requests 2 of 5"
+        );
+        assert_eq!(group_json(&g, Some(&l))["used_amount"], "1.5");
+        // One token matched.
+        let l = limit(
+            json!({"id": "o", "window": "1h", "match": {"token_ids": ["ETH"]}, "max_count": 5}),
+        );
+        let g = group("o", "all", "1.5", 2);
+        assert_eq!(
+            group_line(&g, Some(&l)),
+            "o  all  last 1h: amount 1.5, requests 2 of 5"
+        );
+        // A cap on the amount, with or without one on the count.
+        let l = limit(
+            json!({"id": "a", "window": "24h", "group_by": ["wallet", "token"], "max_amount": "50000"}),
+        );
+        let g = group("a", "wallet=w1,token=ETH_USDT", "49999.95", 5);
+        assert_eq!(
+            group_line(&g, Some(&l)),
+            "a  wallet=w1,token=ETH_USDT  last 24h: amount 49999.95 of 50000, requests 5"
+        );
+        let j = group_json(&g, Some(&l));
+        assert_eq!(
+            (&j["used_amount"], &j["max_amount"]),
+            (&json!("49999.95"), &json!("50000"))
+        );
+    }
+
+    #[test]
+    fn a_limit_no_longer_configured_shows_an_amount_only_for_a_token_group() {
+        let g = group("old", "wallet=w1", "2", 2);
+        assert_eq!(
+            group_line(&g, None),
+            "old  wallet=w1  last 24h (limit no longer configured): requests 2"
+        );
+        let g = group("old", "wallet=w1,token=ETH", "2", 2);
+        assert_eq!(
+            group_line(&g, None),
+            "old  wallet=w1,token=ETH  last 24h (limit no longer configured): amount 2, requests 2"
+        );
+    }
 }

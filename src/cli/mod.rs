@@ -7,6 +7,7 @@ pub mod bench;
 pub mod check;
 pub mod eval;
 pub mod fixture;
+pub mod freeze;
 pub mod impact;
 pub mod keys;
 pub mod ledger;
@@ -52,6 +53,10 @@ pub enum Command {
     /// Inspect the spending-limit ledger, or release a hold.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
+    /// The emergency stop: reject every KEYSIGN (or every task) at once,
+    /// whatever the policy says, until `freeze off`.
+    #[command(subcommand)]
+    Freeze(freeze::FreezeCommand),
 }
 
 /// Process exit codes, typed so every command uses them the same way.
@@ -89,6 +94,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Check(a) => check::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Ledger(c) => ledger::run(c),
+        Command::Freeze(c) => freeze::run(c),
         Command::Replay(a) => impact::run(a),
         Command::Fixture(c) => fixture::run(c),
     }

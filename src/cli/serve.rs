@@ -69,6 +69,11 @@ pub fn run(a: ServeArgs) -> Exit {
             return Exit::One;
         }
     };
+    // What `check` would warn about goes live silently otherwise (a rule
+    // the decision never reaches, a data key no policy reads).
+    for w in crate::testing::runner::warnings(&loaded.policy) {
+        warn!("policy warning: {w}");
+    }
     // Opened outside the async runtime: the PostgreSQL client blocks, and
     // is dropped (below) outside it too.
     let store = match crate::state::open_store(&cfg) {
@@ -234,6 +239,20 @@ async fn serve(
         store,
         state.metrics.clone(),
     )));
+    // The emergency stop is in force from the first request: a switch
+    // that cannot be read refuses the start (it might be on).
+    if let Some(s) = state.store.clone() {
+        let f = tokio::task::spawn_blocking(move || crate::freeze::read(s.as_ref()))
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the freeze switch: {e}"))?
+            .map_err(|e| anyhow::anyhow!("cannot read the freeze switch: {e}"))?;
+        crate::freeze::apply(
+            &state.freeze,
+            f,
+            &state.metrics,
+            state.decision_log.as_deref(),
+        );
+    }
     state.retry = crate::retry::RetryCache::from_config(&cfg.retry_cache);
     state.record_approvals = cfg.event_server.is_some();
     if backtraces_slow_evaluation(
@@ -249,6 +268,23 @@ async fn serve(
         );
     }
     let state = Arc::new(state);
+    if let Some(store) = state.store.clone() {
+        tokio::spawn(crate::freeze::follow(
+            store,
+            state.freeze.clone(),
+            state.metrics.clone(),
+            state.decision_log.clone(),
+        ));
+    }
+    // The spending-limit gauge, from the ledger (crate::velocity::gauge).
+    if let Some(store) = state.store.clone() {
+        let st = state.clone();
+        tokio::spawn(crate::velocity::gauge::follow(
+            store,
+            move || st.policy.load().velocity.clone(),
+            state.metrics.clone(),
+        ));
+    }
     let listener = tokio::net::TcpListener::bind(cfg.endpoint())
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on `{}`: {e}", cfg.endpoint()))?;

@@ -30,7 +30,8 @@ pub struct TestArgs {
     /// Policy directory; wins over the config's `policy.dir`.
     #[arg(long)]
     pub policy_dir: Option<PathBuf>,
-    /// Fixture directory (default `tests/fixtures`, skipped if absent).
+    /// Fixture directory (default: with `--config`, its `policy.fixtures`
+    /// as the reload gate runs them; else `tests/fixtures`, skipped if absent).
     #[arg(long)]
     pub fixtures: Option<PathBuf>,
     /// Only run tests and fixtures whose name matches this regex.
@@ -107,7 +108,13 @@ fn options(a: &TestArgs) -> anyhow::Result<RunOptions> {
             }
             Some(f.clone())
         }
-        None => Some(PathBuf::from(DEFAULT_FIXTURES)).filter(|d| d.is_dir()),
+        // With a config, the fixtures its reload gate runs (the operator's,
+        // `policy.fixtures`), not the example organisation's: otherwise an
+        // operator's data would be tested against the vendor's demo.
+        None => match a.config.as_deref() {
+            Some(c) => Config::load(c, &Overrides::default())?.policy.fixtures,
+            None => Some(PathBuf::from(DEFAULT_FIXTURES)).filter(|d| d.is_dir()),
+        },
     };
     let filter = a
         .run

@@ -21,8 +21,8 @@
 use serde_json::{Value, json};
 
 use super::{
-    Asset, ChainInfo, Decoded, DeriveConfig, Family, TokenAsset, bitcoin, normalized_msg_hashes,
-    shorten, signer, str_field,
+    Action, Asset, ChainInfo, Decoded, DeriveConfig, Family, TokenAsset, bitcoin,
+    normalized_msg_hashes, shorten, signer, str_field,
 };
 
 /// One failed binding: a stable code and a message naming both values.
@@ -148,8 +148,22 @@ fn bind_token(
     };
     let TokenAsset::Pinned(pinned) = &token.asset else {
         // The native coin: a token call in the bytes would move value that
-        // the native coin's caps and allow-lists never see.
-        if let Some(t) = &d.token_transfer {
+        // the native coin's caps and allow-lists never see. Except a call
+        // described as one (`EVM_Contract`, whose `token_id` is the native
+        // coin by Cobo's convention) to a contract whose ABI the operator
+        // pinned: the call rules judge what it does (rego calls.rego).
+        let pinned_call = str_field(
+            tx.get("destination").unwrap_or(&Value::Null),
+            "destination_type",
+        ) == Some("EVM_Contract")
+            && d.call
+                .as_ref()
+                .and_then(|c| c.to.as_deref())
+                .is_some_and(|to| {
+                    cfg.contracts
+                        .is_pinned(str_field(tx, "chain_id").unwrap_or_default(), to)
+                });
+        if let Some(t) = d.token_transfer.as_ref().filter(|_| !pinned_call) {
             push(
                 v,
                 "keysign.token_contract_mismatch",
@@ -177,9 +191,14 @@ fn bind_token(
         None => push(
             v,
             code,
-            format!(
-                "token `{token_id}` on chain `{chain_name}` must move `{pinned}`, but the raw transaction makes no token transfer"
-            ),
+            match &d.action {
+                Action::Other(what) => format!(
+                    "token `{token_id}` on chain `{chain_name}` must move `{pinned}`, but the raw transaction makes no token transfer it can read: it is {what}"
+                ),
+                _ => format!(
+                    "token `{token_id}` on chain `{chain_name}` must move `{pinned}`, but the raw transaction makes no token transfer"
+                ),
+            },
         ),
         Some(t) => match &t.contract {
             None => push(v, code, no_mint.clone()),
@@ -334,11 +353,8 @@ fn bind_signer(
             continue;
         };
         match signer::parse_path(text) {
-            Err(e) => push(
-                v,
-                "keysign.path_invalid",
-                format!("bip32 path `{}`: {e}", shorten(text)),
-            ),
+            // parse_path's error already names the path.
+            Err(e) => push(v, "keysign.path_invalid", e),
             Ok(path) => {
                 if path.coin_type() != chain.coin_type {
                     push(
@@ -446,14 +462,19 @@ fn bind_btc_inputs(
         .get("inputs")
         .and_then(Value::as_array)
         .map_or(&[], Vec::as_slice);
-    if inputs.len() != paths.len() {
+    // Counted as listed: a path that does not parse is reported on its own
+    // and must not make the list look shorter than it is.
+    let listed = detail
+        .get("bip32_path_list")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    if inputs.len() != listed {
         push(
             v,
             "keysign.path_count_mismatch",
             format!(
-                "raw tx has {} inputs but bip32_path_list has {} paths: one path per input",
+                "raw tx has {} inputs but bip32_path_list has {listed} paths: one path per input",
                 inputs.len(),
-                paths.len()
             ),
         );
     }

@@ -684,8 +684,44 @@ pub(crate) fn check_description(
         .filter_map(|a| parse_address(a, network).ok())
         .map(|a| a.script_pubkey())
         .collect();
+    // A change address the description names narrows change to that one
+    // address: a second "own" output beside it would move value between the
+    // wallet's addresses that nobody described.
+    let change = match present("change_address").map(|c| (c, c.as_str())) {
+        None | Some((_, Some(""))) => None,
+        Some((_, Some(a))) => match parse_address(a, network) {
+            Ok(addr) => {
+                let script = addr.script_pubkey();
+                if !own_scripts.contains(&script) {
+                    out.push(format!(
+                        "change_address {} is not an address of the signing paths' keys",
+                        super::shorten(a)
+                    ));
+                }
+                Some(script)
+            }
+            Err(e) => {
+                out.push(format!("change_address: {e}"));
+                None
+            }
+        },
+        Some((c, None)) => {
+            out.push(format!("change_address is not a string: {c}"));
+            None
+        }
+    };
     for (i, (o, matched)) in outputs.iter().zip(&used).enumerate() {
-        if *matched || own_scripts.contains(&o.script) {
+        if *matched
+            || (own_scripts.contains(&o.script) && change.as_ref().is_none_or(|c| *c == o.script))
+        {
+            continue;
+        }
+        if change.is_some() && own_scripts.contains(&o.script) {
+            out.push(format!(
+                "output #{i}: raw tx pays {} sat as change to {}, not to the described change_address",
+                o.value,
+                o.address.as_deref().unwrap_or("a non-address script")
+            ));
             continue;
         }
         out.push(match &o.address {

@@ -301,10 +301,26 @@ pub(crate) fn action_for(
             asset: Asset::Native,
             spl: None,
         }]),
-        None => Action::Other(format!(
-            "a contract call with calldata selector {}",
-            input.get(..4).map_or_else(|| hex0x(input), hex0x)
-        )),
+        None => match erc20_method(input) {
+            // The selector is a token method, but decode_erc20 refused the
+            // arguments: say that, not "some contract call".
+            Some(m) => Action::Other(format!(
+                "a token `{m}` call whose arguments are not clean ABI words (an address word with non-zero upper bytes, or arguments cut short)"
+            )),
+            None => Action::Other(format!(
+                "a contract call with calldata selector {}",
+                input.get(..4).map_or_else(|| hex0x(input), hex0x)
+            )),
+        },
+    }
+}
+
+fn erc20_method(input: &[u8]) -> Option<&'static str> {
+    match input.get(..4)? {
+        s if s == SEL_TRANSFER => Some("transfer"),
+        s if s == SEL_TRANSFER_FROM => Some("transferFrom"),
+        s if s == SEL_APPROVE => Some("approve"),
+        _ => None,
     }
 }
 

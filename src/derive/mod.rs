@@ -72,6 +72,8 @@
 mod amount;
 mod binding;
 mod bitcoin;
+pub(crate) mod call;
+pub(crate) mod encode;
 mod evm;
 pub(crate) mod signer;
 mod solana;
@@ -340,6 +342,7 @@ fn base_object(family: Value) -> Map<String, Value> {
         "token_transfer",
         "fee_max",
         "fee_max_native",
+        "call",
         "error",
     ] {
         out.insert(key.to_owned(), Value::Null);
@@ -384,8 +387,19 @@ fn render(
         .filter(|h| !d.signing_hashes.contains(h))
         .collect();
     let msg_hashes_match = !msg_hashes.is_empty() && unmatched.is_empty();
-    let bound = binding::bind(&d, detail, tx, chain, cfg);
+    let mut bound = binding::bind(&d, detail, tx, chain, cfg);
     let disagreements = check_description(&d, tx, chain, cfg, &bound.own);
+    // The call the bytes make, read through the pinned ABIs; only calldata
+    // makes a call (a plain native transfer has none).
+    let chain_id = str_field(tx, "chain_id").unwrap_or_default();
+    let decoded_call = d
+        .call
+        .as_ref()
+        .filter(|c| !c.data.is_empty())
+        .and_then(|c| call::call_facts(chain_id, chain, cfg, c.to.as_deref(), &c.value, &c.data));
+    bound
+        .violations
+        .extend(check_calldata_info(tx, decoded_call.as_ref(), chain.family));
     let recipients: Vec<Value> = d
         .recipients
         .iter()
@@ -415,6 +429,10 @@ fn render(
     out.insert("recipients".to_owned(), Value::Array(recipients));
     out.insert("authorities".to_owned(), json!(d.authorities));
     out.insert(
+        "call".to_owned(),
+        decoded_call.map_or(Value::Null, |c| Value::Object(c.facts)),
+    );
+    out.insert(
         "description_agrees".to_owned(),
         Value::Bool(disagreements.is_empty()),
     );
@@ -432,6 +450,32 @@ fn render(
     );
     out.insert("error".to_owned(), Value::Null);
     Value::Object(out)
+}
+
+/// `destination.calldata_info` of an `EVM_Contract` description against
+/// the decoded call: each disagreement is a `keysign.calldata_info_mismatch`
+/// violation (Cobo's portal shows this text to approvers, so a lie in it is
+/// an attack of its own, apart from the calldata bytes).
+fn check_calldata_info(
+    tx: &Value,
+    decoded: Option<&call::DecodedCall>,
+    family: Family,
+) -> Vec<binding::Violation> {
+    let dest = tx.get("destination").unwrap_or(&Value::Null);
+    let info = dest.get("calldata_info").filter(|v| !v.is_null());
+    let (Some("EVM_Contract"), Some(info)) = (str_field(dest, "destination_type"), info) else {
+        return Vec::new();
+    };
+    let msgs = match decoded {
+        Some(c) => call::check_calldata_info(info, c, family),
+        None => vec![
+            "calldata_info describes a call, but the raw transaction carries no calldata"
+                .to_owned(),
+        ],
+    };
+    msgs.into_iter()
+        .map(|m| ("keysign.calldata_info_mismatch", m))
+        .collect()
 }
 
 fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
@@ -456,7 +500,7 @@ fn check_description(
             bitcoin::check_description(d, tx, own, chain.btc_network())
         }
         "Address" => check_address_destination(d, dest, tx, cfg),
-        "EVM_Contract" => check_evm_contract(d, dest, chain),
+        "EVM_Contract" => check_evm_contract(d, dest, tx, chain, cfg),
         other => vec![format!(
             "destination type `{}` cannot be checked against the raw transaction",
             shorten(other)
@@ -561,7 +605,13 @@ fn check_address_destination(
     out
 }
 
-fn check_evm_contract(d: &Decoded, dest: &Value, chain: &ChainInfo) -> Vec<String> {
+fn check_evm_contract(
+    d: &Decoded,
+    dest: &Value,
+    tx: &Value,
+    chain: &ChainInfo,
+    cfg: &DeriveConfig,
+) -> Vec<String> {
     let Some(call) = &d.call else {
         return vec![format!(
             "raw tx of kind `{}` is not a contract call",
@@ -569,6 +619,25 @@ fn check_evm_contract(d: &Decoded, dest: &Value, chain: &ChainInfo) -> Vec<Strin
         )];
     };
     let mut out = Vec::new();
+    // A call that sends native value, or that the call rules judge (its
+    // contract is pinned), is described in the native coin: `value` is in
+    // its units, and what the call moves of a token is judged from the
+    // decoded calldata. Naming a token would put the native value outside
+    // the native coin's caps and limits by the description's word.
+    let token_id = str_field(tx, "token_id").unwrap_or_default();
+    let chain_id = str_field(tx, "chain_id").unwrap_or_default();
+    let governed = call.value != "0"
+        || call
+            .to
+            .as_deref()
+            .is_some_and(|to| cfg.contracts.is_pinned(chain_id, to));
+    if governed && token_id != chain.native_token {
+        out.push(format!(
+            "token: a call that sends native value or calls a pinned contract is described in the chain's native coin `{}`, not `{}`",
+            chain.native_token,
+            shorten(token_id)
+        ));
+    }
     match (str_field(dest, "address"), &call.to) {
         (None, _) => out.push("to: the description has no contract address".to_owned()),
         (Some(a), None) => out.push(format!(

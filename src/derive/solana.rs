@@ -261,18 +261,18 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
         };
         let acc = |n: usize| key(ix.accounts.get(n));
         if *program == SYSTEM_PROGRAM {
-            // SystemInstruction::Transfer = 2u32 LE, then lamports u64 LE.
-            match (ix.data.get(..4), ix.data.get(4..12), ix.data.len(), acc(1)) {
-                (Some([2, 0, 0, 0]), Some(l), 12, Some(to)) => {
-                    let lamports = u64::from_le_bytes(l.try_into().unwrap_or([0; 8]));
-                    match acc(0) {
-                        Some(from) => push_unique(&mut d.authorities, b58(from)),
-                        None => {
-                            other.get_or_insert_with(|| {
-                                "a transfer without a source account".into()
-                            });
-                        }
-                    }
+            // The runtime reads system instructions with bincode, which
+            // ignores trailing bytes: a transfer with more than 12 bytes still
+            // moves its lamports. Only the exact form is admitted.
+            match system_transfer(ix.data) {
+                Ok(lamports) => {
+                    let (Some(from), Some(to)) = (acc(0), acc(1)) else {
+                        other.get_or_insert_with(|| {
+                            lookup_or_missing(ix, m.keys.len(), "System Program transfer")
+                        });
+                        continue;
+                    };
+                    push_unique(&mut d.authorities, b58(from));
                     transfers.push(Transfer {
                         recipient: b58(to),
                         amount: lamports.to_string(),
@@ -280,69 +280,66 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
                         spl: None,
                     });
                 }
-                _ => {
-                    other.get_or_insert_with(|| {
-                        "a System Program instruction other than transfer".into()
-                    });
+                Err(what) => {
+                    other.get_or_insert(what);
                 }
             }
         } else if Some(*program) == token_program || Some(*program) == token_2022 {
             match spl_transfer(ix, program, &acc) {
-                Some((t, tt, owner)) => {
+                Ok((t, tt, owner)) => {
                     push_unique(&mut d.authorities, b58(owner));
                     transfers.push(t);
                     d.token_transfer.get_or_insert(tt);
                 }
-                None => {
+                Err(SplRefusal::Accounts) => {
                     other.get_or_insert_with(|| {
-                        "a token program instruction other than transfer".into()
+                        lookup_or_missing(ix, m.keys.len(), "token transfer")
                     });
+                }
+                Err(SplRefusal::Data(what)) => {
+                    other.get_or_insert(what);
                 }
             }
         } else if Some(*program) == compute_budget {
-            // SetComputeUnitLimit = 2 (u32), SetComputeUnitPrice = 3 (u64
-            // micro-lamports). The runtime refuses a repeated one; refusing
-            // it here too keeps "which one counts" out of the question.
+            // The runtime decodes compute-budget instructions with borsh
+            // without requiring the data to be consumed, so a price with
+            // bytes appended is still charged. Anything but the exact form of
+            // an instruction read below would make the fee computed here
+            // differ from the fee the chain charges: refused outright.
             let tag = ix.data.first().copied();
-            if matches!(tag, Some(2 | 3)) && !budget_tags.insert(tag) {
+            if matches!(tag, Some(1..=4)) && !budget_tags.insert(tag) {
                 return Err(DecodeError::new(
                     "solana: a compute budget instruction appears twice",
                 ));
             }
-            match (ix.data.first(), ix.data.len()) {
-                (Some(2), 5) => {
-                    let v = ix
-                        .data
-                        .get(1..5)
-                        .and_then(|s| <[u8; 4]>::try_from(s).ok())
-                        .map(u32::from_le_bytes);
-                    cu_limit = v;
-                    fees.insert(
-                        "compute_unit_limit".into(),
-                        json!(v.unwrap_or(0).to_string()),
-                    );
+            match compute_budget_ix(ix.data)? {
+                Budget::UnitLimit(v) => {
+                    cu_limit = Some(v);
+                    fees.insert("compute_unit_limit".into(), json!(v.to_string()));
                 }
-                (Some(3), 9) => {
-                    let v = ix
-                        .data
-                        .get(1..9)
-                        .and_then(|s| <[u8; 8]>::try_from(s).ok())
-                        .map(u64::from_le_bytes);
-                    cu_price = v.unwrap_or(0);
+                Budget::UnitPrice(v) => {
+                    cu_price = v;
                     fees.insert(
                         "compute_unit_price_micro_lamports".into(),
-                        json!(v.unwrap_or(0).to_string()),
+                        json!(v.to_string()),
                     );
                 }
-                _ => {}
+                Budget::NoFeeEffect => {}
             }
         } else if Some(*program) == ata_program {
             // Create (no data / 0) and CreateIdempotent (1): funding account,
             // associated token account, owner, mint, system, token program.
-            match (ix.data.first(), ix.data.len(), acc(0), acc(1)) {
-                (None | Some(0 | 1), 0..=1, Some(funder), Some(ata)) => {
+            // The program reads its instruction with borsh's full-consumption
+            // `try_from_slice` (empty data is Create): exactly these forms.
+            match (ix.data, acc(0), acc(1)) {
+                ([] | [0 | 1], Some(funder), Some(ata)) => {
                     push_unique(&mut d.authorities, b58(funder));
                     ata_created.push(*ata);
+                }
+                ([] | [0 | 1], _, _) => {
+                    other.get_or_insert_with(|| {
+                        lookup_or_missing(ix, m.keys.len(), "token account creation")
+                    });
                 }
                 _ => {
                     other.get_or_insert_with(|| {
@@ -414,26 +411,72 @@ fn max_fee(signatures: u8, cu_limit: Option<u32>, cu_price: u64, instructions: u
         .saturating_add(priority)
 }
 
+/// Why an instruction of the token program is not admitted.
+enum SplRefusal {
+    /// A transfer whose accounts are missing or come from a lookup table.
+    Accounts,
+    /// Any other instruction, or a transfer not in its exact form.
+    Data(String),
+}
+
 /// SPL Token `Transfer` (3: source, destination, owner) and
-/// `TransferChecked` (12: source, mint, destination, owner).
+/// `TransferChecked` (12: source, mint, destination, owner). The token
+/// programs read the amount (and decimals) and ignore what follows, so a
+/// transfer with bytes appended still moves its amount: only the exact
+/// lengths are admitted.
 fn spl_transfer<'k>(
     ix: &Instruction<'_>,
     program: &[u8; 32],
     acc: &dyn Fn(usize) -> Option<&'k [u8; 32]>,
-) -> Option<(Transfer, TokenTransfer, &'k [u8; 32])> {
-    let amount = u64::from_le_bytes(ix.data.get(1..9)?.try_into().ok()?);
-    let (method, src, mint, dst, decimals, owner) = match (ix.data.first()?, ix.data.len()) {
-        (3, 9) => ("transfer", acc(0)?, None, acc(1)?, None, acc(2)?),
-        (12, 10) => (
-            "transferChecked",
-            acc(0)?,
-            Some(*acc(1)?),
-            acc(2)?,
-            ix.data.get(9).copied(),
-            acc(3)?,
-        ),
-        _ => return None,
+) -> Result<(Transfer, TokenTransfer, &'k [u8; 32]), SplRefusal> {
+    let tag = ix.data.first().copied();
+    let exact = match tag {
+        Some(3) => 9,
+        Some(12) => 10,
+        Some(t) => {
+            return Err(SplRefusal::Data(format!(
+                "a token program instruction other than transfer ({})",
+                spl_name(t)
+            )));
+        }
+        None => {
+            return Err(SplRefusal::Data(
+                "a token program instruction without data".into(),
+            ));
+        }
     };
+    if ix.data.len() != exact {
+        return Err(SplRefusal::Data(format!(
+            "a token {} with {} data bytes (exactly {exact} are admitted; the program ignores the rest)",
+            if exact == 9 {
+                "Transfer"
+            } else {
+                "TransferChecked"
+            },
+            ix.data.len()
+        )));
+    }
+    let amount = ix
+        .data
+        .get(1..9)
+        .and_then(|s| <[u8; 8]>::try_from(s).ok())
+        .map(u64::from_le_bytes)
+        .ok_or(SplRefusal::Accounts)?;
+    let parts = if exact == 9 {
+        (|| Some(("transfer", acc(0)?, None, acc(1)?, None, acc(2)?)))()
+    } else {
+        (|| {
+            Some((
+                "transferChecked",
+                acc(0)?,
+                Some(*acc(1)?),
+                acc(2)?,
+                ix.data.get(9).copied(),
+                acc(3)?,
+            ))
+        })()
+    };
+    let (method, src, mint, dst, decimals, owner) = parts.ok_or(SplRefusal::Accounts)?;
     let asset = mint
         .as_ref()
         .map_or(Asset::UnknownToken, |m| Asset::Token(b58(m)));
@@ -456,7 +499,129 @@ fn spl_transfer<'k>(
         recipient: b58(dst),
         amount: amount.to_string(),
     };
-    Some((t, tt, owner))
+    Ok((t, tt, owner))
+}
+
+fn spl_name(tag: u8) -> String {
+    let name = match tag {
+        0 => "InitializeMint",
+        1 => "InitializeAccount",
+        2 => "InitializeMultisig",
+        4 => "Approve",
+        5 => "Revoke",
+        6 => "SetAuthority",
+        7 => "MintTo",
+        8 => "Burn",
+        9 => "CloseAccount",
+        10 => "FreezeAccount",
+        11 => "ThawAccount",
+        13 => "ApproveChecked",
+        14 => "MintToChecked",
+        15 => "BurnChecked",
+        _ => return format!("instruction {tag}"),
+    };
+    name.to_owned()
+}
+
+/// SystemInstruction::Transfer is 2u32 LE, then lamports u64 LE. The
+/// runtime's bincode ignores trailing bytes; this admits exactly 12.
+fn system_transfer(data: &[u8]) -> Result<u64, String> {
+    let tag = data
+        .get(..4)
+        .and_then(|s| <[u8; 4]>::try_from(s).ok())
+        .map(u32::from_le_bytes);
+    match tag {
+        Some(2) if data.len() == 12 => data
+            .get(4..12)
+            .and_then(|s| <[u8; 8]>::try_from(s).ok())
+            .map(u64::from_le_bytes)
+            .ok_or_else(|| "a System Program transfer without its amount".to_owned()),
+        Some(2) => Err(format!(
+            "a System Program transfer with {} data bytes (exactly 12 are admitted; the runtime ignores the rest)",
+            data.len()
+        )),
+        Some(t) => Err(format!(
+            "a System Program instruction other than transfer ({})",
+            system_name(t)
+        )),
+        None => Err("a System Program instruction too short to name its kind".into()),
+    }
+}
+
+fn system_name(tag: u32) -> String {
+    let name = match tag {
+        0 => "CreateAccount",
+        1 => "Assign",
+        3 => "CreateAccountWithSeed",
+        4 => "AdvanceNonceAccount",
+        5 => "WithdrawNonceAccount",
+        6 => "InitializeNonceAccount",
+        7 => "AuthorizeNonceAccount",
+        8 => "Allocate",
+        9 => "AllocateWithSeed",
+        10 => "AssignWithSeed",
+        11 => "TransferWithSeed",
+        12 => "UpgradeNonceAccount",
+        _ => return format!("instruction {tag}"),
+    };
+    name.to_owned()
+}
+
+/// What a compute-budget instruction does to the fee.
+enum Budget {
+    UnitLimit(u32),
+    UnitPrice(u64),
+    /// RequestHeapFrame, SetLoadedAccountsDataSizeLimit: no fee of their own
+    /// (the heap's cost is charged in compute units, inside the limit).
+    NoFeeEffect,
+}
+
+/// Exact decoding of ComputeBudgetInstruction (borsh: a u8 tag, then the
+/// value). Tag 0 is the retired RequestUnits, which the runtime refuses.
+fn compute_budget_ix(data: &[u8]) -> Result<Budget, DecodeError> {
+    let (exact, name) = match data.first() {
+        Some(1) => (5, "RequestHeapFrame"),
+        Some(2) => (5, "SetComputeUnitLimit"),
+        Some(3) => (9, "SetComputeUnitPrice"),
+        Some(4) => (5, "SetLoadedAccountsDataSizeLimit"),
+        Some(t) => {
+            return Err(DecodeError::new(format!(
+                "solana: unknown compute budget instruction {t}"
+            )));
+        }
+        None => {
+            return Err(DecodeError::new(
+                "solana: a compute budget instruction without data",
+            ));
+        }
+    };
+    if data.len() != exact {
+        return Err(DecodeError::new(format!(
+            "solana: compute budget {name} has {} data bytes, not {exact} (the runtime would read the value and ignore the rest, or refuse it)",
+            data.len()
+        )));
+    }
+    let word = |n: usize| data.get(1..1 + n).unwrap_or_default();
+    Ok(match data.first() {
+        Some(2) => Budget::UnitLimit(u32::from_le_bytes(
+            <[u8; 4]>::try_from(word(4)).map_err(|_| DecodeError::new("solana: truncated"))?,
+        )),
+        Some(3) => Budget::UnitPrice(u64::from_le_bytes(
+            <[u8; 8]>::try_from(word(8)).map_err(|_| DecodeError::new("solana: truncated"))?,
+        )),
+        _ => Budget::NoFeeEffect,
+    })
+}
+
+/// The reason for an instruction whose accounts cannot be read: an index
+/// past the message's own keys names an account loaded from an address
+/// lookup table, which the message alone cannot resolve.
+fn lookup_or_missing(ix: &Instruction<'_>, static_keys: usize, what: &str) -> String {
+    if ix.accounts.iter().any(|&i| usize::from(i) >= static_keys) {
+        format!("a {what} naming an account loaded from an address lookup table")
+    } else {
+        format!("a {what} with too few accounts")
+    }
 }
 
 /// True when `owner` (base58) is the owner whose associated token account
@@ -486,4 +651,189 @@ fn find_program_address(seeds: &[&[u8]], program: &[u8; 32]) -> Option<[u8; 32]>
         let on_curve = CompressedEdwardsY(out).decompress().is_some();
         (!on_curve).then_some(out)
     })
+}
+
+/// The associated token account of `owner` for `mint` under
+/// `token_program` (the inverse of [`ata_matches`]), for the encoder that
+/// `fixture derive` uses (derive/encode.rs).
+pub(crate) fn associated_token_account(
+    owner: &[u8; 32],
+    token_program: &[u8; 32],
+    mint: &[u8; 32],
+) -> Option<[u8; 32]> {
+    find_program_address(&[owner, token_program, mint], &key_of(ATA_PROGRAM)?)
+}
+
+/// Whether `key` is the System Program (derive/encode.rs).
+pub(crate) fn is_system_program(key: &[u8; 32]) -> bool {
+    *key == SYSTEM_PROGRAM
+}
+
+/// Whether `key` is SPL Token or Token-2022 (derive/encode.rs).
+pub(crate) fn is_token_program(key: &[u8; 32]) -> bool {
+    Some(*key) == key_of(TOKEN_PROGRAM) || Some(*key) == key_of(TOKEN_2022_PROGRAM)
+}
+
+/// Whether `key` is the Associated Token Account program (derive/encode.rs).
+pub(crate) fn is_ata_program(key: &[u8; 32]) -> bool {
+    Some(*key) == key_of(ATA_PROGRAM)
+}
+
+#[cfg(test)]
+mod props {
+    //! Every instruction of a program this decoder knows, with bytes
+    //! appended, cut off or its tag changed, is either read exactly as the
+    //! runtime reads it or refused. `runtime_*` model the runtime's own
+    //! decoders (borsh without full consumption for the compute budget,
+    //! bincode allowing trailing bytes for the System Program, the token
+    //! program's prefix reads), not this module.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const PAYER: [u8; 32] = [7; 32];
+    const RECIPIENT: [u8; 32] = [9; 32];
+    const MINT: [u8; 32] = [5; 32];
+
+    /// Keys: payer, recipient (token account too), system, compute
+    /// budget, token program, mint.
+    fn message(ixs: &[(u8, Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+        let keys: [[u8; 32]; 6] = [
+            PAYER,
+            RECIPIENT,
+            SYSTEM_PROGRAM,
+            key_of(COMPUTE_BUDGET_PROGRAM).unwrap(),
+            key_of(TOKEN_PROGRAM).unwrap(),
+            MINT,
+        ];
+        let mut m = vec![1, 0, 4, keys.len() as u8];
+        keys.iter().for_each(|k| m.extend_from_slice(k));
+        m.extend_from_slice(&[3; 32]);
+        m.push(ixs.len() as u8);
+        for (p, acc, data) in ixs {
+            m.push(*p);
+            m.push(acc.len() as u8);
+            m.extend_from_slice(acc);
+            assert!(data.len() < 128);
+            m.push(data.len() as u8);
+            m.extend_from_slice(data);
+        }
+        m
+    }
+
+    /// (tag, value) as the runtime reads it, or None when it refuses.
+    fn runtime_budget(data: &[u8]) -> Option<(u8, u64)> {
+        let u32_at = || {
+            Some(u64::from(u32::from_le_bytes(
+                data.get(1..5)?.try_into().ok()?,
+            )))
+        };
+        match data.first()? {
+            t @ (1 | 2 | 4) => Some((*t, u32_at()?)),
+            3 => Some((3, u64::from_le_bytes(data.get(1..9)?.try_into().ok()?))),
+            _ => None,
+        }
+    }
+
+    /// Lamports a System instruction moves to the recipient, Some(None)
+    /// for another instruction, None when the runtime refuses it.
+    fn runtime_system(data: &[u8]) -> Option<Option<u64>> {
+        let tag = u32::from_le_bytes(data.get(..4)?.try_into().ok()?);
+        if tag != 2 {
+            return Some(None);
+        }
+        Some(Some(u64::from_le_bytes(data.get(4..12)?.try_into().ok()?)))
+    }
+
+    fn runtime_token(data: &[u8]) -> Option<Option<u64>> {
+        let amount = || u64::from_le_bytes(data.get(1..9)?.try_into().ok()?).into();
+        match data.first()? {
+            3 => Some(amount()),
+            12 if data.len() >= 10 => Some(amount()),
+            12 => None,
+            _ => Some(None),
+        }
+    }
+
+    fn budget(tag: u8, v: u64) -> Vec<u8> {
+        let mut d = vec![tag];
+        if tag == 3 {
+            d.extend_from_slice(&v.to_le_bytes());
+        } else {
+            d.extend_from_slice(&(v as u32).to_le_bytes());
+        }
+        d
+    }
+
+    fn mutate(mut data: Vec<u8>, how: u8, extra: &[u8], cut: usize, tag: u8) -> Vec<u8> {
+        match how % 3 {
+            0 => data.extend_from_slice(extra),
+            1 => data.truncate(cut % (data.len() + 1)),
+            _ => {
+                if let Some(t) = data.first_mut() {
+                    *t = tag;
+                }
+            }
+        }
+        data
+    }
+
+    fn refused(r: &Result<Decoded, DecodeError>) -> bool {
+        match r {
+            Err(_) => true,
+            Ok(d) => !matches!(d.action, Action::Transfers(_)),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn mutated_known_instructions_are_read_as_the_runtime_reads_them_or_refused(
+            which in 0u8..3, how in 0u8..3, tag in any::<u8>(), cut in any::<usize>(),
+            extra in prop::collection::vec(any::<u8>(), 1..12),
+            budget_tag in prop::sample::select(vec![1u8, 2, 3, 4]),
+            value in any::<u64>(), lamports in any::<u64>(), spl_checked in any::<bool>(),
+        ) {
+            let value = if budget_tag == 3 { value } else { value & 0xffff_ffff };
+            let mut budget_data = budget(budget_tag, value);
+            let mut transfer = if spl_checked {
+                let mut d = vec![12];
+                d.extend_from_slice(&lamports.to_le_bytes());
+                d.push(6);
+                (4u8, vec![1, 5, 1, 0], d)
+            } else {
+                let mut d = 2u32.to_le_bytes().to_vec();
+                d.extend_from_slice(&lamports.to_le_bytes());
+                (2u8, vec![0, 1], d)
+            };
+            match which {
+                0 => budget_data = mutate(budget_data, how, &extra, cut, tag),
+                _ => transfer.2 = mutate(transfer.2, how, &extra, cut, tag),
+            }
+            let appended = how % 3 == 0;
+            let r = decode(&message(&[(3, vec![], budget_data.clone()), transfer.clone()]));
+
+            // Appended bytes the runtime would ignore are never accepted.
+            if appended {
+                prop_assert!(refused(&r), "appended bytes accepted: {:?}", r.as_ref().map(|d| &d.action));
+            }
+            let Ok(d) = &r else { return Ok(()) };
+            let Action::Transfers(ts) = &d.action else { return Ok(()) };
+
+            // Accepted: the runtime must read the same fee and amount.
+            let rb = runtime_budget(&budget_data);
+            prop_assert!(rb.is_some(), "a budget instruction the runtime refuses was accepted");
+            let (rt, rv) = rb.unwrap();
+            let units = if rt == 2 { rv.min(MAX_UNITS) } else { DEFAULT_UNITS_PER_INSTRUCTION };
+            let price = if rt == 3 { rv } else { 0 };
+            let want_fee = U256::from(LAMPORTS_PER_SIGNATURE)
+                + (U256::from(units) * U256::from(price)).div_ceil(U256::from(1_000_000u64));
+            prop_assert_eq!(d.max_fee, Some(want_fee));
+            let moved = if transfer.0 == 2 { runtime_system(&transfer.2) } else { runtime_token(&transfer.2) };
+            prop_assert_eq!(ts.len(), 1);
+            prop_assert_eq!(moved, Some(Some(ts[0].amount.parse::<u64>().unwrap())));
+        }
+    }
 }

@@ -92,6 +92,8 @@ pub struct DeriveConfig {
     pub chains: BTreeMap<String, ChainInfo>,
     /// Cobo token id (`ETH`, `ETH_USDT`, ...) to its row.
     pub tokens: BTreeMap<String, TokenInfo>,
+    /// `integrity.contracts`: the pinned ABIs contract calls are decoded with.
+    pub contracts: super::call::Contracts,
 }
 
 impl DeriveConfig {
@@ -117,15 +119,134 @@ impl DeriveConfig {
             }
         }
         for (id, t) in &cfg.tokens {
-            if !cfg.chains.contains_key(&t.chain) {
+            let Some(chain) = cfg.chains.get(&t.chain) else {
                 return Err(format!(
                     "integrity.tokens.{id}: chain `{}` is not in integrity.chains",
                     t.chain
                 ));
+            };
+            if let TokenAsset::Pinned(p) = &t.asset {
+                check_address(chain, p)
+                    .map_err(|e| format!("integrity.tokens.{id}: contract or mint {e}"))?;
             }
         }
+        cfg.refuse_aliases()?;
+        cfg.contracts = super::call::Contracts::from_data(section.get("contracts"), &cfg.chains)?;
         Ok(cfg)
     }
+
+    /// Two token ids for one asset would let a transfer described under
+    /// the second id escape every cap and limit keyed by the first.
+    fn refuse_aliases(&self) -> Result<(), String> {
+        let mut seen: BTreeMap<(&str, String), &str> = BTreeMap::new();
+        for (id, t) in &self.tokens {
+            let asset = match &t.asset {
+                TokenAsset::Native => "native".to_owned(),
+                // EVM contracts compare case-insensitively on chain.
+                TokenAsset::Pinned(p) => p.to_ascii_lowercase(),
+            };
+            if let Some(first) = seen.insert((t.chain.as_str(), asset.clone()), id) {
+                return Err(format!(
+                    "integrity.tokens.{id}: moves the same asset on chain `{}` as `{first}` ({asset}); one asset has one token id, or limits keyed by one id would not see the other",
+                    t.chain
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks every address the policy data lists for a chain
+    /// (`keysign.allowed_destinations`, `keysign.treasury_addresses`,
+    /// `keysign.allowed_calls`, and per token `keysign.approval_spenders`):
+    /// valid for the chain's family and network and written in its
+    /// canonical form, since the rules compare addresses as text. Chains
+    /// without a row in `integrity.chains` are not checked (they have no
+    /// decoder to say what an address is).
+    pub fn check_listed_addresses(&self, keysign: Option<&Value>) -> Result<(), String> {
+        let Some(keysign) = keysign.and_then(Value::as_object) else {
+            return Ok(());
+        };
+        for table in [
+            "allowed_destinations",
+            "treasury_addresses",
+            "allowed_calls",
+        ] {
+            let Some(chains) = keysign.get(table).and_then(Value::as_object) else {
+                continue;
+            };
+            for (chain_id, addresses) in chains {
+                let (Some(chain), Some(addresses)) =
+                    (self.chains.get(chain_id), addresses.as_object())
+                else {
+                    continue;
+                };
+                for address in addresses.keys() {
+                    check_address(chain, address).map_err(|e| {
+                        format!("keysign.{table}.{chain_id}: address `{address}` {e}")
+                    })?;
+                }
+            }
+        }
+        // Spenders are listed per token; the token's row names the chain.
+        if let Some(tokens) = keysign.get("approval_spenders").and_then(Value::as_object) {
+            for (token_id, spenders) in tokens {
+                let chain = self
+                    .tokens
+                    .get(token_id)
+                    .and_then(|t| self.chains.get(&t.chain));
+                let (Some(chain), Some(spenders)) = (chain, spenders.as_object()) else {
+                    continue;
+                };
+                for address in spenders.keys() {
+                    check_address(chain, address).map_err(|e| {
+                        format!("keysign.approval_spenders.{token_id}: address `{address}` {e}")
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `text` is an address of `chain` in its canonical spelling; the
+/// error completes "address `x` ...".
+pub fn check_address(chain: &ChainInfo, text: &str) -> Result<(), String> {
+    match chain.family {
+        Family::Evm => {
+            let hex = text.strip_prefix("0x").unwrap_or_default();
+            if hex.len() != 40 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                return Err("is not 0x and 40 lower-case hex digits".into());
+            }
+        }
+        Family::Tron => {
+            let ok = bitcoin::base58::decode_check(text)
+                .is_ok_and(|b| b.len() == 21 && b.first() == Some(&0x41));
+            if !ok {
+                return Err("is not a TRON address (base58check of 0x41 and 20 bytes)".into());
+            }
+        }
+        Family::Solana => {
+            let ok = bs58::decode(text)
+                .into_vec()
+                .is_ok_and(|b| b.len() == 32 && bs58::encode(&b).into_string() == text);
+            if !ok {
+                return Err("is not a Solana address (base58 of 32 bytes)".into());
+            }
+        }
+        Family::Bitcoin => {
+            let network = chain.btc_network();
+            let parsed = text
+                .parse::<bitcoin::Address<bitcoin::address::NetworkUnchecked>>()
+                .map_err(|e| format!("is not a Bitcoin address: {e}"))?
+                .require_network(network)
+                .map_err(|_| format!("is not an address of {network}"))?;
+            let canonical = parsed.to_string();
+            if canonical != text {
+                return Err(format!("must be written `{canonical}`"));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn table<'a>(
@@ -366,5 +487,137 @@ mod tests {
             let err = DeriveConfig::from_integrity(Some(&doc)).unwrap_err();
             assert!(err.contains(want), "{ptr} = {v}: `{err}` lacks `{want}`");
         }
+    }
+
+    #[test]
+    fn refuses_two_ids_for_one_asset() {
+        for (id, row, first) in [
+            (
+                "ETH_USDT2",
+                json!({"chain": "ETH", "decimals": 6, "contract": "0xdac17f958d2ee523a2206206994597c13d831ec7"}),
+                "ETH_USDT",
+            ),
+            (
+                "ETH2",
+                json!({"chain": "ETH", "decimals": 18, "native": true}),
+                "ETH",
+            ),
+        ] {
+            let mut v = good();
+            v["tokens"][id] = row;
+            let e = DeriveConfig::from_integrity(Some(&v)).unwrap_err();
+            assert!(
+                e.contains("moves the same asset") && e.contains(&format!("`{first}`")),
+                "{e}"
+            );
+        }
+        // The same contract on two chains is two assets.
+        let mut v = good();
+        v["chains"]["BSC"] = json!({"family": "evm", "evm_chain_id": 56, "native_token": "BNB", "coin_type": 60, "max_fee": "0.05"});
+        v["tokens"]["BNB"] = json!({"chain": "BSC", "decimals": 18, "native": true});
+        v["tokens"]["BSC_USDT"] = json!({"chain": "BSC", "decimals": 6, "contract": "0xdac17f958d2ee523a2206206994597c13d831ec7"});
+        DeriveConfig::from_integrity(Some(&v)).unwrap();
+    }
+
+    #[test]
+    fn refuses_a_pinned_contract_that_is_no_address_of_its_chain() {
+        let mut v = good();
+        v["tokens"]["ETH_USDT"]["contract"] = json!("0xDAC17F958D2EE523A2206206994597C13D831EC7");
+        let e = DeriveConfig::from_integrity(Some(&v)).unwrap_err();
+        assert!(
+            e.starts_with("integrity.tokens.ETH_USDT: contract or mint"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn listed_addresses_must_be_canonical_addresses_of_their_chain() {
+        let mut v = good();
+        v["chains"]["TRON"] =
+            json!({"family": "tron", "native_token": "TRON", "coin_type": 195, "max_fee": "1"});
+        v["tokens"]["TRON"] = json!({"chain": "TRON", "decimals": 6, "native": true});
+        v["chains"]["SOL"] =
+            json!({"family": "solana", "native_token": "SOL", "coin_type": 501, "max_fee": "1"});
+        v["tokens"]["SOL"] = json!({"chain": "SOL", "decimals": 9, "native": true});
+        let cfg = DeriveConfig::from_integrity(Some(&v)).unwrap();
+        let listed = |chain: &str, a: &str| {
+            cfg.check_listed_addresses(Some(&json!({"allowed_destinations": {chain: {a: true}}})))
+        };
+        for (chain, good) in [
+            ("BTC", "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh"),
+            ("BTC", "3J98t1WpEZ73CNmQviecrnyiWrnqRhWNLy"),
+            ("ETH", "0x4bbeeb066ed09b7aed07bf39eee0460dfa261520"),
+            ("TRON", "TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf"),
+            ("SOL", "5omQJtDUHA3gMFdHEQg1zZSvcBUVzEEBLxN3L8vUQANy"),
+            ("UNVERIFIED", "anything"),
+        ] {
+            listed(chain, good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        for (chain, bad, why) in [
+            (
+                "BTC",
+                "bc1q9h7garjunbfqzq6ssrnwrcu4ejqdqzvyhfn9ja",
+                "is not a Bitcoin address",
+            ),
+            (
+                "BTC",
+                "BC1QXY2KGDYGJRSQTZQ2N0YRF2493P83KKFJHX0WLH",
+                "must be written `bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh`",
+            ),
+            (
+                "BTC",
+                "tb1qw508d6qejxtdg4y5r3zarvary0c5xw7kxpjzsx",
+                "is not an address of bitcoin",
+            ),
+            (
+                "BTC",
+                "3J98t1WpEZ73CNmQviecrnyiWrnqRhWNLz",
+                "is not a Bitcoin address",
+            ),
+            (
+                "ETH",
+                "0x4BBEEB066ED09B7AED07BF39EEE0460DFA261520",
+                "lower-case hex",
+            ),
+            (
+                "ETH",
+                "0x4bbeeb066ed09b7aed07bf39eee0460dfa26152",
+                "lower-case hex",
+            ),
+            (
+                "TRON",
+                "TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBg",
+                "is not a TRON address",
+            ),
+            (
+                "TRON",
+                "1BoatSLRHtKNngkdXEeobR76b53LETtpyT",
+                "is not a TRON address",
+            ),
+            (
+                "SOL",
+                "5omQJtDUHA3gMFdHEQg1zZSvcBUVzEEBLxN3L8vUQ",
+                "is not a Solana address",
+            ),
+            (
+                "SOL",
+                "0omQJtDUHA3gMFdHEQg1zZSvcBUVzEEBLxN3L8vUQANy",
+                "is not a Solana address",
+            ),
+        ] {
+            let e = listed(chain, bad).expect_err(bad);
+            assert!(
+                e.starts_with(&format!(
+                    "keysign.allowed_destinations.{chain}: address `{bad}`"
+                )) && e.contains(why),
+                "{bad}: {e}"
+            );
+        }
+        let e = cfg
+            .check_listed_addresses(Some(
+                &json!({"treasury_addresses": {"ETH": {"0xABC": true}}}),
+            ))
+            .unwrap_err();
+        assert!(e.starts_with("keysign.treasury_addresses.ETH"), "{e}");
     }
 }

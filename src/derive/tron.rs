@@ -193,6 +193,12 @@ const TX_OVERHEAD_BYTES: u64 = 134;
 const SUN_PER_BANDWIDTH_BYTE: u64 = 1_000;
 /// Creating a recipient account: 1 TRX plus 0.1 TRX for the new account.
 const ACTIVATION_FEE_SUN: u64 = 1_100_000;
+/// Burned for a transaction that carries a memo (`data`), the network's
+/// `getMemoFee`.
+const MEMO_FEE_SUN: u64 = 1_000_000;
+/// Burned for a multi-signature transaction (`getMultiSignFee`): a contract
+/// that names a permission other than the owner's (id 0) may be one.
+const MULTI_SIGN_FEE_SUN: u64 = 1_000_000;
 
 pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     // raw: ref_block_bytes 1, ref_block_num 3, ref_block_hash 4, expiration 8,
@@ -240,10 +246,29 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
         .unwrap_or(u64::MAX)
         .saturating_add(TX_OVERHEAD_BYTES)
         .saturating_mul(SUN_PER_BANDWIDTH_BYTE);
+    // fee_limit only bounds the energy of a smart-contract call: a
+    // TransferContract burns none, whatever fee_limit it carries.
+    let energy = if c.varint(1) == TRANSFER_CONTRACT {
+        0
+    } else {
+        fee_limit
+    };
+    let memo = if raw.bytes(10).is_empty() {
+        0
+    } else {
+        MEMO_FEE_SUN
+    };
+    let multi_sign = if c.varint(5) == 0 {
+        0
+    } else {
+        MULTI_SIGN_FEE_SUN
+    };
     d.max_fee = Some(
-        U256::from(fee_limit)
+        U256::from(energy)
             .saturating_add(U256::from(bandwidth))
-            .saturating_add(U256::from(ACTIVATION_FEE_SUN)),
+            .saturating_add(U256::from(ACTIVATION_FEE_SUN))
+            .saturating_add(U256::from(memo))
+            .saturating_add(U256::from(multi_sign)),
     );
     d.facts.insert(
         "expiration".into(),
@@ -331,5 +356,32 @@ fn expect_type_url(type_url: &str, name: &str) -> Result<(), DecodeError> {
         Err(DecodeError::new(format!(
             "contract parameter type `{type_url}` does not match `{name}`"
         )))
+    }
+}
+
+#[cfg(test)]
+mod fee_tests {
+    use super::*;
+
+    /// A TRX TransferContract (the shipped approving fixture's bytes).
+    const TRANSFER: &str = "0a021a2b2208010203040506070840e0a499ffbc315a67080112630a2d747970652e676f6f676c65617069732e636f6d2f70726f746f636f6c2e5472616e73666572436f6e747261637412320a154105ed2cafaf0553501ae5f91474396351e9b7aed4121541fb6916095ca1df60bb79ce92ce3ea74c37c5d35918e0c65b7080d095ffbc31";
+    /// The same with Permission_id 2 in the contract and a memo.
+    const WITH_MEMO_AND_PERMISSION: &str = "0a021a2b2208010203040506070840e0a499ffbc315a69080112630a2d747970652e676f6f676c65617069732e636f6d2f70726f746f636f6c2e5472616e73666572436f6e747261637412320a154105ed2cafaf0553501ae5f91474396351e9b7aed4121541fb6916095ca1df60bb79ce92ce3ea74c37c5d35918e0c65b28027080d095ffbc31520a696e766f696365203432";
+
+    fn fee(hex: &str) -> U256 {
+        let bytes = alloy_primitives::hex::decode(hex).unwrap();
+        decode(&bytes).unwrap().max_fee.unwrap()
+    }
+
+    #[test]
+    fn memo_and_multi_sign_fees_are_counted_and_a_transfer_burns_no_energy() {
+        let plain = alloy_primitives::hex::decode(TRANSFER).unwrap().len() as u64;
+        assert_eq!(fee(TRANSFER), U256::from((plain + 134) * 1_000 + 1_100_000));
+        // 147 bytes; 1 TRX memo fee, 1 TRX multi-signature fee.
+        assert_eq!(fee(WITH_MEMO_AND_PERMISSION), U256::from(3_381_000u64));
+        // fee_limit (field 18) of 1,000 TRX on a TransferContract: no energy.
+        let with_limit = format!("{TRANSFER}9001{}", "8094ebdc03");
+        let n = (with_limit.len() / 2) as u64;
+        assert_eq!(fee(&with_limit), U256::from((n + 134) * 1_000 + 1_100_000));
     }
 }

@@ -4,6 +4,11 @@
 //! the whole window), and a `succeeded` task is audited against what
 //! tss-gate approved.
 //!
+//! Only an event about the approved attempt moves an approval: one of
+//! another kind or carrying another request under the same id
+//! ([`super::binding`]), and a `declined` under an id tss-gate approved,
+//! leave it as it is and raise an `event_alarm` instead ([`not_about`]).
+//!
 //! Order of effects, chosen so a crash or a retried delivery never loses
 //! one: the state change (idempotent) and the decision-log lines (release,
 //! alarm) are durable first; the event row last, as the marker that the
@@ -266,14 +271,69 @@ fn audit_task(kind: Kind, approval: Option<&Approval>, ev: &Event) -> Vec<Raised
         .collect()
 }
 
-/// Applies an event; Ok(true) when it was new, Ok(false) when its row was
-/// already stored.
-fn apply(svc: &EventService, ev: &Event, key: &str, received_ms: i64) -> Result<bool, StoreError> {
+/// The alarm code of a `declined` reported under an approved request id.
+pub const DECLINED_AFTER_APPROVAL: &str = "declined_after_approval";
+
+/// Whether a task the node reports as not executed was declined: status
+/// 160, or a failure whose reason is classed `declined` (another approver
+/// said no).
+fn declined(ev: &Event) -> bool {
+    model::failed_reason_code(ev) == "declined"
+}
+
+/// Why an event that would move approval `a` to `to` must leave it as it
+/// is; empty when it may move it (as far as `release_on` allows).
+///
+/// - The event is not about the approved attempt (another kind, another
+///   request under the same id): see [`super::binding`].
+/// - A `declined` under an id tss-gate approved: tss-gate said yes, so the
+///   "no" came from another approver, and possibly about another attempt
+///   (a re-send under the same id that tss-gate refused, while the approved
+///   one executed). It is never evidence that the approved task did not
+///   run, so it frees nothing; an operator who checked the chain releases
+///   the hold with `tss-gate ledger void`.
+fn not_about(kind: Kind, a: &Approval, ev: &Event, to: TaskState) -> Vec<Raised> {
+    let m = super::binding::mismatches(kind, &a.record, ev);
+    if !m.is_empty() {
+        return m
+            .into_iter()
+            .map(|m| Raised {
+                code: m.code,
+                index: None,
+                detail: m.detail,
+            })
+            .collect();
+    }
+    if to == TaskState::Released && declined(ev) {
+        return vec![Raised {
+            code: DECLINED_AFTER_APPROVAL,
+            index: None,
+            detail: "declined under a request id tss-gate approved: the approval stands".into(),
+        }];
+    }
+    Vec::new()
+}
+
+/// Applies a verified and parsed event (what [`handle`] does after the
+/// token and the payload); Ok(true) when it was new, Ok(false) when its row
+/// was already stored. Metrics move only for a new event.
+pub fn apply(
+    svc: &EventService,
+    ev: &Event,
+    key: &str,
+    received_ms: i64,
+) -> Result<bool, StoreError> {
+    // Handled whole already: applying it again could move an approval
+    // recorded since under the same id, which the event is not about.
+    if svc.store.event_stored(&ev.event_id)? {
+        return Ok(false);
+    }
     let mut lines: Vec<Value> = Vec::new();
     let mut alarms: Vec<Raised> = Vec::new();
     let mut completed: Option<f64> = None;
     let mut request_type = "";
     let mut terminal = None;
+    let mut kept: Vec<Raised> = Vec::new();
     let base = |kind: &str| {
         json!({
             "v": decision_log::EVENT_VERSION,
@@ -289,48 +349,78 @@ fn apply(svc: &EventService, ev: &Event, key: &str, received_ms: i64) -> Result<
     if let (EventType::Request(kind, phase), Some(rid)) = (&ev.event_type, &ev.request_id) {
         request_type = kind.request_type_name();
         terminal = outcome(*phase, ev.status);
-        let target = target_state(*phase, ev.status).filter(|t| {
-            *t != TaskState::Released
-                || terminal.is_some_and(|o| svc.release_on.iter().any(|r| r == o))
-        });
+        let target = target_state(*phase, ev.status);
         let approval = if target.is_some() {
             svc.store.approval(rid)?
         } else {
             None
         };
-        if let Some(to) = target {
-            let reason = format!("event {} {}", ev.event_id, ev.event_type.label());
-            let t = svc.store.transition(rid, to, received_ms, &reason)?;
-            if let (Some(before), Some(after)) = (t.before, t.after) {
-                if before != after {
-                    let kind_line = match (before, after) {
-                        (_, TaskState::Released) => "task_released",
-                        (TaskState::Released, TaskState::Executed) => "task_reheld",
-                        _ => "task_executed",
-                    };
-                    let mut line = base(kind_line);
-                    line["request_type"] = json!(request_type);
-                    line["before"] = json!(before.as_str());
-                    line["after"] = json!(after.as_str());
-                    line["ledger_rows"] = json!(t.rows);
-                    line["reason"] = json!(reason);
-                    if let Some(r) = &ev.failed_reason {
-                        line["failed_reason"] = json!(crate::reload::one_line(r));
+        // The record of an approval never changes once written (the first
+        // record of an id wins), so what it is checked against here is what
+        // the transition below moves.
+        if let (Some(to), Some(a)) = (target, &approval) {
+            kept = not_about(*kind, a, ev, to);
+            let listed = to != TaskState::Released
+                || terminal.is_some_and(|o| svc.release_on.iter().any(|r| r == o));
+            if kept.is_empty() && listed {
+                let reason = format!("event {} {}", ev.event_id, ev.event_type.label());
+                let t = svc.store.transition(rid, to, received_ms, &reason)?;
+                if let (Some(before), Some(after)) = (t.before, t.after) {
+                    if before != after {
+                        let kind_line = match (before, after) {
+                            (_, TaskState::Released) => "task_released",
+                            (TaskState::Released, TaskState::Executed) => "task_reheld",
+                            _ => "task_executed",
+                        };
+                        let mut line = base(kind_line);
+                        line["request_type"] = json!(request_type);
+                        line["before"] = json!(before.as_str());
+                        line["after"] = json!(after.as_str());
+                        line["ledger_rows"] = json!(t.rows);
+                        line["reason"] = json!(reason);
+                        if let Some(r) = &ev.failed_reason {
+                            line["failed_reason"] = json!(crate::reload::one_line(r));
+                        }
+                        lines.push(line);
+                    } else if before == TaskState::Executed && to == TaskState::Released {
+                        warn!(
+                            request_id = %rid,
+                            event_id = %ev.event_id,
+                            "a failure reported for a task that already executed: its hold stays"
+                        );
                     }
-                    lines.push(line);
-                } else if before == TaskState::Executed && to == TaskState::Released {
-                    warn!(
-                        request_id = %rid,
+                    if before == TaskState::Approved && after == TaskState::Executed {
+                        completed = Some((received_ms - a.record.at_ms).max(0) as f64 / 1000.0);
+                    }
+                }
+            }
+            if !kept.is_empty() {
+                let codes: Vec<&str> = kept.iter().map(|k| k.code).collect();
+                if kept.iter().any(|k| k.code != DECLINED_AFTER_APPROVAL) {
+                    error!(
                         event_id = %ev.event_id,
-                        "a failure reported for a task that already executed: its hold stays"
+                        request_id = %rid,
+                        request_type,
+                        approved_type = %a.record.request_type,
+                        ?codes,
+                        "ALARM: the node reports on another task under a request id tss-gate approved: the approval is left as it was"
+                    );
+                } else {
+                    warn!(
+                        event_id = %ev.event_id,
+                        request_id = %rid,
+                        "ALARM: a task was declined under a request id tss-gate approved: the approval stands and its hold is kept"
                     );
                 }
-                if before == TaskState::Approved
-                    && after == TaskState::Executed
-                    && let Some(a) = &approval
-                {
-                    completed = Some((received_ms - a.record.at_ms).max(0) as f64 / 1000.0);
-                }
+                let mut line = base("event_alarm");
+                line["request_type"] = json!(request_type);
+                line["approved_type"] = json!(a.record.request_type);
+                line["state"] = json!(a.state.as_str());
+                line["alarms"] = kept
+                    .iter()
+                    .map(|k| json!({"code": k.code, "detail": k.detail}))
+                    .collect();
+                lines.push(line);
             }
         }
         if *phase == Phase::Succeeded {
@@ -368,6 +458,11 @@ fn apply(svc: &EventService, ev: &Event, key: &str, received_ms: i64) -> Result<
         for a in &alarms {
             m.unapproved
                 .with_label_values(&[rt, em::bounded(a.code, &em::ALARM_CODES)])
+                .inc();
+        }
+        for k in &kept {
+            m.event_alarms
+                .with_label_values(&[rt, em::bounded(k.code, &em::EVENT_ALARM_CODES)])
                 .inc();
         }
         if let Some(o) = terminal {
@@ -512,6 +607,20 @@ mod tests {
             assert_eq!(target_state(phase, status), state, "{phase:?} {status:?}");
             assert_eq!(outcome(phase, status), label, "{phase:?} {status:?}");
         }
+    }
+
+    #[test]
+    fn every_alarm_code_that_keeps_an_approval_is_a_metric_label() {
+        for c in super::super::binding::MISMATCH_CODES
+            .iter()
+            .chain([&DECLINED_AFTER_APPROVAL])
+        {
+            assert!(em::EVENT_ALARM_CODES.contains(c), "{c}");
+        }
+        assert_eq!(
+            em::EVENT_ALARM_CODES.len(),
+            super::super::binding::MISMATCH_CODES.len() + 1
+        );
     }
 
     #[test]

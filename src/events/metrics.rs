@@ -10,6 +10,7 @@ pub const TASK_OUTCOMES_TOTAL: &str = "tss_gate_task_outcomes_total";
 pub const TASK_FAILED_REASONS_TOTAL: &str = "tss_gate_task_failed_reasons_total";
 pub const TASK_COMPLETION_SECONDS: &str = "tss_gate_task_completion_seconds";
 pub const TASKS_STALLED: &str = "tss_gate_tasks_stalled";
+pub const EVENT_ALARMS_TOTAL: &str = "tss_gate_event_alarms_total";
 
 /// `request_type` values of the task metrics.
 pub const REQUEST_TYPES: [&str; 4] = ["KEYGEN", "KEYSIGN", "KEYRESHARE", "KEYSHARESIGN"];
@@ -37,6 +38,16 @@ pub const ALARM_CODES: [&str; 9] = [
     "unauditable",
 ];
 
+/// `code` values of [`EVENT_ALARMS_TOTAL`]: why an event under an approved
+/// request id left the approval as it was.
+pub const EVENT_ALARM_CODES: [&str; 5] = [
+    "request_type_mismatch",
+    "request_detail_mismatch",
+    "extra_info_mismatch",
+    "approval_unreadable",
+    "declined_after_approval",
+];
+
 /// Buckets from a second to a day: an MPC signing round takes seconds, a
 /// task waiting for other approvers can take hours.
 const COMPLETION_BUCKETS: &[f64] = &[
@@ -48,6 +59,8 @@ pub struct EventMetrics {
     pub events: IntCounterVec,
     /// Signatures (or successful tasks) tss-gate never approved.
     pub unapproved: IntCounterVec,
+    /// Events under an approved request id that did not move the approval.
+    pub event_alarms: IntCounterVec,
     pub outcomes: IntCounterVec,
     pub failed_reasons: IntCounterVec,
     pub completion: HistogramVec,
@@ -77,6 +90,13 @@ impl EventMetrics {
             Opts::new(
                 UNAPPROVED_SIGNATURES_TOTAL,
                 "Signatures (or completed tasks) the node reported that tss-gate did not approve, by request type and alarm code.",
+            ),
+            &["request_type", "code"],
+        )?;
+        let event_alarms = IntCounterVec::new(
+            Opts::new(
+                EVENT_ALARMS_TOTAL,
+                "Events under a request id tss-gate approved that left the approval as it was (another task under the id, or declined), by request type and code.",
             ),
             &["request_type", "code"],
         )?;
@@ -112,6 +132,9 @@ impl EventMetrics {
             for code in ALARM_CODES {
                 unapproved.with_label_values(&[t, code]).inc_by(0);
             }
+            for code in EVENT_ALARM_CODES {
+                event_alarms.with_label_values(&[t, code]).inc_by(0);
+            }
             for o in OUTCOMES {
                 outcomes.with_label_values(&[t, o]).inc_by(0);
             }
@@ -126,6 +149,7 @@ impl EventMetrics {
         for c in [
             Box::new(events.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(unapproved.clone()),
+            Box::new(event_alarms.clone()),
             Box::new(outcomes.clone()),
             Box::new(failed_reasons.clone()),
             Box::new(completion.clone()),
@@ -136,6 +160,7 @@ impl EventMetrics {
         Ok(Self {
             events,
             unapproved,
+            event_alarms,
             outcomes,
             failed_reasons,
             completion,

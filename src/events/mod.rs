@@ -1,9 +1,11 @@
 //! The TSS Node's events (issue 18): what became of each task tss-gate
 //! approved. Owns the event model, the signature audit, the event endpoint
 //! and applying an event to the state store (holds released or kept,
-//! alarms raised), and the approval record the audit reads.
+//! alarms raised), the approval record the audit reads, and what ties an
+//! event to the approval it is about (`binding`).
 
 pub mod audit;
+pub mod binding;
 pub mod ingest;
 pub mod metrics;
 pub mod model;
@@ -44,10 +46,14 @@ pub fn approval_record(p: &Processed) -> Option<Result<ApprovalRecord, String>> 
     } else {
         &d.input
     };
+    // The request's digests let an event be told apart from one about
+    // another attempt under the same id (see `binding`).
+    let request = binding::RequestDigests::of(&adm.request.detail, &adm.request.extra);
     let facts = match t {
         RequestType::KeySign => sign_facts(input),
         _ => Ok("{}".to_owned()),
-    };
+    }
+    .and_then(|f| binding::with_digests(&f, &request));
     Some(facts.map(|facts| {
         ApprovalRecord {
             request_id: p.response.request_id.clone(),

@@ -460,6 +460,12 @@ pub(crate) fn show(s: &str) -> String {
 // decoded text), so this pass checks and the document is parsed by
 // serde_json afterwards.
 
+/// A JSON document embedded in an event as a string (`data.extra_info`),
+/// with every object's keys distinct, as the event itself.
+pub(crate) fn parse_embedded(text: &str) -> Result<Value, ModelError> {
+    parse_unique(text.as_bytes())
+}
+
 fn parse_unique(bytes: &[u8]) -> Result<Value, ModelError> {
     let found = std::cell::RefCell::new(None::<String>);
     let mut de = serde_json::Deserializer::from_slice(bytes);

@@ -109,8 +109,10 @@ pub struct GroupUsage {
 }
 
 /// What tss-gate approved for one request, kept so the node's events can
-/// be checked against it (issue 18): `facts` is the JSON the signature
-/// audit reads ([`crate::events::audit::ApprovedSign`] for KEYSIGN).
+/// be checked against it (issue 18): `facts` is the JSON object the
+/// signature audit reads ([`crate::events::audit::ApprovedSign`] for
+/// KEYSIGN) and, under `request`, the digests an event's request is
+/// compared with ([`crate::events::binding::RequestDigests`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApprovalRecord {
     pub request_id: String,
@@ -289,10 +291,33 @@ pub trait Store: Send + Sync {
         Err(unsupported("approval records"))
     }
 
+    /// An operator's control switch (`freeze`), as stored text; None when
+    /// unset. Kept beside the ledger so every instance on one store reads
+    /// the same switch.
+    fn control(&self, _key: &str) -> Result<Option<String>, StoreError> {
+        Err(unsupported("control switches"))
+    }
+
+    /// Sets (Some) or clears (None) a control switch, durably.
+    fn set_control(
+        &self,
+        _key: &str,
+        _value: Option<&str>,
+        _now_ms: i64,
+    ) -> Result<(), StoreError> {
+        Err(unsupported("control switches"))
+    }
+
     /// Stores an accepted event durably (before the 200). Ok(false): an
     /// event with that `event_id` is already stored (the node's at-least-once
     /// delivery), and nothing changed.
     fn put_event(&self, _ev: &StoredEvent) -> Result<bool, StoreError> {
+        Err(unsupported("events"))
+    }
+
+    /// Whether an event with `event_id` is stored: it was handled whole,
+    /// and a redelivery (or a replayed token) changes nothing.
+    fn event_stored(&self, _event_id: &str) -> Result<bool, StoreError> {
         Err(unsupported("events"))
     }
 
@@ -320,6 +345,18 @@ pub trait Store: Send + Sync {
     /// (`ledger show --holds`, the stalled-task gauge).
     fn approvals(&self, _since_ms: i64, _limit: usize) -> Result<Vec<Approval>, StoreError> {
         Err(unsupported("approval records"))
+    }
+
+    /// The fullest group of each limit as the ledger holds it now (the
+    /// store's clock): for each `(limit id, window_ms)`, the largest amount
+    /// and, separately, the largest count that any one of the limit's groups
+    /// has inside the window (committed rows that count, voided ones not;
+    /// zero when there are none). The largest ratio of any one group to a
+    /// limit's maxima is the larger of the two maxima's ratios, so this is
+    /// all the utilisation gauge needs ([`crate::velocity::gauge`]). Off
+    /// the decision path: it must not hold what a decision waits for.
+    fn peaks(&self, _limits: &[(String, i64)]) -> Result<Vec<Usage>, StoreError> {
+        Err(unsupported("usage peaks"))
     }
 
     /// Appends rows as if approved at `at_ms` (fixture history, benches):
@@ -435,10 +472,31 @@ impl Store for Metered {
         r
     }
 
+    fn control(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let started = std::time::Instant::now();
+        let r = self.inner.control(key);
+        self.observe("control", started.elapsed(), &r);
+        r
+    }
+
+    fn set_control(&self, key: &str, value: Option<&str>, now_ms: i64) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let r = self.inner.set_control(key, value, now_ms);
+        self.observe("set_control", started.elapsed(), &r);
+        r
+    }
+
     fn put_event(&self, ev: &StoredEvent) -> Result<bool, StoreError> {
         let started = std::time::Instant::now();
         let r = self.inner.put_event(ev);
         self.observe("put_event", started.elapsed(), &r);
+        r
+    }
+
+    fn event_stored(&self, event_id: &str) -> Result<bool, StoreError> {
+        let started = std::time::Instant::now();
+        let r = self.inner.event_stored(event_id);
+        self.observe("event_stored", started.elapsed(), &r);
         r
     }
 
@@ -457,5 +515,10 @@ impl Store for Metered {
 
     fn approvals(&self, since_ms: i64, limit: usize) -> Result<Vec<Approval>, StoreError> {
         self.inner.approvals(since_ms, limit)
+    }
+
+    // Not timed: a background read, not a decision's time in the store.
+    fn peaks(&self, limits: &[(String, i64)]) -> Result<Vec<Usage>, StoreError> {
+        self.inner.peaks(limits)
     }
 }

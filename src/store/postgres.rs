@@ -342,6 +342,12 @@ impl PostgresStore {
             }
             Some(_) => {}
         }
+        // Outside the versioned schema, as in SQLite (see sqlite::migrate).
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS tss_gate_controls \
+             (key TEXT PRIMARY KEY, value TEXT NOT NULL, at_ms BIGINT NOT NULL)",
+        )
+        .map_err(db)?;
         tx.commit().map_err(db)
     }
 
@@ -806,6 +812,31 @@ impl Store for PostgresStore {
         Ok(row.as_ref().map(approval_row))
     }
 
+    fn control(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn()?;
+        let row = conn
+            .query_opt(
+                "SELECT value FROM tss_gate_controls WHERE key = $1",
+                &[&key],
+            )
+            .map_err(db)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    fn set_control(&self, key: &str, value: Option<&str>, now_ms: i64) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        match value {
+            Some(v) => conn.execute(
+                "INSERT INTO tss_gate_controls (key, value, at_ms) VALUES ($1, $2, $3) \
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, at_ms = EXCLUDED.at_ms",
+                &[&key, &v, &now_ms],
+            ),
+            None => conn.execute("DELETE FROM tss_gate_controls WHERE key = $1", &[&key]),
+        }
+        .map(drop)
+        .map_err(db)
+    }
+
     fn put_event(&self, ev: &super::StoredEvent) -> Result<bool, StoreError> {
         let mut conn = self.conn()?;
         let n = conn
@@ -823,6 +854,17 @@ impl Store for PostgresStore {
             )
             .map_err(db)?;
         Ok(n == 1)
+    }
+
+    fn event_stored(&self, event_id: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn()?;
+        let row = conn
+            .query_opt(
+                "SELECT 1 FROM tss_gate_events WHERE event_id = $1",
+                &[&event_id],
+            )
+            .map_err(db)?;
+        Ok(row.is_some())
     }
 
     fn transition(
@@ -912,4 +954,38 @@ impl Store for PostgresStore {
             .map_err(db)?;
         Ok(rows.iter().map(approval_row).collect())
     }
+
+    /// One statement for every limit, at the database's clock (every
+    /// instance's, as the decisions). It reads the window index only.
+    fn peaks(&self, limits: &[(String, i64)]) -> Result<Vec<Usage>, StoreError> {
+        if limits.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = limits.iter().map(|(l, _)| l.as_str()).collect();
+        let windows: Vec<i64> = limits.iter().map(|(_, w)| *w).collect();
+        let mut conn = self.conn()?;
+        let rows = conn.query(Q_PEAKS, &[&ids, &windows]).map_err(db)?;
+        let mut out = vec![Usage::default(); limits.len()];
+        for r in rows {
+            let i: i64 = r.get(0);
+            let count: i64 = r.get(2);
+            if let Some(slot) = usize::try_from(i - 1).ok().and_then(|i| out.get_mut(i)) {
+                *slot = Usage {
+                    amount: units(r.get(1))?,
+                    count: count as u64,
+                };
+            }
+        }
+        Ok(out)
+    }
 }
+
+/// [`Store::peaks`]: per limit `($1[i], window $2[i])`, the largest sum
+/// and the largest count of any one group inside the window.
+pub const Q_PEAKS: &str = "SELECT w.i, coalesce(max(g.s), 0)::text, coalesce(max(g.c), 0) \
+     FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS w(limit_id, window_ms, i) \
+     CROSS JOIN (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now) AS t \
+     LEFT JOIN LATERAL (SELECT sum(l.amount) AS s, count(*) AS c FROM tss_gate_ledger l \
+         WHERE l.limit_id = w.limit_id AND l.at_ms > t.now - w.window_ms AND l.voided_at IS NULL \
+         GROUP BY l.group_key) AS g ON true \
+     GROUP BY w.i ORDER BY w.i";

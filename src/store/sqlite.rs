@@ -349,7 +349,43 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             .map_err(|e| open_err(path, e))?;
         tx.commit().map_err(|e| open_err(path, e))?;
     }
+    // Outside the versioned schema: an older binary ignores the table, and
+    // `tss-gate freeze` may create it beside a running server.
+    conn.execute_batch(CONTROLS)
+        .map_err(|e| open_err(path, e))?;
     Ok(())
+}
+
+const CONTROLS: &str = "CREATE TABLE IF NOT EXISTS controls (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    at_ms INTEGER NOT NULL
+) WITHOUT ROWID;";
+
+/// A control switch's stored text (see [`Store::control`]).
+pub fn control_of(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+    conn.prepare_cached("SELECT value FROM controls WHERE key = ?1")
+        .and_then(|mut st| st.query_row(params![key], |r| r.get(0)).optional())
+        .map_err(io)
+}
+
+/// Sets or clears a control switch (see [`Store::set_control`]).
+pub fn set_control_on(
+    conn: &Connection,
+    key: &str,
+    value: Option<&str>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    match value {
+        Some(v) => conn.execute(
+            "INSERT INTO controls (key, value, at_ms) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, at_ms = excluded.at_ms",
+            params![key, v, now_ms],
+        ),
+        None => conn.execute("DELETE FROM controls WHERE key = ?1", params![key]),
+    }
+    .map(drop)
+    .map_err(io)
 }
 
 /// Creates a file readable by its owner only: it holds who moved what where.
@@ -801,6 +837,14 @@ impl Store for SqliteStore {
         approval_of(&conn, request_id)
     }
 
+    fn control(&self, key: &str) -> Result<Option<String>, StoreError> {
+        control_of(&lock(&self.shared.events), key)
+    }
+
+    fn set_control(&self, key: &str, value: Option<&str>, now_ms: i64) -> Result<(), StoreError> {
+        set_control_on(&lock(&self.shared.events), key, value, now_ms)
+    }
+
     fn put_event(&self, ev: &super::StoredEvent) -> Result<bool, StoreError> {
         let conn = lock(&self.shared.events);
         let n = conn
@@ -820,6 +864,13 @@ impl Store for SqliteStore {
             })
             .map_err(io)?;
         Ok(n == 1)
+    }
+
+    fn event_stored(&self, event_id: &str) -> Result<bool, StoreError> {
+        let conn = lock(&self.shared.reader);
+        conn.prepare_cached("SELECT 1 FROM events WHERE event_id = ?1")
+            .and_then(|mut st| st.exists([event_id]))
+            .map_err(io)
     }
 
     fn transition(
@@ -860,6 +911,61 @@ impl Store for SqliteStore {
         let conn = lock(&self.shared.reader);
         approvals_since(&conn, since_ms, limit)
     }
+
+    fn peaks(&self, limits: &[(String, i64)]) -> Result<Vec<Usage>, StoreError> {
+        if limits.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A connection of its own, so no decision waits for this read (WAL
+        // lets it read beside the writer and the decisions' reader). The
+        // clock a decision would use now; committed rows only (a hold is
+        // committed within milliseconds, or released).
+        let conn = connect(&self.path, false)?;
+        let now = crate::pipeline::now_ms().max(self.shared.clock.load(Ordering::SeqCst));
+        peaks_on(&conn, limits, now)
+    }
+}
+
+/// A limit's first group, and the group after `?2`: one seek each on the
+/// primary key, so the groups are visited without reading their rows.
+pub const Q_FIRST_GROUP: &str =
+    "SELECT group_key FROM ledger WHERE limit_id = ?1 ORDER BY limit_id, group_key LIMIT 1";
+pub const Q_NEXT_GROUP: &str = "SELECT group_key FROM ledger \
+     WHERE limit_id = ?1 AND group_key > ?2 ORDER BY limit_id, group_key LIMIT 1";
+
+/// [`Store::peaks`] at `now_ms`, from any connection, in one snapshot:
+/// each group's usage exactly as a decision reads it from SQLite (running
+/// totals, voided rows taken off), a few index seeks per group of the
+/// retention time whatever its number of rows.
+pub fn peaks_on(
+    conn: &Connection,
+    limits: &[(String, i64)],
+    now_ms: i64,
+) -> Result<Vec<Usage>, StoreError> {
+    let tx = conn.unchecked_transaction().map_err(io)?;
+    let mut out = Vec::with_capacity(limits.len());
+    for (limit, window_ms) in limits {
+        let since = now_ms.saturating_sub(*window_ms);
+        let mut peak = Usage::default();
+        let mut group: Option<String> = tx
+            .prepare_cached(Q_FIRST_GROUP)
+            .and_then(|mut st| st.query_row(params![limit], |r| r.get(0)).optional())
+            .map_err(io)?;
+        while let Some(key) = group {
+            fold_peak(&mut peak, sql_usage(&tx, limit, &key, since)?);
+            group = tx
+                .prepare_cached(Q_NEXT_GROUP)
+                .and_then(|mut st| st.query_row(params![limit, key], |r| r.get(0)).optional())
+                .map_err(io)?;
+        }
+        out.push(peak);
+    }
+    Ok(out)
+}
+
+fn fold_peak(peak: &mut Usage, group: Usage) {
+    peak.amount = peak.amount.max(group.amount);
+    peak.count = peak.count.max(group.count);
 }
 
 const APPROVAL_COLUMNS: &str =
@@ -1675,7 +1781,9 @@ mod tests {
         };
         {
             let s = SqliteStore::open(&path).unwrap();
+            assert!(!s.event_stored("e1").unwrap());
             assert!(s.put_event(&ev).unwrap());
+            assert!(s.event_stored("e1").unwrap());
             let mut again = ev.clone();
             again.body = "{\"other\":1}".into();
             assert!(!s.put_event(&again).unwrap());
@@ -1685,6 +1793,7 @@ mod tests {
         }
         let s = SqliteStore::open(&path).unwrap();
         assert!(!s.put_event(&ev).unwrap(), "still there after a reopen");
+        assert!(s.event_stored("e1").unwrap() && !s.event_stored("e2").unwrap());
         let conn = connect(&path, false).unwrap();
         let body: String = conn
             .query_row("SELECT body FROM events WHERE event_id = 'e1'", [], |r| {
@@ -2187,6 +2296,71 @@ mod tests {
         );
         let u = usage(&s, "l", "g", 100_000, 10_000);
         assert_eq!((u.amount.to_string(), u.count), ("60".into(), 6));
+    }
+
+    #[test]
+    fn peaks_are_each_limits_fullest_group_inside_its_window() {
+        let (_d, s) = store();
+        s.seed("r1", 1_000, &[row("l", "a", "10"), row("m", "x", "1")])
+            .unwrap();
+        s.seed("r2", 2_000, &[row("l", "a", "10")]).unwrap();
+        s.seed("r3", 3_000, &[row("l", "a", "10")]).unwrap();
+        s.seed("r4", 3_500, &[row("l", "b", "25")]).unwrap();
+        let conn = connect(s.path(), false).unwrap();
+        let peaks = |windows: &[(&str, i64)], now: i64| -> Vec<(String, u64)> {
+            let w: Vec<(String, i64)> = windows.iter().map(|(l, w)| (l.to_string(), *w)).collect();
+            peaks_on(&conn, &w, now)
+                .unwrap()
+                .into_iter()
+                .map(|u| (u.amount.to_string(), u.count))
+                .collect()
+        };
+        assert_eq!(
+            peaks(&[("l", 10_000), ("m", 10_000), ("gone", 10_000)], 4_000),
+            [("30".into(), 3), ("1".into(), 1), ("0".into(), 0)]
+        );
+        // A voided row stops counting: the largest amount and the largest
+        // count are now different groups' (b's 25, a's 2 rows).
+        assert_eq!(void(&conn, "r3", 4_000, "never ran").unwrap(), 1);
+        assert_eq!(peaks(&[("l", 10_000)], 4_000), [("25".into(), 2)]);
+        // (since, now]: the window slides past a's rows, then b's.
+        assert_eq!(peaks(&[("l", 2_000)], 4_000), [("25".into(), 1)]);
+        assert_eq!(peaks(&[("l", 600)], 4_000), [("25".into(), 1)]);
+        assert_eq!(peaks(&[("l", 600)], 4_100), [("0".into(), 0)]);
+        // Through the trait: now, by the wall clock.
+        let w = [("l".to_owned(), 10_000), ("m".to_owned(), 3_000)];
+        let p = Store::peaks(&s, &w).unwrap();
+        assert_eq!(
+            p,
+            [Usage::default(); 2],
+            "the wall clock is long past 2000 ms"
+        );
+        let now = crate::pipeline::now_ms();
+        s.seed(
+            "r5",
+            now,
+            &[row("m", "x", "4"), row("m", "y", "2"), row("m", "y", "2")],
+        )
+        .unwrap();
+        let p = Store::peaks(&s, &w).unwrap();
+        assert_eq!((p[1].amount.to_string(), p[1].count), ("4".into(), 2));
+        // Groups are found by seeks on the primary key, never a sort; their
+        // usage by the decisions' own queries.
+        for q in [Q_FIRST_GROUP, Q_NEXT_GROUP] {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {q}")).unwrap();
+            let params: &[&dyn rusqlite::ToSql] = &[&"l", &"k"];
+            let plan: Vec<String> = stmt
+                .query_map(&params[..stmt.parameter_count()], |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let plan = plan.join(" | ");
+            assert!(
+                plan.contains("USING PRIMARY KEY (limit_id=?"),
+                "{q}: {plan}"
+            );
+            assert!(!plan.contains("TEMP B-TREE"), "{q}: {plan}");
+        }
     }
 
     #[test]

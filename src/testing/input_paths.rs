@@ -131,7 +131,7 @@ fn package_of(text: &str) -> String {
 
 /// The text with comments and the insides of string literals replaced by
 /// spaces, line structure kept.
-fn blank_comments_and_strings(text: &str) -> String {
+pub(super) fn blank_comments_and_strings(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
     let mut quote: Option<char> = None;

@@ -7,6 +7,11 @@
 //! - [`coverage`] merges and summarises regorus line coverage.
 //! - [`rules`] reads rule definitions (name, file:line, bodies) from the
 //!   parsed modules; [`explain`] uses them to say which rules fired.
+//! - The warnings of `check` and `test` ([`runner::warnings`]):
+//!   [`portability`] (negations OPA decides differently), [`input_paths`]
+//!   (input fields that do not exist), [`reach`] (`deny`/`allow` rules the
+//!   decision never reaches), [`data_keys`] (data keys no policy reads,
+//!   reads of keys the data lacks).
 //!
 //! Fixtures go through [`crate::pipeline::decide_with`], the same code the
 //! server runs, so a passing fixture means the server answers the same.
@@ -17,10 +22,12 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub mod coverage;
+pub mod data_keys;
 pub mod decisions;
 pub mod explain;
 pub mod input_paths;
 pub mod portability;
+pub mod reach;
 pub mod report;
 pub mod rules;
 pub mod runner;

@@ -141,6 +141,9 @@ pub struct RuleDef {
     /// Statements of the comprehensions in the head (its value or key),
     /// with their lines.
     pub head_nested: Vec<(String, u32)>,
+    /// The whole definition's source text, head to last body, starting on
+    /// `line`: what [`super::reach`] reads references from.
+    pub text: String,
 }
 
 impl RuleDef {
@@ -173,6 +176,7 @@ pub fn modules(engine: &mut Engine) -> Vec<ModuleDef> {
         let mut rules = Vec::new();
         for rule in &module.policy {
             let line = rule.span().line;
+            let text = full_text(rule.span());
             let def = match rule.as_ref() {
                 Rule::Spec { head, bodies, .. } => {
                     let mut head_nested = Vec::new();
@@ -235,6 +239,7 @@ pub fn modules(engine: &mut Engine) -> Vec<ModuleDef> {
                         value,
                         bodies,
                         head_nested,
+                        text,
                     }
                 }
                 Rule::Default { refr, value, .. } => RuleDef {
@@ -246,6 +251,7 @@ pub fn modules(engine: &mut Engine) -> Vec<ModuleDef> {
                     value: Some(full_text(value.span())),
                     bodies: Vec::new(),
                     head_nested: Vec::new(),
+                    text,
                 },
             };
             rules.push(def);

@@ -394,6 +394,56 @@ pub fn normalise_address(a: &str) -> String {
     }
 }
 
+/// The token account an SPL transfer pays, from the signed bytes
+/// (`input.derived`), when the request is one such transfer.
+fn spl_token_account(input: &Value) -> Option<String> {
+    let d = input.get("derived")?;
+    let t = d.get("token_transfer")?;
+    if d.get("family")?.as_str()? != "solana" || t.get("standard")?.as_str()? != "spl" {
+        return None;
+    }
+    if d.get("recipients")?.as_array()?.len() != 1 {
+        return None;
+    }
+    t.get("recipient")?.as_str().map(normalise_address)
+}
+
+/// One output of a request: (normalised address, amount); None = missing.
+type Output = (Option<String>, Option<Amount>);
+
+/// What an `EVM_Contract` call counts, from the facts decoded from its
+/// signed bytes (`input.derived.call`): a token approval counts as a
+/// transfer of that token to the spender, of the whole allowance (the
+/// spender can move it later without another signature; unlimited or with
+/// native value attached: unknown, so an amount limit denies it); any other
+/// decoded call counts its native `value`, the description's, which the
+/// integrity rules prove equal to the bytes'. Returns the token id to count
+/// under (None: the request's) and the output; None when no call was decoded.
+fn call_output<'a>(input: &'a Value, dest: &Value) -> Option<(Option<&'a str>, Output)> {
+    if text(dest, &["destination_type"]) != Some("EVM_Contract") {
+        return None;
+    }
+    let call = at(input, &["derived", "call"]).filter(|c| c.is_object())?;
+    let contract = text(call, &["contract"]).map(normalise_address);
+    match call.get("approval").filter(|a| a.is_object()) {
+        Some(a) => {
+            // A token the tables do not know counts as nothing known.
+            let token_id = text(a, &["token_id"]);
+            let counted = token_id.is_some()
+                && a.get("unlimited") == Some(&Value::Bool(false))
+                && text(call, &["value"]) == Some("0");
+            Some((
+                token_id,
+                (
+                    text(a, &["spender"]).map(normalise_address),
+                    amount_of(a.get("amount_units")).filter(|_| counted),
+                ),
+            ))
+        }
+        None => Some((None, (contract, amount_of(dest.get("value"))))),
+    }
+}
+
 fn amount_of(v: Option<&Value>) -> Option<Amount> {
     v.and_then(Value::as_str).and_then(Amount::parse)
 }
@@ -437,11 +487,25 @@ impl<'a> RequestView<'a> {
                 None => outputs.push((None, None)),
             }
         }
+        // An SPL payment may be described by its owner's wallet address or by
+        // the token account it pays (both agree with the bytes); grouping by
+        // the spelling would give one recipient two running totals. The
+        // token account the signed bytes pay is the one spelling both share.
+        if let ([first], Some(account)) = (outputs.as_mut_slice(), spl_token_account(input)) {
+            first.0 = Some(account);
+        }
+        let mut token = text(tx, &["token_id"]);
         if let Some(a) = dest.get("address") {
-            // A contract call: its `value` is native coin, while a token it
-            // moves is in calldata this module does not read. Unknown, so
-            // an amount limit denies it rather than count it as zero.
-            outputs.push((a.as_str().map(normalise_address), None));
+            match call_output(input, dest) {
+                Some((call_token, output)) => {
+                    token = call_token.or(token);
+                    outputs.push(output);
+                }
+                // A contract call whose calldata was not decoded through a
+                // pinned ABI: what it moves is unknown, so an amount limit
+                // denies it rather than count it as zero.
+                None => outputs.push((a.as_str().map(normalise_address), None)),
+            }
         }
         let loose = dest
             .get("amount")
@@ -453,7 +517,7 @@ impl<'a> RequestView<'a> {
                 .and_then(Value::as_str)
                 .unwrap_or(""),
             chain: text(tx, &["chain_id"]),
-            token: text(tx, &["token_id"]),
+            token,
             wallet,
             destination_type: text(dest, &["destination_type"]),
             outputs,
@@ -749,6 +813,44 @@ mod tests {
         }
         assert!(Limits::from_data(Some(&json!({"limit": []}))).is_err());
         assert!(Limits::from_data(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_spl_recipient_is_one_group_however_it_is_described() {
+        let l = limits(json!([{
+            "id": "d", "window": "7d", "group_by": ["destination", "token"], "max_amount": "100"
+        }]))
+        .unwrap();
+        let account = "Q4qRn8Ub5G32b5Leky264EbFeZJggitNG3mSHHCojKx";
+        let spl = |described: &str| {
+            let mut i = input(json!({
+                "wallet_id": "w1", "chain_id": "SOL", "token_id": "SOL_USDC",
+                "destination": {"destination_type": "Address",
+                    "account_output": {"address": described, "amount": "5"}},
+            }));
+            i["derived"] = json!({
+                "family": "solana",
+                "token_transfer": {"standard": "spl", "recipient": account},
+                "recipients": [{"address": account, "amount": "5000000"}],
+            });
+            l.matches(&i)
+        };
+        let by_owner = spl("5omQJtDUHA3gMFdHEQg1zZSvcBUVzEEBLxN3L8vUQANy");
+        let by_account = spl(account);
+        assert_eq!(by_owner.len(), 1);
+        assert_eq!(by_owner[0].group, by_account[0].group);
+        assert_eq!(by_owner[0].group["destination"], account);
+        assert_eq!(by_owner[0].amount, Amount::parse("5"));
+
+        // Other families keep the described address.
+        let mut evm = input(usdt_tx(
+            json!([{"address": "0xdead00000000000000000000000000000000beef", "amount": "1"}]),
+        ));
+        evm["derived"] = json!({"family": "evm", "token_transfer": {"standard": "erc20", "recipient": "0x1111111111111111111111111111111111111111"}, "recipients": [{}]});
+        assert_eq!(
+            l.matches(&evm)[0].group["destination"],
+            "0xdead00000000000000000000000000000000beef"
+        );
     }
 
     #[test]

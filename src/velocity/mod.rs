@@ -2,7 +2,9 @@
 //! (parsed and validated once per policy load), which limits and groups a
 //! request falls under, and the `input.velocity` facts built from a group's
 //! usage. The usage itself, and recording approvals, belong to
-//! [`crate::store`]; this module never touches storage.
+//! [`crate::store`]; this module never touches storage, but for the
+//! utilisation gauge's refresher ([`gauge`]), which asks the store for each
+//! limit's fullest group off the decision path.
 //!
 //! Every group value comes from the request, so every one is attacker text:
 //! group keys are built injectively (JSON of the values), addresses are
@@ -11,6 +13,7 @@
 //! shipped library denies.
 
 pub mod amount;
+pub mod gauge;
 pub mod limits;
 
 pub use amount::Amount;
@@ -150,24 +153,6 @@ fn fact(l: &Limit, m: &Matched, u: &Usage, now_ms: i64) -> Value {
         o.insert("error".into(), json!(e));
     }
     f
-}
-
-/// The highest utilisation per limit in `facts`, for the gauge.
-pub fn utilization(facts: &Value) -> Vec<(String, f64)> {
-    let Some(obj) = facts.as_object() else {
-        return Vec::new();
-    };
-    obj.iter()
-        .map(|(id, groups)| {
-            let u = groups
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|g| g.get("utilization").and_then(Value::as_f64))
-                .fold(0.0, f64::max);
-            (id.clone(), u)
-        })
-        .collect()
 }
 
 /// Ledger rows an approval of `matched` adds.

@@ -34,6 +34,9 @@ pub fn post_event(server: &Server, doc: &Value, key: &RsaPrivateKey) -> (u16, St
     post_token(&format!("http://{addr}/v2/event"), &token)
 }
 
+/// An event that does not carry its request (no `request_detail`, no
+/// `extra_info`): tss-gate can compare only its kind with the approval's.
+/// [`about`] adds the request, as the node reports it.
 pub fn event(id: &str, event_type: &str, request_id: &str, status: i64, result: Value) -> Value {
     let data_type = match event_type.split('.').nth(1) {
         Some("keygen") => "KeyGen",
@@ -57,12 +60,20 @@ pub fn event(id: &str, event_type: &str, request_id: &str, status: i64, result: 
             "request_id": request_id,
             "request_type": request_type,
             "request_status": status,
-            "extra_info": "{}",
             "failed_reason": if status == 170 { "mpc round timeout" } else { "" },
-            "request_detail": {},
             "result": result,
         }
     })
+}
+
+/// `ev` carrying `req`'s documents as the node reports them: the
+/// `request_detail` as an object (re-serialised, so its keys may come in
+/// another order), `extra_info` as the callback's string.
+pub fn about(mut ev: Value, req: &tss_gate::protocol::CallbackRequest) -> Value {
+    let detail: Value = serde_json::from_str(&req.request_detail).unwrap_or(json!({}));
+    ev["data"]["request_detail"] = detail;
+    ev["data"]["extra_info"] = json!(req.extra_info);
+    ev
 }
 
 pub fn accepted(r: (u16, String)) {

@@ -262,3 +262,136 @@ pub fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<
 pub fn series<'a>(samples: &'a [Sample], name: &str) -> Vec<&'a Sample> {
     samples.iter().filter(|s| s.name == name).collect()
 }
+
+/// Issue 36 (item 6): the spending-limit gauge against the ledger, one
+/// scenario for both stores. Wallet B's approvals predate the server (seeded
+/// into the store); wallet A's arrive as live traffic.
+pub mod gauge {
+    use std::time::Duration;
+
+    use tss_gate::protocol::{Action, CallbackRequest, Status};
+    use tss_gate::store::Store;
+    use tss_gate::velocity::{Amount, Row};
+
+    use crate::common::*;
+
+    /// The fixtures' wallet (all three of its ids).
+    pub const WALLET_A: &str = "5b2c1f7e-8d4a-4e39-9c6b-2f1a7d3e9b40";
+    /// The shipped data's other allowed wallet.
+    pub const WALLET_B: &str = "a71e4c02-3b9f-4d58-8e21-6c0f5a9d2b17";
+    pub const USDT: &str = "usdt_wallet_24h";
+    pub const REQUESTS: &str = "wallet_requests_1h";
+    pub const BURST: &str = "wallet_burst_5s";
+
+    /// An amount cap per wallet and token; a request count per wallet over
+    /// any tokens (count-only, not grouped by token); a 5 s burst count.
+    pub const LIMITS: &str = "\
+- id: usdt_wallet_24h
+  match: {token_ids: [ETH_USDT]}
+  group_by: [wallet, token]
+  window: 24h
+  max_amount: \"50000\"
+- id: wallet_requests_1h
+  group_by: [wallet]
+  window: 1h
+  max_count: 10
+- id: wallet_burst_5s
+  group_by: [wallet]
+  window: 5s
+  max_count: 7
+";
+
+    /// `tss_gate_velocity_utilization_ratio{limit="ID"}`.
+    pub fn series(limit: &str) -> String {
+        format!("tss_gate_velocity_utilization_ratio{{limit=\"{limit}\"}}")
+    }
+
+    fn row(limit: &str, key: &str, amount: &str) -> (Row, String) {
+        let keys: Vec<&str> = serde_json::from_str(key).unwrap();
+        let display = if keys.len() == 2 {
+            format!("wallet={},token={}", keys[0], keys[1])
+        } else {
+            format!("wallet={}", keys[0])
+        };
+        (
+            Row {
+                limit: limit.into(),
+                group_key: key.into(),
+                amount: Amount::parse(amount).unwrap(),
+                token: "ETH_USDT".into(),
+            },
+            display,
+        )
+    }
+
+    /// Wallet B's approvals before the server started: 40 000 of 50 000
+    /// USDT an hour ago (0.8), 7 of 10 requests ten minutes ago (0.7).
+    pub fn seed_wallet_b(store: &dyn Store, now_ms: i64) {
+        let usdt = format!("[\"{WALLET_B}\",\"ETH_USDT\"]");
+        let wallet = format!("[\"{WALLET_B}\"]");
+        for i in 0..4 {
+            store
+                .seed(
+                    &format!("seed-usdt-{i}"),
+                    now_ms - 3_600_000 + i,
+                    &[row(USDT, &usdt, "10000")],
+                )
+                .unwrap();
+        }
+        for i in 0..7 {
+            store
+                .seed(
+                    &format!("seed-requests-{i}"),
+                    now_ms - 600_000 + i,
+                    &[row(REQUESTS, &wallet, "1")],
+                )
+                .unwrap();
+        }
+    }
+
+    fn request(file: &str, id: &str) -> CallbackRequest {
+        let mut r = tss_gate::fixture::load_request(&repo().join("tests/fixtures").join(file))
+            .expect("fixture");
+        r.request_id = id.to_owned();
+        r
+    }
+
+    /// Wallet A's traffic, in well under 5 s: five USDT transfers of
+    /// 9999.99 approved (49 999.95 of 50 000), a sixth denied by
+    /// `usdt_wallet_24h` (it would be 120 %), then a 0.75 ETH transfer
+    /// approved (6 of 10 requests, 6 of 7 in the burst; its group under
+    /// `usdt_wallet_24h` none). The last decision is the ETH one.
+    pub fn wallet_a_traffic(server: &Server, tag: &str) {
+        let usdt = "integrity_eip1559_eth_usdt_approve.json";
+        for i in 0..5 {
+            let a = send(server, &request(usdt, &format!("{tag}-usdt-{i}")));
+            assert!(a.is_approval(), "USDT transfer {i}: {a:?}");
+        }
+        let a = send(server, &request(usdt, &format!("{tag}-usdt-over")));
+        assert_eq!(
+            (a.status, a.action),
+            (Status::Ok, Some(Action::Reject)),
+            "{a:?}"
+        );
+        assert!(a.error.contains(USDT), "denied by the cap: {a:?}");
+        let a = send(
+            server,
+            &request("keysign_eth_approve.json", &format!("{tag}-eth")),
+        );
+        assert!(a.is_approval(), "ETH transfer: {a:?}");
+    }
+
+    /// What the gauge must read once the traffic is in the ledger: wallet
+    /// A's 49 999.95 / 50 000 (not the denied request's 1.2), wallet B's
+    /// 7 / 10 requests (not A's 6 / 10, the latest decision's group).
+    pub const USDT_AFTER: f64 = 49_999.95 / 50_000.0;
+    pub const REQUESTS_AFTER: f64 = 0.7;
+
+    pub fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    /// Longest a fall to 0 may take after the traffic: the 5 s window, a
+    /// refresh period (1.25 s) and a slow machine's margin.
+    pub const FALL: Duration = Duration::from_secs(20);
+}

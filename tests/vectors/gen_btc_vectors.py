@@ -515,7 +515,10 @@ def fixtures():
     n = 0
 
     def emit(name, desc, action, reasons, utxos, tx, dest_outputs, msg_hashes=None, paths=None, selected=None,
-             raw_tx="keep", change=None, file=None):
+             raw_tx="keep", change=None, file=None, source=None, patch=None):
+        """change: the described change_address (default: the first input's
+        address; NO_CHANGE_ADDRESS leaves the key out). source: source.address
+        (default: the first input's). patch(detail, extra): last edits."""
         nonlocal n
         n += 1
         fx = copy.deepcopy(base)
@@ -533,7 +536,7 @@ def fixtures():
              "root_pubkey": XPUB}
             for u in utxos
         ]
-        t["source"]["address"] = utxos[0].address
+        t["source"]["address"] = source or utxos[0].address
         t["destination"] = {
             "destination_type": "Address",
             "utxo_outputs": [{"address": a, "amount": btc(v)} for a, v in dest_outputs],
@@ -541,6 +544,8 @@ def fixtures():
             "force_internal": False,
             "force_external": False,
         }
+        if change is NO_CHANGE_ADDRESS:
+            del t["destination"]["change_address"]
         t["description"] = desc
         info = {
             "unsigned_raw_tx": "0x" + tx.serialize().hex() if tx is not None else None,
@@ -557,6 +562,8 @@ def fixtures():
         else:
             t.pop("raw_tx_info", None)
         fx["description"] = desc
+        if patch:
+            patch(detail, extra)
         r["request_id"] = f"integrity-btc-{n:02d}-{name}"
         r["request_detail"] = json.dumps(detail, separators=(",", ":"))
         r["extra_info"] = json.dumps(extra, separators=(",", ":"))
@@ -681,7 +688,73 @@ def fixtures():
          "2.5 BTC cap", "REJECT", ["amount `2.50000001` of token `BTC` exceeds the per-transaction cap `2.5`"],
          [w, w2], build([w, w2], [(dest, 150_000_000), (dest_sh, 100_000_001), (w.script.data, 19_979_999)]),
          over, file="keysign_utxo_btc_split_over_cap_reject.json")
+    account_fixtures(emit, dest)
     print(f"wrote {n} fixtures")
+
+
+NO_CHANGE_ADDRESS = object()
+
+
+def account_fixtures(emit, dest):
+    """Wallets of one vault share the root key: the account (third path
+    element) is what tells their addresses apart. Wallet 5b2c... is account
+    0, wallet a71e... account 1 (data.integrity.wallet_keys accounts)."""
+    a0 = Utxo("p2wpkh", "m/84/0/0/0/3", 50_000_000, "fixture-fund-acct0", vout=0)
+    a0b = Utxo("p2wpkh", "m/84/0/0/0/4", 30_000_000, "fixture-fund-acct0-b", vout=1)
+    d1 = Utxo("p2wpkh", "m/84/0/1/0/0", 10_000, "fixture-fund-dust-acct1", vout=7)  # 0.0001 BTC, account 1
+    a0_int = own_address("p2wpkh", "m/84/0/0/1/0", "bitcoin")  # account 0's internal chain, not an input
+    pay = [(DEST_P2WPKH, 20_000_000)]
+
+    # REJECT: a dust input of account 1 makes its address "own": 0.2999 BTC of
+    # account 0 leaves as undescribed "change" to the other wallet.
+    emit("dust_input_other_account_change_reject",
+         "BTC: inputs m/84/0/0/0/3 (0.5 BTC, this wallet's account 0) and a 0.0001 BTC dust input from "
+         "m/84/0/1/0/0 (account 1, another wallet of the same root key); pays the described 0.2 BTC and "
+         "0.2999 BTC undescribed \"change\" to the account-1 address; no change_address; fee 0.0002 BTC",
+         "REJECT", ["is not in an account of wallet"], [a0, d1],
+         build([a0, d1], [(dest, 20_000_000), (d1.script.data, 29_990_000)]), pay, change=NO_CHANGE_ADDRESS)
+    # REJECT: same inputs, honest change, but source.address names the dust
+    # input (per-source limits would be charged to account 1).
+    emit("dust_input_other_account_source_reject",
+         "BTC: inputs m/84/0/0/0/3 (account 0) and a dust input from m/84/0/1/0/0 (account 1); 0.2 BTC "
+         "described, 0.2999 BTC change back to the account-0 address, but source.address names the "
+         "account-1 dust input's address; fee 0.0002 BTC",
+         "REJECT", ["is not in an account of wallet"], [a0, d1],
+         build([a0, d1], [(dest, 20_000_000), (a0.script.data, 29_990_000)]), pay, source=d1.address)
+    # REJECT: change split over two own addresses while change_address names one.
+    emit("change_beside_described_change_reject",
+         "BTC: inputs m/84/0/0/0/3 (0.5) and m/84/0/0/0/4 (0.3) of account 0 pay the described 0.3 BTC; "
+         "change 0.25 BTC to the first input's address (the change_address) and 0.2498 BTC to the second's; "
+         "fee 0.0002 BTC",
+         "REJECT", ["not to the described change_address", "24980000 sat as change to " + a0b.address],
+         [a0, a0b],
+         build([a0, a0b], [(dest, 30_000_000), (a0.script.data, 25_000_000), (a0b.script.data, 24_980_000)]),
+         [(DEST_P2WPKH, 30_000_000)], change=a0.address)
+    # REJECT: change_address is account 0's m/84/0/0/1/0, which no signing path proves.
+    emit("change_address_not_own_reject",
+         "BTC: one input m/84/0/0/0/3 pays the described 0.2 BTC; change 0.2998 BTC goes to the described "
+         "change_address, the address of m/84/0/0/1/0, which is no signing path's; fee 0.0002 BTC",
+         "REJECT", ["change_address " + a0_int + " is not an address of the signing paths' keys",
+                    "not the wallet's own address"], [a0],
+         build([a0], [(dest, 20_000_000), (out_script(a0_int).data, 29_980_000)]), pay, change=a0_int)
+
+    # REJECT: account 0 spelled hardened ("0'"): not account 0 (and not derivable from the xpub).
+    def hardened(detail, extra):
+        detail["bip32_path_list"] = ["m/84/0/0'/0/3"]
+        extra["source_addresses"][0]["path"] = "m/84/0/0'/0/3"
+
+    emit("input_account_hardened_spelling_reject",
+         "BTC: one input of m/84/0/0/0/3 pays the described 0.2 BTC with change back, but bip32_path_list "
+         "(and source_addresses) spell the path m/84/0/0'/0/3", "REJECT",
+         ["is not in an account of wallet", "hardened index cannot be derived from a public key"], [a0],
+         build([a0], [(dest, 20_000_000), (a0.script.data, 29_980_000)]), pay, patch=hardened)
+
+    # APPROVE: two inputs of account 0, one payment, change to change_address (the first input's).
+    emit("two_inputs_one_account_approve",
+         "BTC: inputs m/84/0/0/0/3 (0.5) and m/84/0/0/0/4 (0.3), both account 0, pay the described 0.3 BTC; "
+         "0.4998 BTC change to the change_address, the first input's address; fee 0.0002 BTC", "APPROVE", [],
+         [a0, a0b], build([a0, a0b], [(dest, 30_000_000), (a0.script.data, 49_980_000)]),
+         [(DEST_P2WPKH, 30_000_000)], change=a0.address)
 
 
 def main():

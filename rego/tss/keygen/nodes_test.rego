@@ -5,8 +5,8 @@ package tss.keygen_test
 # keygen_test.rego's request (the approving fixture's) with this node list.
 keygen_with(nodes) := req(2, nodes)
 
-# The embedded checks off, the rest of the shipped block kept.
-erc_off := object.union(data.embedded_risk_control_rules, {"enable": false})
+# The embedded checks off, the rest of the test data's block kept.
+erc_off := object.union(erc, {"enable": false})
 
 # The node-list denies (both codes), as {code: {msg}}.
 node_denies := {code: msgs |

@@ -1,9 +1,12 @@
 # Tests for keysharesign.rego (the embedded key_share_sign rule); each
 # asserts only its code, so a rule added to tss.keysharesign later cannot
-# make these fail.
+# make these fail. Library tests: every test puts its own embedded rules in
+# place of data.embedded_risk_control_rules (the operator's), so they pass
+# whatever rego/data.yaml says. Full data.tss.keysharesign paths, never an
+# import alias: with the alias, a second file in tss.keysharesign made
+# regorus see only some of the package's `allow` definitions (rego/README.md,
+# "regorus vs OPA").
 package tss.keysharesign_test
-
-import data.tss.keysharesign
 
 # A KEYSHARESIGN as tss-gate hands it to the policy
 # (tests/fixtures/keysharesign_reject.json).
@@ -22,27 +25,37 @@ req := {
 	"received_at_ms": 1764000000123, "received_at": "2025-11-24T16:00:00.123Z", "decided_at_ms": 1764000000123,
 }
 
-# erc(patch): the shipped embedded rules with the settings a test needs.
-erc(patch) := object.union(data.embedded_risk_control_rules, patch)
+# The library's own embedded rules for these tests: the node's block with
+# every section, shaped like the example organisation's.
+testdata_erc := {
+	"enable": true,
+	"key_gen": {"reject_all": false, "allow_list": []},
+	"key_sign": {"reject_all": false},
+	"key_reshare": {"reject_all": false, "allow_list": []},
+	"key_share_sign": {"reject_all": true},
+}
 
-own_denies := {d | some d in keysharesign.deny; d.code == "keysharesign.reject_all"}
+# erc(patch): the test data's embedded rules with the settings a test needs.
+erc(patch) := object.union(testdata_erc, patch)
+
+own_denies := {d | some d in data.tss.keysharesign.deny; d.code == "keysharesign.reject_all"}
 
 test_reject_all_denies if {
-	not keysharesign.allow with input as req with data.embedded_risk_control_rules as erc({"enable": true, "key_share_sign": {"reject_all": true}})
+	not data.tss.keysharesign.allow with input as req with data.embedded_risk_control_rules as erc({"enable": true, "key_share_sign": {"reject_all": true}})
 	own_denies == {{"code": "keysharesign.reject_all", "msg": "KEYSHARESIGN is rejected: embedded_risk_control_rules.key_share_sign.reject_all is `true` (only an explicit false admits KEYSHARESIGN)"}} with input as req with data.embedded_risk_control_rules as erc({"enable": true, "key_share_sign": {"reject_all": true}})
 }
 
 test_explicit_false_allows if {
-	keysharesign.allow with input as req with data.embedded_risk_control_rules as erc({"enable": true, "key_share_sign": {"reject_all": false}})
+	data.tss.keysharesign.allow with input as req with data.embedded_risk_control_rules as erc({"enable": true, "key_share_sign": {"reject_all": false}})
 	count(own_denies) == 0 with input as req with data.embedded_risk_control_rules as erc({"enable": true, "key_share_sign": {"reject_all": false}})
 }
 
 test_missing_reject_all_fails_closed if {
-	some d in keysharesign.deny with input as req with data.embedded_risk_control_rules as json.remove(erc({"enable": true}), ["key_share_sign/reject_all"])
+	some d in data.tss.keysharesign.deny with input as req with data.embedded_risk_control_rules as json.remove(erc({"enable": true}), ["key_share_sign/reject_all"])
 	d.msg == "KEYSHARESIGN is rejected: embedded_risk_control_rules.key_share_sign.reject_all is `<missing>` (only an explicit false admits KEYSHARESIGN)"
 }
 
 test_disabled_allows if {
-	keysharesign.allow with input as req with data.embedded_risk_control_rules as erc({"enable": false, "key_share_sign": {"reject_all": true}})
+	data.tss.keysharesign.allow with input as req with data.embedded_risk_control_rules as erc({"enable": false, "key_share_sign": {"reject_all": true}})
 	count(own_denies) == 0 with input as req with data.embedded_risk_control_rules as erc({"enable": false, "key_share_sign": {"reject_all": true}})
 }

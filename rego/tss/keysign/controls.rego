@@ -1,8 +1,10 @@
 # KEYSIGN controls an operator sets in data rather than business rules:
 #
-# - the emergency stop, data.freeze.keysign: while it is true every KEYSIGN
-#   is denied, whatever it moves, so a suspected compromise can be contained
-#   with one data edit (a reload) instead of a policy change;
+# - the policy's freeze, data.freeze.keysign: while it is true every KEYSIGN
+#   is denied, whatever it moves (a data edit, applied on the next reload;
+#   the reload gate accepts it, since a freeze only adds REJECTs). The
+#   emergency stop that needs no reload is `tss-gate freeze on`, outside
+#   the policy (README, "Operating it");
 # - the destination cool-down, data.keysign.destination_cooldown: an
 #   allowed_destinations entry written as {added_at: "<RFC 3339>"} may
 #   receive funds only once the cool-down has passed since added_at, so a

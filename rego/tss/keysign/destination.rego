@@ -16,6 +16,11 @@ deny contains {
 
 destination_type_allowed if destination.destination_type in data.keysign.allowed_destination_types
 
+# `EVM_Contract` is not listed: a contract call is admitted only as a
+# pinned call the operator allows (calls.rego), and its contract is then
+# the destination that call names, nothing else.
+destination_type_allowed if pinned_call_allowed
+
 deny contains {
 	"code": "keysign.destination_missing",
 	"msg": "destination of type `Address` names no address",
@@ -49,6 +54,12 @@ deny contains {
 }
 
 destination_allowed(a) if in_address_book(data.keysign.allowed_destinations, a)
+
+destination_allowed(a) if {
+	pinned_call_allowed
+	is_string(a)
+	address(a) == call.contract
+}
 
 # An entry may also be {added_at: ...}: listed, under the cool-down that
 # controls.rego applies (which also denies a malformed added_at).

@@ -5,9 +5,9 @@ package tss.keysign_test
 # asserts only the integrity codes, so the business rules (their own tests)
 # cannot make these fail or pass.
 
-# The shipped data.integrity with the tables these tests rely on pinned
-# (merged into the shipped ones; lists replaced).
-integrity_cfg := object.union(data.integrity, {
+# The library's test data.integrity (testdata_test.rego) with the tables
+# these tests rely on pinned (merged into its tables; lists replaced).
+integrity_cfg := object.union(testdata_integrity, {
 	"chains": {
 		"ETH": {"family": "evm", "evm_chain_id": 1, "native_token": "ETH", "coin_type": 60, "max_fee": "0.05"},
 		"BTC": {"family": "bitcoin", "network": "bitcoin", "native_token": "BTC", "coin_type": 0, "max_fee": "0.01"},
@@ -70,6 +70,7 @@ integrity_codes(inp) := c if {
 		with data.keysign as td
 		with data.integrity as integrity_cfg
 		with data.embedded_risk_control_rules as erc_cfg
+		with data.freeze as no_freeze
 }
 
 integrity_msgs(inp) := m if {
@@ -77,6 +78,7 @@ integrity_msgs(inp) := m if {
 		with data.keysign as td
 		with data.integrity as integrity_cfg
 		with data.embedded_risk_control_rules as erc_cfg
+		with data.freeze as no_freeze
 }
 
 test_agreeing_raw_tx_passes if {
@@ -104,6 +106,7 @@ test_message_signatures_need_an_exemption if {
 		with data.keysign as td
 		with data.integrity as object.union(integrity_cfg, {"unverified_chains": ["ETH"]})
 		with data.embedded_risk_control_rules as erc_cfg
+		with data.freeze as no_freeze
 	c == set()
 }
 
@@ -112,6 +115,7 @@ test_missing_tables_fail_closed if {
 		with data.keysign as td
 		with data.integrity as json.remove(integrity_cfg, ["chains", "tokens", "evm_tx_kinds"])
 		with data.embedded_risk_control_rules as erc_cfg
+		with data.freeze as no_freeze
 	c == {"keysign.chain_unknown", "keysign.token_unknown", "keysign.evm_tx_kind_not_admitted"}
 }
 
@@ -189,6 +193,7 @@ test_evm_kinds_outside_the_list_denied if {
 		with data.keysign as td
 		with data.integrity as object.union(integrity_cfg, {"evm_tx_kinds": ["eip1559", "eip7702"]})
 		with data.embedded_risk_control_rules as erc_cfg
+		with data.freeze as no_freeze
 	c == set()
 }
 
@@ -212,6 +217,7 @@ test_missing_fee_cap_denied if {
 		with data.keysign as td
 		with data.integrity as json.remove(integrity_cfg, ["chains/ETH/max_fee"])
 		with data.embedded_risk_control_rules as erc_cfg
+		with data.freeze as no_freeze
 	c == {"keysign.fee_cap_missing"}
 }
 
@@ -221,5 +227,6 @@ test_exempt_chain_skips_integrity if {
 		with data.keysign as td
 		with data.integrity as object.union(integrity_cfg, {"unverified_chains": ["ETH"]})
 		with data.embedded_risk_control_rules as erc_cfg
+		with data.freeze as no_freeze
 	c == set()
 }

@@ -63,7 +63,13 @@ total := decimal.total(amounts)
 lowercase_chain if chain in data.keysign.lowercase_address_chains
 
 address(a) := lower(a) if lowercase_chain
+else := lower(a) if upper_bech32(a)
 else := a
+
+# BIP173 allows a bech32 address written all upper-case (QR codes do); it
+# is the same address as its lower-case form, the one the allow-lists are
+# written in (tss-gate refuses any other spelling there at load).
+upper_bech32(a) if regex.match(`^(BC|TB|BCRT)1[02-9AC-HJ-NP-Z]{6,87}$`, a)
 
 # in_address_book(book, a): `book` is {chain_id: {address: true}}.
 in_address_book(book, a) if {

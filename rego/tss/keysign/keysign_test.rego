@@ -1,20 +1,25 @@
 # Tests for keysign.rego, plus the shared helpers every keysign *_test.rego
-# file in this package uses: the data `td`, `no_integrity`, `erc_cfg`; the
-# request `req(tx_patch)`, `dest_to`, `shallow_merge`; and what was denied,
-# `all_codes`, `all_msgs`, `all_denies`, `codes_in`, `msgs_in`.
+# file in this package uses: the data `td`, `no_integrity`, `erc_cfg`,
+# `no_freeze`; the request `req(tx_patch)`, `dest_to`, `shallow_merge`; and
+# what was denied, `all_codes`, `all_msgs`, `all_denies`, `codes_in`,
+# `msgs_in`.
 #
-# Written so that adding a rule with its data key (rego/README.md, "Add a
-# rule") leaves these tests valid:
-# - the data is the shipped rego/data.yaml with only what the tests rely on
-#   patched in, so a key added there later is present here too;
+# These are the LIBRARY's tests: they hold for any operator data. Written so
+# that neither the operator's data nor the next rule can make them fail:
+# - the data is the library's own (testdata_test.rego, a copy of the example
+#   organisation's), patched with what the tests rely on, and every test
+#   puts it in place of all four documents the keysign rules read
+#   (data.keysign, data.integrity, data.embedded_risk_control_rules,
+#   data.freeze), so whatever rego/data.yaml says never reaches them;
 # - `req` is a complete request as tss-gate hands it to the policy, with the
 #   values of tests/fixtures/keysign_eth_approve.json, so a new rule finds
-#   the fields real requests carry, holding what the approving fixtures hold;
+#   the fields real requests carry;
 # - each test asserts the codes of the rules it tests, never that nothing at
-#   all is denied: the approving fixtures judge the whole library.
+#   all is denied: whether the whole library approves a request under the
+#   operator's data is the operator's fixtures' question.
+# Full `data.tss.keysign` paths, never an import alias (rego/README.md,
+# "regorus vs OPA").
 package tss.keysign_test
-
-import data.tss.keysign
 
 # --- data ----------------------------------------------------------------------
 
@@ -24,13 +29,13 @@ wallet_id := "5b2c1f7e-8d4a-4e39-9c6b-2f1a7d3e9b40"
 # The fixture's destination, in checksum case (listed lower-case).
 base_dest := "0xd8dA6BF26964aF9D7eEd9e03E53415D37aA96045"
 
-# The shipped data.keysign with what these tests rely on pinned. Lists
-# replace the shipped ones (object.union does not merge arrays); the maps
-# (destinations, treasury, caps) are merged into the shipped ones. req's
-# destination is pinned as `true` so it never waits out the shipped
-# cool-down. Editing a pinned value in data.yaml does not break the tests;
-# a key added there reaches them.
-td := object.union(data.keysign, {
+# The library's test data.keysign with what these tests rely on pinned.
+# Lists replace the test data's (object.union does not merge arrays); the
+# maps (destinations, treasury, caps) are merged into its maps. req's
+# destination is pinned as `true` so it never waits out the example's
+# cool-down. Nothing here comes from rego/data.yaml: a test that needs a key
+# (a rule's new list) adds it with object.union(td, {...}).
+td := object.union(testdata_keysign, {
 	"allowed_token_ids": ["ETH", "ETH_USDT", "BTC"],
 	"allowed_wallet_ids": [wallet_id],
 	"allowed_destination_types": ["Address", "EVM_Contract"],
@@ -44,15 +49,18 @@ td := object.union(data.keysign, {
 	"usdt_cap": {"token_ids": ["ETH_USDT"], "max_amount": "10000"},
 })
 
-# The embedded KEYSIGN switch open, whatever the shipped file says.
-erc_cfg := object.union(data.embedded_risk_control_rules, {"enable": true, "key_sign": {"reject_all": false}})
+# The embedded KEYSIGN switch open.
+erc_cfg := object.union(testdata_erc, {"enable": true, "key_sign": {"reject_all": false}})
+
+# The policy's freeze switch off (controls_test.rego sets it on).
+no_freeze := testdata_freeze
 
 # The business-rule tests judge descriptions alone: their chains are
 # exempted the documented way (integrity.unverified_chains). req's wallet
-# stays pinned to req's root key and group (data.integrity.wallet_keys),
-# whatever the shipped pins say. integrity.rego has its own tests with
-# derived facts.
-no_integrity := object.union(data.integrity, {
+# stays pinned to req's root key and group (integrity.wallet_keys), whatever
+# the test data's pins say. integrity.rego has its own tests with derived
+# facts.
+no_integrity := object.union(testdata_integrity, {
 	"unverified_chains": ["ETH", "BTC", "TRON"],
 	"wallet_keys": {wallet_id: {"root_pub_keys": [base_detail.root_pub_key], "group_ids": [base_detail.group_id]}},
 })
@@ -169,7 +177,8 @@ req(tx_patch) := {
 
 # all_codes / all_msgs / all_denies: what the keysign package denies,
 # evaluated by each test `with input as ... with data.keysign as td with
-# data.integrity as no_integrity ...` in the test rule itself. Full
+# data.integrity as no_integrity with data.embedded_risk_control_rules as
+# erc_cfg with data.freeze as no_freeze` in the test rule itself. Full
 # `data.tss.keysign` path on purpose: in regorus 0.14 the import alias
 # `keysign.deny` saw only some of the package's deny definitions.
 all_codes := {d.code | some d in data.tss.keysign.deny}
@@ -191,30 +200,30 @@ shape_codes := {"keysign.transaction_missing", "keysign.msg_hash_list_empty", "k
 # --- tests -------------------------------------------------------------------------
 
 test_well_formed_request_passes if {
-	_r1 := all_codes with input as req({}) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
+	_r1 := all_codes with input as req({}) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg with data.freeze as no_freeze
 	codes_in(_r1, shape_codes) == set()
-	keysign.allow with input as req({})
+	data.tss.keysign.allow with input as req({}) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg with data.freeze as no_freeze
 }
 
 test_transaction_missing if {
 	r := json.remove(req({}), ["extra/transaction"])
-	_r2 := all_codes with input as r with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
+	_r2 := all_codes with input as r with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg with data.freeze as no_freeze
 	"keysign.transaction_missing" in _r2
-	not keysign.allow with input as r
+	not data.tss.keysign.allow with input as r with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg with data.freeze as no_freeze
 }
 
 test_msg_hash_list_missing_or_empty if {
-	_r3 := all_codes with input as object.union(req({}), {"detail": {"msg_hash_list": []}}) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
+	_r3 := all_codes with input as object.union(req({}), {"detail": {"msg_hash_list": []}}) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg with data.freeze as no_freeze
 	"keysign.msg_hash_list_empty" in _r3
-	_r4 := all_codes with input as object.union(req({}), {"detail": {"msg_hash_list": "abc"}}) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
+	_r4 := all_codes with input as object.union(req({}), {"detail": {"msg_hash_list": "abc"}}) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg with data.freeze as no_freeze
 	"keysign.msg_hash_list_empty" in _r4
-	_r5 := all_codes with input as json.remove(req({}), ["detail/msg_hash_list"]) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
+	_r5 := all_codes with input as json.remove(req({}), ["detail/msg_hash_list"]) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg with data.freeze as no_freeze
 	"keysign.msg_hash_list_empty" in _r5
 }
 
 test_msg_hash_malformed if {
 	r := object.union(req({}), {"detail": {"msg_hash_list": ["0xABCdef01", "not-hex", 5]}})
-	_r6 := all_denies with input as r with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg
+	_r6 := all_denies with input as r with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg with data.freeze as no_freeze
 	msgs_in(_r6, shape_codes) == {"message hash `not-hex` is not a hex string", "message hash `5` is not a hex string"}
 }
 
@@ -222,10 +231,12 @@ test_embedded_key_sign_reject_all if {
 	c := {d.code | some d in data.tss.keysign.deny} with input as req({})
 		with data.keysign as td with data.integrity as no_integrity
 		with data.embedded_risk_control_rules as object.union(erc_cfg, {"key_sign": {"reject_all": true}})
+		with data.freeze as no_freeze
 	codes_in(c, shape_codes) == {"keysign.reject_all"}
 	c2 := {d.code | some d in data.tss.keysign.deny} with input as req({})
 		with data.keysign as td with data.integrity as no_integrity
 		with data.embedded_risk_control_rules as object.union(erc_cfg, {"enable": false, "key_sign": {"reject_all": true}})
+		with data.freeze as no_freeze
 	codes_in(c2, shape_codes) == set()
 }
 
@@ -233,7 +244,7 @@ test_outputs_cover_every_shape if {
 	# Bound first: regorus may leave a constant rule of this package
 	# undefined when it is read in the expression that replaces `input`.
 	dest := base_dest
-	keysign.outputs == [{"address": dest, "amount": "0.75"}] with input as req({})
-	keysign.outputs == [{"address": "0xcontract", "amount": "0"}] with input as req({"destination": {"destination_type": "EVM_Contract", "address": "0xcontract", "calldata": "0x"}})
-	keysign.amounts == ["7"] with input as req({"destination": {"destination_type": "CustodialWallet", "wallet_id": "w-2", "amount": "7"}})
+	data.tss.keysign.outputs == [{"address": dest, "amount": "0.75"}] with input as req({}) with data.keysign as td
+	data.tss.keysign.outputs == [{"address": "0xcontract", "amount": "0"}] with input as req({"destination": {"destination_type": "EVM_Contract", "address": "0xcontract", "calldata": "0x"}}) with data.keysign as td
+	data.tss.keysign.amounts == ["7"] with input as req({"destination": {"destination_type": "CustodialWallet", "wallet_id": "w-2", "amount": "7"}}) with data.keysign as td
 }

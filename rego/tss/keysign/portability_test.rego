@@ -10,6 +10,7 @@ deny_codes(inp, keysign_data, integrity_data) := c if {
 		with data.keysign as keysign_data
 		with data.integrity as integrity_data
 		with data.embedded_risk_control_rules as erc_cfg
+		with data.freeze as no_freeze
 }
 
 test_missing_allow_lists_deny if {
@@ -52,7 +53,7 @@ test_partial_derived_facts_deny if {
 }
 
 test_request_without_type_is_not_allowed if {
-	d := data.tss.decision with input as json.remove(req({}), ["request_type", "request_type_code"])
+	d := data.tss.decision with input as json.remove(req({}), ["request_type", "request_type_code"]) with data.keysign as td with data.integrity as no_integrity with data.embedded_risk_control_rules as erc_cfg with data.freeze as no_freeze
 	d.allow == false
 	"request.unknown_type" in d.codes
 }

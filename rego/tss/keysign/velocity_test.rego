@@ -50,6 +50,7 @@ v_codes(inp) := c if {
 		with data.keysign as td
 		with data.integrity as no_integrity
 		with data.embedded_risk_control_rules as erc_cfg
+		with data.freeze as no_freeze
 }
 
 v_msgs(inp) := m if {
@@ -57,6 +58,7 @@ v_msgs(inp) := m if {
 		with data.keysign as td
 		with data.integrity as no_integrity
 		with data.embedded_risk_control_rules as erc_cfg
+		with data.freeze as no_freeze
 }
 
 # --- no facts, facts within ---------------------------------------------------------
@@ -81,15 +83,18 @@ test_velocity_in_the_decision if {
 		with data.keysign as td
 		with data.integrity as no_integrity
 		with data.embedded_risk_control_rules as erc_cfg
+		with data.freeze as no_freeze
 	ok := data.tss.decision with input as v_req({"keysign_wallet_1h": [v_count_fact]})
 		with data.keysign as td
 		with data.integrity as no_integrity
 		with data.embedded_risk_control_rules as erc_cfg
+		with data.freeze as no_freeze
 	ok == plain
 	over := data.tss.decision with input as v_req({"eth_usdt_wallet_24h": [v_amount_fact]})
 		with data.keysign as td
 		with data.integrity as no_integrity
 		with data.embedded_risk_control_rules as erc_cfg
+		with data.freeze as no_freeze
 	over.allow == false
 	{c | some c in over.codes} == {c | some c in plain.codes} | {"keysign.velocity_exceeded"}
 }

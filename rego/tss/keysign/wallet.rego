@@ -50,3 +50,49 @@ deny contains {
 }
 
 pinned(pins, list, field) if input.detail[field] in pins[list]
+
+# Account pinning. The wallets of one vault share a root key and TSS group,
+# so the key alone does not tell one wallet's addresses from another's: a
+# request for wallet A could spend (or pay change to) an address of wallet B
+# under the same key. A pinned wallet names its BIP-44 accounts (`accounts`,
+# the numbers in the path's third place, m/<purpose>/<coin>/<account>/...),
+# and every signing path must lie in one of them. A pinned wallet without
+# `accounts` denies (fail closed): the pin would otherwise prove nothing.
+deny contains {
+	"code": "keysign.wallet_account_not_pinned",
+	"msg": sprintf("wallet `%s` pins no accounts in data.integrity.wallet_keys (accounts: [<BIP-44 account numbers>]), so its signing paths cannot be bound to it", [fmt.show(id)]),
+} if {
+	some id in wallet_ids
+	pins := data.integrity.wallet_keys[id]
+	not accounts_listed(pins)
+}
+
+deny contains {
+	"code": "keysign.wallet_account_not_pinned",
+	"msg": sprintf("bip32 path `%s` is not in an account of wallet `%s` (data.integrity.wallet_keys accounts %s)", [fmt.show(path), fmt.show(id), fmt.show(pins.accounts)]),
+} if {
+	some id in wallet_ids
+	pins := data.integrity.wallet_keys[id]
+	accounts_listed(pins)
+	some path in signing_paths
+	not path_in_accounts(path, pins)
+}
+
+accounts_listed(pins) if {
+	is_array(pins.accounts)
+	count(pins.accounts) > 0
+}
+
+signing_paths := input.detail.bip32_path_list if is_array(input.detail.bip32_path_list)
+else := []
+
+# The account is compared as the path writes it: a hardened "0'" or a
+# padded "00" is not account 0 (fail closed).
+path_in_accounts(path, pins) if {
+	is_string(path)
+	parts := split(path, "/")
+	count(parts) >= 4
+	parts[0] == "m"
+	regex.match(`^(0|[1-9][0-9]{0,9})$`, parts[3])
+	to_number(parts[3]) in pins.accounts
+}

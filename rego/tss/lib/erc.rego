@@ -30,12 +30,23 @@ has_section(name) if {
 	is_object(rules[name])
 }
 
-# allow_list(name): the block's allow_list entries (objects only).
-allow_list(name) := [e | some e in section(name).allow_list; is_object(e)] if is_array(section(name).allow_list)
+# indexed_allow_list(name): the block's allow_list entries (objects only)
+# as {index: entry}, each keeping its index in the list as written, so
+# messages can name it.
+indexed_allow_list(name) := {i: e | some i, e in section(name).allow_list; is_object(e)} if is_array(section(name).allow_list)
+else := {}
 
-allow_list(name) := [] if not has_allow_list(name)
+# curve(c): c is a curve number as the node sends it (PROTOCOL.md): 0
+# SECP256K1 or 2 ED25519. The string "0" is not one; 0.0 is the number 0.
+curve(c) if {
+	is_number(c)
+	c == 0
+}
 
-has_allow_list(name) if is_array(section(name).allow_list)
+curve(c) if {
+	is_number(c)
+	c == 2
+}
 
 # permits(name): the block's reject_all is exactly false. Read directly (a
 # missing or non-object block has no reject_all): this runs on every

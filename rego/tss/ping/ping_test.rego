@@ -1,6 +1,9 @@
+# Tests for ping.rego. Full data.tss.ping paths, never an import alias
+# (rego/README.md, "regorus vs OPA"). ping.rego reads no data and has no
+# deny of its own, so the test asserts only its `allow`: a PING rule added
+# later may deny (whether the whole library approves a PING is
+# tests/fixtures/ping_approve.json's question).
 package tss.ping_test
-
-import data.tss.ping
 
 # docs/input.md's PING, server facts included: a PING rule added later
 # judges it as it judges tests/fixtures/ping_approve.json.
@@ -10,7 +13,6 @@ ping_req := {
 	"received_at_ms": 1764000000123, "received_at": "2025-11-24T16:00:00.123Z", "decided_at_ms": 1764000000123,
 }
 
-test_ping_allowed_without_denies if {
-	ping.allow with input as ping_req
-	count(object.get(data.tss.ping, "deny", set())) == 0 with input as ping_req
+test_ping_allowed if {
+	data.tss.ping.allow with input as ping_req
 }
