@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::Exit;
 use crate::config::{Config, Overrides};
-use crate::store::{GroupUsage, sqlite};
+use crate::store::{GroupUsage, PostgresOptions, RETENTION_MS, Store, sqlite};
 use crate::velocity::{Dim, Limit};
 
 #[derive(Debug, Subcommand)]
@@ -74,73 +74,26 @@ pub fn run(c: LedgerCommand) -> Exit {
     }
 }
 
-/// The configured store, opened for inspection (the server may be running).
-enum Ledger {
-    Sqlite(rusqlite::Connection, std::path::PathBuf),
-    Postgres(crate::store::PostgresStore),
-}
+/// Approvals `ledger show` reads at most, newest first.
+const MAX_TASKS: usize = 100_000;
 
-impl Ledger {
-    fn report(
-        &self,
-        now: i64,
-        window_of: &dyn Fn(&str) -> Option<i64>,
-    ) -> anyhow::Result<Vec<crate::store::GroupUsage>> {
-        Ok(match self {
-            Ledger::Sqlite(c, _) => sqlite::report(c, now, window_of)?,
-            Ledger::Postgres(p) => p.report(now, window_of)?,
-        })
-    }
-
-    fn entries(
-        &self,
-        request: Option<&str>,
-        since: i64,
-    ) -> anyhow::Result<Vec<crate::store::LedgerEntry>> {
-        Ok(match self {
-            Ledger::Sqlite(c, _) => sqlite::entries(c, request, since)?,
-            Ledger::Postgres(p) => p.entries(request, since)?,
-        })
-    }
-
-    /// Approvals recorded for the node's events (`event_server`), newest
-    /// first, with the state of their task.
-    fn tasks(&self, since: i64) -> anyhow::Result<Vec<crate::store::Approval>> {
-        const MAX: usize = 100_000;
-        Ok(match self {
-            Ledger::Sqlite(c, _) => sqlite::approvals_since(c, since, MAX)?,
-            Ledger::Postgres(p) => crate::store::Store::approvals(p, since, MAX)?,
-        })
-    }
-
-    /// The approval of one request and the state of its task.
-    fn task(&self, request: &str) -> anyhow::Result<Option<crate::store::Approval>> {
-        Ok(match self {
-            Ledger::Sqlite(c, _) => sqlite::approval_of(c, request)?,
-            Ledger::Postgres(p) => crate::store::Store::approval(p, request)?,
-        })
-    }
-
-    fn void(&self, request: &str, at: i64, reason: &str) -> anyhow::Result<usize> {
-        Ok(match self {
-            Ledger::Sqlite(c, _) => sqlite::void(c, request, at, reason)?,
-            Ledger::Postgres(p) => p.void(request, at, reason)?,
-        })
-    }
-
-    fn name(&self) -> String {
-        match self {
-            Ledger::Sqlite(_, p) => p.display().to_string(),
-            Ledger::Postgres(p) => p.target().to_owned(),
-        }
-    }
-}
-
-fn open(config: &std::path::Path) -> anyhow::Result<(Config, Ledger)> {
+/// The configured store, opened for inspection beside a running server
+/// (SQLite: a second connection, which WAL allows; the server holds the
+/// file's lock).
+fn open(config: &std::path::Path) -> anyhow::Result<(Config, Box<dyn Store>)> {
     let cfg = Config::load(config, &Overrides::default())?;
     if cfg.state.backend == "postgres" {
-        let store = crate::store::PostgresStore::open(&cfg.state.postgres)?;
-        return Ok((cfg, Ledger::Postgres(store)));
+        let pg = &cfg.state.postgres;
+        let options = PostgresOptions::new(
+            &pg.url,
+            pg.password_env.as_deref(),
+            pg.password_file.as_deref(),
+            pg.pool_size,
+            pg.connect_timeout_ms,
+            pg.statement_timeout_ms,
+        );
+        let store = crate::store::PostgresStore::open_with(&options)?;
+        return Ok((cfg, Box::new(store)));
     }
     let path = cfg.state.sqlite.path.clone();
     if !path.exists() {
@@ -149,23 +102,22 @@ fn open(config: &std::path::Path) -> anyhow::Result<(Config, Ledger)> {
             path.display()
         );
     }
-    let mut conn = sqlite::connect(&path, false)?;
-    sqlite::migrate(&mut conn, &path)?;
-    Ok((cfg, Ledger::Sqlite(conn, path)))
+    let store = sqlite::Beside::open(&path)?;
+    Ok((cfg, Box::new(store)))
 }
 
 fn show(a: ShowArgs) -> anyhow::Result<Exit> {
-    let (cfg, conn) = open(&a.config)?;
+    let (cfg, store) = open(&a.config)?;
     // The windows and maxima are the policy's; without a loadable policy
     // the usage is still shown, over 24 h.
     let limits = crate::policy::PolicySet::load(&cfg.policy_options())
         .map(|p| (*p.velocity).clone())
         .unwrap_or_default();
     let find = |id: &str| limits.limits.iter().find(|l| l.id == id);
-    let now = crate::pipeline::now_ms();
-    let report = conn.report(now, &|id| find(id).map(|l| l.window_ms))?;
+    let now = crate::store::now_ms();
+    let report = store.report(now, &|id| find(id).map(|l| l.window_ms))?;
     let rows = if a.entries || a.request.is_some() {
-        conn.entries(a.request.as_deref(), now - sqlite::RETENTION_MS)?
+        store.entries(a.request.as_deref(), now - RETENTION_MS)?
     } else {
         Vec::new()
     };
@@ -174,12 +126,14 @@ fn show(a: ShowArgs) -> anyhow::Result<Exit> {
         Default::default()
     } else if let Some(id) = &a.request {
         // One request: one lookup, not every approval of the retention.
-        conn.task(id)?
+        store
+            .approval(id)?
             .into_iter()
             .map(|t| (t.record.request_id.clone(), t))
             .collect()
     } else {
-        conn.tasks(now - sqlite::RETENTION_MS)?
+        store
+            .approvals(now - RETENTION_MS, MAX_TASKS)?
             .into_iter()
             .map(|t| (t.record.request_id.clone(), t))
             .collect()
@@ -215,7 +169,7 @@ fn show(a: ShowArgs) -> anyhow::Result<Exit> {
         return Ok(Exit::Ok);
     }
     if report.is_empty() {
-        writeln!(out, "ledger is empty ({})", conn.name())?;
+        writeln!(out, "ledger is empty ({})", store.location())?;
     }
     for g in &report {
         writeln!(out, "{}", group_line(g, find(&g.limit)))?;
@@ -304,10 +258,10 @@ fn void(a: VoidArgs) -> anyhow::Result<Exit> {
     if a.reason.trim().is_empty() {
         anyhow::bail!("--reason must say why the hold is released");
     }
-    let (cfg, conn) = open(&a.config)?;
-    let now = crate::pipeline::now_ms();
-    let released = conn.entries(Some(&a.request_id), now - sqlite::RETENTION_MS)?;
-    let n = conn.void(&a.request_id, now, &a.reason)?;
+    let (cfg, store) = open(&a.config)?;
+    let now = crate::store::now_ms();
+    let released = store.entries(Some(&a.request_id), now - RETENTION_MS)?;
+    let n = store.void(&a.request_id, now, &a.reason)?;
     if n == 0 {
         eprintln!(
             "error: request `{}` holds nothing in the ledger (unknown, or already voided)",
@@ -333,31 +287,16 @@ fn void(a: VoidArgs) -> anyhow::Result<Exit> {
 }
 
 fn plan(a: PlanArgs) -> anyhow::Result<Exit> {
-    let conn = match open(&a.config)? {
-        (_, Ledger::Sqlite(c, _)) => c,
-        (_, Ledger::Postgres(p)) => {
-            for (q, plan) in p.plans()? {
-                println!("{q}\n{plan}\n");
-            }
-            return Ok(Exit::Ok);
+    let (_, store) = open(&a.config)?;
+    let plans = store.plans()?;
+    if let Some(rows) = plans.rows {
+        println!("ledger rows: {rows}");
+    }
+    for q in &plans.queries {
+        match q.name {
+            Some(name) => println!("{name}:\n  {}\n  plan: {}", q.query, q.plan.join(" | ")),
+            None => println!("{}\n{}\n", q.query, q.plan.join("\n")),
         }
-    };
-    let rows: i64 = conn.query_row("SELECT count(*) FROM ledger", [], |r| r.get(0))?;
-    println!("ledger rows: {rows}");
-    for (name, q) in [
-        ("head of a group", sqlite::Q_HEAD),
-        ("first row inside the window", sqlite::Q_FIRST),
-        ("voided rows inside the window", sqlite::Q_VOIDED),
-        ("retry record", sqlite::Q_RECORD),
-    ] {
-        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {q}"))?;
-        let n = stmt.parameter_count();
-        let params: Vec<&dyn rusqlite::ToSql> =
-            (0..n).map(|_| &0 as &dyn rusqlite::ToSql).collect();
-        let plan: Vec<String> = stmt
-            .query_map(params.as_slice(), |r| r.get::<_, String>(3))?
-            .collect::<Result<_, _>>()?;
-        println!("{name}:\n  {q}\n  plan: {}", plan.join(" | "));
     }
     Ok(Exit::Ok)
 }

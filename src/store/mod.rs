@@ -1,16 +1,35 @@
-//! State that must survive a restart: the spending-limit ledger and the
-//! durable retry records (request id → payload digest → answer). Owns the
-//! [`Store`] interface the pipeline talks to and its embedded SQLite
-//! implementation; a server with several instances puts another backend
-//! behind the same interface.
+//! State that must survive a restart: the spending-limit ledger, the
+//! durable retry records (request id → payload digest → answer), approvals,
+//! the node's events and the operator's control switches. Owns the
+//! [`Store`] interface the rest of the crate talks to, and the two backends
+//! behind it: embedded SQLite (one process) and PostgreSQL (several
+//! instances on one database).
 //!
 //! The one operation that matters is [`Store::decide`]: read the usage of the
 //! request's groups, let the caller decide, and record the outcome, as one
 //! atomic step for those groups. Nothing else may interleave between the
 //! read and the record, or 64 concurrent requests could each see room for
 //! themselves.
+//!
+//! # Layout
+//! - [`protocol`]: what both backends do, written once over a small backend
+//!   trait each implements with its own SQL: a decision's hold → evaluate →
+//!   settle sequence, the retry-record rule, a task's state transition.
+//! - [`rows`]: reading approvals and ledger rows out of either database.
+//! - [`inspect`]: `ledger show` (its report), `void` and `plan`.
+//! - [`schema`]: the schema version both backends write and how a store
+//!   reaches it.
+//! - [`error`]: [`StoreError`] and its [`Cause`]s.
+//! - [`metered`]: [`Metered`], a store that times every operation.
+//! - [`sqlite`], [`postgres`]: the backends, their SQL and IO only.
 
+pub mod error;
+pub mod inspect;
+pub mod metered;
 pub mod postgres;
+pub(crate) mod protocol;
+pub(crate) mod rows;
+pub mod schema;
 pub mod sqlite;
 
 use std::future::Future;
@@ -19,15 +38,22 @@ use std::task::{Context, Poll};
 
 use crate::velocity::{Amount, Row, Usage};
 
-pub use postgres::PostgresStore;
+pub use error::{Cause, StoreError};
+pub use inspect::{QueryPlan, QueryPlans};
+pub use metered::Metered;
+pub use postgres::{PasswordSource, PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;
 
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum StoreError {
-    #[error("state store `{path}`: {reason}")]
-    Open { path: String, reason: String },
-    #[error("state store: {0}")]
-    Io(String),
+/// Rows and records older than this are deleted: longer than any window.
+pub const RETENTION_MS: i64 = crate::velocity::limits::MAX_WINDOW_MS + 86_400_000;
+
+/// The store's wall clock (ms since the Unix epoch), as the decisions read
+/// it; a decision may fix its own time instead (fixtures, seeds).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// One group a request falls under, as the store needs it.
@@ -74,7 +100,7 @@ impl Pending {
     pub fn wait(self) -> Result<(), StoreError> {
         self.0
             .blocking_recv()
-            .unwrap_or_else(|_| Err(StoreError::Io("the store's writer stopped".into())))
+            .unwrap_or_else(|_| Err(Cause::WriterGone.into()))
     }
 }
 
@@ -83,7 +109,7 @@ impl Future for Pending {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Pin::new(&mut self.0)
             .poll(cx)
-            .map(|r| r.unwrap_or_else(|_| Err(StoreError::Io("the store's writer stopped".into()))))
+            .map(|r| r.unwrap_or_else(|_| Err(Cause::WriterGone.into())))
     }
 }
 
@@ -194,33 +220,8 @@ impl Transition {
     };
 }
 
-/// What a transition does to the request's ledger rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RowChange {
-    Keep,
-    /// Void every row still counting, marked as voided by the task.
-    Release,
-    /// Count again exactly the rows the task's release voided.
-    Rehold,
-}
-
-/// The state machine of [`Store::transition`], shared by the backends:
-/// the state after `to` is reported in state `before`, and what happens to
-/// the rows.
-pub(crate) fn next_state(before: TaskState, to: TaskState) -> (TaskState, RowChange) {
-    use TaskState::*;
-    match (before, to) {
-        (Approved, Released) => (Released, RowChange::Release),
-        (Released, Executed) => (Executed, RowChange::Rehold),
-        (Approved, Executed) => (Executed, RowChange::Keep),
-        // Same state, back to Approved, or Executed → Released (a task
-        // that executed spent its amount whatever comes later).
-        (b, _) => (b, RowChange::Keep),
-    }
-}
-
-fn unsupported(what: &str) -> StoreError {
-    StoreError::Io(format!("this state store does not support {what}"))
+fn unsupported(what: &'static str) -> StoreError {
+    Cause::Unsupported(what).into()
 }
 
 /// How many of the server's requests may still join a group commit: those
@@ -376,149 +377,45 @@ pub trait Store: Send + Sync {
             &mut |_, _| verdict.clone(),
         )? {
             Outcome::Decided(p) => p.wait(),
-            Outcome::Prior(_) => Err(StoreError::Io(format!(
-                "history request id `{request_id}` is used twice"
-            ))),
+            Outcome::Prior(_) => Err(Cause::SeedReused(request_id.to_owned()).into()),
         }
     }
-}
 
-/// A store that records each operation's time (the policy evaluation it
-/// runs inside `decide` excluded) and failures in the metrics.
-pub struct Metered {
-    inner: std::sync::Arc<dyn Store>,
-    metrics: std::sync::Arc<crate::metrics::Metrics>,
-}
-
-impl Metered {
-    pub fn new(
-        inner: std::sync::Arc<dyn Store>,
-        metrics: std::sync::Arc<crate::metrics::Metrics>,
-    ) -> Self {
-        Self { inner, metrics }
-    }
-
-    fn observe<T>(&self, op: &str, took: std::time::Duration, r: &Result<T, StoreError>) {
-        if r.is_err() {
-            self.metrics.store_errors.with_label_values(&[op]).inc();
-        }
-        self.metrics
-            .store_duration
-            .with_label_values(&[op])
-            .observe(took.as_secs_f64());
-    }
-}
-
-impl Store for Metered {
-    fn set_load_hint(&self, hint: LoadHint) {
-        self.inner.set_load_hint(hint)
-    }
-
-    fn batch_window(&self) -> std::time::Duration {
-        self.inner.batch_window()
-    }
-
-    fn set_commit_hook(&self, hook: CommitHook) {
-        self.inner.set_commit_hook(hook)
-    }
-
-    fn decide(
+    /// `ledger show`'s report: every (limit, group) with rows in the
+    /// retention time ([`RETENTION_MS`]), with its usage inside
+    /// `window_of(limit)` (24 h for a limit no longer configured).
+    fn report(
         &self,
-        request_id: &str,
-        digest: &[u8; 32],
-        groups: &[GroupRef],
-        hold: &[(Row, String)],
-        now_ms: Option<i64>,
-        fits: &dyn Fn(&[Usage]) -> bool,
-        decide: &mut dyn FnMut(i64, &[Usage]) -> Verdict,
-    ) -> Result<Outcome, StoreError> {
-        let started = std::time::Instant::now();
-        let mut evaluating = std::time::Duration::ZERO;
-        let mut timed = |now: i64, u: &[Usage]| {
-            let t = std::time::Instant::now();
-            let v = decide(now, u);
-            evaluating += t.elapsed();
-            v
-        };
-        let r = self
-            .inner
-            .decide(request_id, digest, groups, hold, now_ms, fits, &mut timed);
-        self.observe("decide", started.elapsed().saturating_sub(evaluating), &r);
-        r
+        _now_ms: i64,
+        _window_of: &dyn Fn(&str) -> Option<i64>,
+    ) -> Result<Vec<GroupUsage>, StoreError> {
+        Err(unsupported("ledger reports"))
     }
 
-    fn lookup(&self, request_id: &str, digest: &[u8; 32]) -> Result<Option<Prior>, StoreError> {
-        let started = std::time::Instant::now();
-        let r = self.inner.lookup(request_id, digest);
-        self.observe("lookup", started.elapsed(), &r);
-        r
-    }
-
-    fn seed(&self, request_id: &str, at_ms: i64, rows: &[(Row, String)]) -> Result<(), StoreError> {
-        self.inner.seed(request_id, at_ms, rows)
-    }
-
-    fn record_approval(&self, rec: &ApprovalRecord) -> Result<Pending, StoreError> {
-        let started = std::time::Instant::now();
-        let r = self.inner.record_approval(rec);
-        self.observe("record_approval", started.elapsed(), &r);
-        r
-    }
-
-    fn approval(&self, request_id: &str) -> Result<Option<Approval>, StoreError> {
-        let started = std::time::Instant::now();
-        let r = self.inner.approval(request_id);
-        self.observe("approval", started.elapsed(), &r);
-        r
-    }
-
-    fn control(&self, key: &str) -> Result<Option<String>, StoreError> {
-        let started = std::time::Instant::now();
-        let r = self.inner.control(key);
-        self.observe("control", started.elapsed(), &r);
-        r
-    }
-
-    fn set_control(&self, key: &str, value: Option<&str>, now_ms: i64) -> Result<(), StoreError> {
-        let started = std::time::Instant::now();
-        let r = self.inner.set_control(key, value, now_ms);
-        self.observe("set_control", started.elapsed(), &r);
-        r
-    }
-
-    fn put_event(&self, ev: &StoredEvent) -> Result<bool, StoreError> {
-        let started = std::time::Instant::now();
-        let r = self.inner.put_event(ev);
-        self.observe("put_event", started.elapsed(), &r);
-        r
-    }
-
-    fn event_stored(&self, event_id: &str) -> Result<bool, StoreError> {
-        let started = std::time::Instant::now();
-        let r = self.inner.event_stored(event_id);
-        self.observe("event_stored", started.elapsed(), &r);
-        r
-    }
-
-    fn transition(
+    /// The ledger rows of one request, or of every request, after
+    /// `since_ms`, oldest first (`ledger show --entries`).
+    fn entries(
         &self,
-        request_id: &str,
-        to: TaskState,
-        at_ms: i64,
-        reason: &str,
-    ) -> Result<Transition, StoreError> {
-        let started = std::time::Instant::now();
-        let r = self.inner.transition(request_id, to, at_ms, reason);
-        self.observe("transition", started.elapsed(), &r);
-        r
+        _request_id: Option<&str>,
+        _since_ms: i64,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        Err(unsupported("ledger reports"))
     }
 
-    fn approvals(&self, since_ms: i64, limit: usize) -> Result<Vec<Approval>, StoreError> {
-        self.inner.approvals(since_ms, limit)
+    /// Releases every row of `request_id` still counting, marked voided by
+    /// hand with `reason` (`ledger void`); how many were released.
+    fn void(&self, _request_id: &str, _at_ms: i64, _reason: &str) -> Result<usize, StoreError> {
+        Err(unsupported("voids"))
     }
 
-    // Not timed: a background read, not a decision's time in the store.
-    fn peaks(&self, limits: &[(String, i64)]) -> Result<Vec<Usage>, StoreError> {
-        self.inner.peaks(limits)
+    /// The database's plan of every query a decision runs (`ledger plan`).
+    fn plans(&self) -> Result<QueryPlans, StoreError> {
+        Err(unsupported("query plans"))
+    }
+
+    /// Where the store is, for messages: a file, or a database's host,
+    /// port and name (never its password).
+    fn location(&self) -> String {
+        String::new()
     }
 }

@@ -3,15 +3,28 @@
 //! approvals and a retry that lands on another instance gets the same
 //! answer.
 //!
-//! Exact across instances: one READ COMMITTED transaction per decision
-//! takes `pg_advisory_xact_lock` on the request id and on every group it
-//! touches, in the order of the lock ids (so two decisions never wait on
-//! each other in a cycle), and only then reads: each statement after the
-//! lock sees everything committed before it. It reads the retry record,
-//! sums the group's rows inside the window, evaluates (the policy runs
-//! while the locks are held), inserts the rows of an approval and the
-//! retry record, and commits before the answer may leave. Never REPEATABLE
-//! READ: its snapshot would predate the lock wait.
+//! Exact across instances, in two short READ COMMITTED transactions around
+//! the policy's evaluation ([`crate::store::protocol::decide`]), so that
+//! decisions on the same groups are not serialised behind each other's
+//! policy run:
+//! - The request's own session advisory lock is held throughout (on any
+//!   instance a retry of it waits, then finds its answer).
+//! - Hold: `pg_advisory_xact_lock` on every group the request touches, in
+//!   lock-id order (two decisions never wait on each other in a cycle),
+//!   then the reads: each statement after the lock sees everything
+//!   committed before it. It reads the retry record, sums each group's rows
+//!   inside its window and, when the request fits, inserts its rows with a
+//!   pending (unanswered) retry record, and commits: from then on every
+//!   instance counts them. Never REPEATABLE READ: its snapshot would
+//!   predate the lock wait.
+//! - Settle, after the evaluation: an approval keeps its rows (one approved
+//!   over the limit by the policy's own rules takes the group locks and
+//!   inserts them now), a rejection deletes them, and the retry record gets
+//!   the answer (or is deleted when there is nothing to replay); committed
+//!   before the answer may leave.
+//! - A pending record whose decider died between the two is found by the
+//!   next decision of that id (under its lock): never answered, so its rows
+//!   are deleted and the request is decided anew.
 //!
 //! Fail closed: every statement has a time limit (`statement_timeout`,
 //! `lock_timeout`), connecting and waiting for a pooled connection too. Any
@@ -23,20 +36,24 @@
 //! PostgreSQL exactly. Time is the database's clock (one clock for all
 //! instances) unless a decision fixes it (fixtures, seeds).
 
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use postgres::error::SqlState;
+use postgres::types::Type;
 use postgres::{IsolationLevel, NoTls};
 use r2d2_postgres::PostgresConnectionManager;
 
+use super::inspect::{QueryPlan, QueryPlans, Usages};
+use super::protocol::{self, Decider, Fate, Found, Read, Request, TaskTx, VOID_BY_EVENT};
+use super::rows::{APPROVAL_COLUMNS, Columns, units};
+use super::schema::{Migrate, SCHEMA_VERSION, Scripts};
 use super::{
-    GroupRef, GroupUsage, LedgerEntry, Outcome, Pending, Prior, Store, StoreError, Verdict,
+    Approval, ApprovalRecord, Cause, GroupRef, GroupUsage, LedgerEntry, Outcome, Pending, Prior,
+    RETENTION_MS, Store, StoreError, StoredEvent, TaskState, Transition, Verdict,
 };
-use crate::config::PostgresSection;
-use crate::velocity::{Amount, Row, Usage};
-
-/// The schema this binary writes. A database with a newer one is refused.
-pub const SCHEMA_VERSION: i64 = 2;
+use crate::velocity::{Row, Usage};
 
 /// Lock id serialising schema migrations between instances starting at once.
 const MIGRATION_LOCK: i64 = 0x7473_735f_6761_7465; // "tss_gate"
@@ -96,31 +113,6 @@ CREATE INDEX tss_gate_events_age ON tss_gate_events (received_at_ms);
 CREATE INDEX tss_gate_events_request ON tss_gate_events (request_id);
 ";
 
-/// `void_source` of rows a task's release voided.
-const VOID_BY_EVENT: &str = "event";
-
-const APPROVAL_COLUMNS: &str =
-    "request_id, request_type, at_ms, digest, facts, state, changed_at_ms, change_reason";
-
-fn approval_row(r: &postgres::Row) -> super::Approval {
-    let state: String = r.get(5);
-    let changed_at: Option<i64> = r.get(6);
-    let reason: Option<String> = r.get(7);
-    super::Approval {
-        record: super::ApprovalRecord {
-            request_id: r.get(0),
-            request_type: r.get(1),
-            at_ms: r.get(2),
-            digest: r.get(3),
-            facts: r.get(4),
-        },
-        // An unknown state (a newer writer) is read as still approved: its
-        // hold keeps counting.
-        state: super::TaskState::parse(&state).unwrap_or(super::TaskState::Approved),
-        changed: changed_at.map(|t| (t, reason.unwrap_or_default())),
-    }
-}
-
 /// Takes the advisory locks of `$1` (lock names) in lock-id order.
 const Q_LOCK: &str = "SELECT count(pg_advisory_xact_lock(h)) FROM \
      (SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest($1::text[]) AS k ORDER BY h) AS locks";
@@ -145,7 +137,60 @@ const Q_RELEASE: &str = "DELETE FROM tss_gate_ledger WHERE request_id = $1 AND v
 const Q_SESSION_LOCK: &str = "SELECT pg_advisory_lock(hashtextextended($1, 0))";
 const Q_SESSION_UNLOCK: &str = "SELECT pg_advisory_unlock(hashtextextended($1, 0))";
 
+const SCRIPTS: Scripts = [SCHEMA, SCHEMA_V2];
+
+/// Where the password comes from (never the URL, never the options).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    None,
+    /// An environment variable holding it.
+    Env(String),
+    /// A file holding it (its first line).
+    File(PathBuf),
+}
+
+/// How to reach the database and how long anything may take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresOptions {
+    /// `postgres://USER@HOST:PORT/DB` (or key=value form), no password.
+    pub url: String,
+    pub password: PasswordSource,
+    /// Connections per instance.
+    pub pool_size: u32,
+    /// Connecting, and waiting for a free pooled connection.
+    pub connect_timeout: Duration,
+    /// Any one statement, lock waits included.
+    pub statement_timeout: Duration,
+}
+
+impl PostgresOptions {
+    /// The options from their parts as a config states them; an
+    /// environment variable wins over a file when both are named.
+    pub fn new(
+        url: &str,
+        password_env: Option<&str>,
+        password_file: Option<&Path>,
+        pool_size: u32,
+        connect_timeout_ms: u64,
+        statement_timeout_ms: u64,
+    ) -> Self {
+        let password = match (password_env, password_file) {
+            (Some(var), _) => PasswordSource::Env(var.to_owned()),
+            (None, Some(file)) => PasswordSource::File(file.to_owned()),
+            (None, None) => PasswordSource::None,
+        };
+        Self {
+            url: url.to_owned(),
+            password,
+            pool_size,
+            connect_timeout: Duration::from_millis(connect_timeout_ms),
+            statement_timeout: Duration::from_millis(statement_timeout_ms),
+        }
+    }
+}
+
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
 
 pub struct PostgresStore {
     pool: Pool,
@@ -163,37 +208,43 @@ struct KeepLast(std::sync::Arc<std::sync::Mutex<String>>);
 
 impl r2d2::HandleError<postgres::Error> for KeepLast {
     fn handle_error(&self, e: postgres::Error) {
-        let text = match std::error::Error::source(&e) {
-            Some(cause) => format!("{e}: {cause}"),
-            None => e.to_string(),
-        };
         if let Ok(mut last) = self.0.lock() {
-            *last = text;
+            *last = text(&e);
         }
     }
 }
 
-/// The text of an error from a database call, with its cause (the
-/// server's message: `postgres::Error` alone says only "db error").
-fn db(e: postgres::Error) -> StoreError {
-    match std::error::Error::source(&e) {
-        Some(cause) => StoreError::Io(format!("{e}: {cause}")),
-        None => StoreError::Io(e.to_string()),
+/// An error's text with its cause (the server's message: `postgres::Error`
+/// alone says only "db error").
+fn text(e: &postgres::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
     }
 }
 
-fn io(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Io(e.to_string())
+/// An error from a database call, by cause.
+fn db(e: postgres::Error) -> StoreError {
+    let timed_out = [
+        SqlState::QUERY_CANCELED,
+        SqlState::LOCK_NOT_AVAILABLE,
+        SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
+    ];
+    StoreError::Failed(match e.code() {
+        Some(c) if timed_out.contains(c) => Cause::Busy(text(&e)),
+        None if e.is_closed() => Cause::Unreachable(text(&e)),
+        _ => Cause::Database(text(&e)),
+    })
 }
 
-/// The client configuration: the URL, the password from where the config
-/// says, and time limits on everything.
-pub fn client_config(pg: &PostgresSection) -> Result<(postgres::Config, String), StoreError> {
-    let open_err = |target: &str, reason: String| StoreError::Open {
+/// The client configuration: the URL, the password from where the options
+/// say, and time limits on everything.
+pub fn client_config(o: &PostgresOptions) -> Result<(postgres::Config, String), StoreError> {
+    let open_err = |target: &str, why: String| StoreError::Open {
         path: target.to_owned(),
-        reason,
+        cause: Cause::Settings(why),
     };
-    let mut cfg = postgres::Config::from_str(&pg.url)
+    let mut cfg = postgres::Config::from_str(&o.url)
         .map_err(|e| open_err("state.postgres.url", format!("not a PostgreSQL URL: {e}")))?;
     let target = describe(&cfg);
     if cfg.get_password().is_some() {
@@ -203,14 +254,14 @@ pub fn client_config(pg: &PostgresSection) -> Result<(postgres::Config, String),
                 .into(),
         ));
     }
-    let password = match (&pg.password_env, &pg.password_file) {
-        (Some(var), _) => Some(std::env::var(var).map_err(|_| {
+    let password = match &o.password {
+        PasswordSource::Env(var) => Some(std::env::var(var).map_err(|_| {
             open_err(
                 &target,
                 format!("environment variable `{var}` (state.postgres.password_env) is not set"),
             )
         })?),
-        (None, Some(file)) => {
+        PasswordSource::File(file) => {
             let text = std::fs::read_to_string(file).map_err(|e| {
                 open_err(
                     &target,
@@ -219,20 +270,19 @@ pub fn client_config(pg: &PostgresSection) -> Result<(postgres::Config, String),
             })?;
             Some(text.lines().next().unwrap_or_default().to_owned())
         }
-        (None, None) => None,
+        PasswordSource::None => None,
     };
     if let Some(p) = password {
         cfg.password(p);
     }
-    let timeout = Duration::from_millis(pg.statement_timeout_ms);
-    cfg.connect_timeout(Duration::from_millis(pg.connect_timeout_ms))
+    let ms = o.statement_timeout.as_millis();
+    cfg.connect_timeout(o.connect_timeout)
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(30))
         .application_name("tss-gate")
         .options(&format!(
             "-c statement_timeout={ms} -c lock_timeout={ms} -c idle_in_transaction_session_timeout={idle}",
-            ms = timeout.as_millis(),
-            idle = timeout.as_millis() * 5
+            idle = ms * 5
         ));
     Ok((cfg, target))
 }
@@ -252,36 +302,45 @@ fn describe(cfg: &postgres::Config) -> String {
 }
 
 impl PostgresStore {
+    /// [`PostgresStore::open_with`] from the config's section: kept until
+    /// the callers build [`PostgresOptions`] themselves.
+    pub fn open(pg: &crate::config::PostgresSection) -> Result<PostgresStore, StoreError> {
+        Self::open_with(&PostgresOptions::new(
+            &pg.url,
+            pg.password_env.as_deref(),
+            pg.password_file.as_deref(),
+            pg.pool_size,
+            pg.connect_timeout_ms,
+            pg.statement_timeout_ms,
+        ))
+    }
+
     /// Connects, applies the schema (serialised between instances) and
     /// checks its version. Fails if the database is unreachable, or its
     /// schema is newer than this binary's.
-    pub fn open(pg: &PostgresSection) -> Result<PostgresStore, StoreError> {
-        let (cfg, target) = client_config(pg)?;
-        let open_err = |reason: String| StoreError::Open {
-            path: target.clone(),
-            reason,
-        };
+    pub fn open_with(o: &PostgresOptions) -> Result<PostgresStore, StoreError> {
+        let (cfg, target) = client_config(o)?;
         let manager = PostgresConnectionManager::new(cfg, NoTls);
         let last_error = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let pool = r2d2::Pool::builder()
-            .max_size(pg.pool_size)
+            .max_size(o.pool_size)
             .min_idle(Some(0))
-            .connection_timeout(Duration::from_millis(pg.connect_timeout_ms))
+            .connection_timeout(o.connect_timeout)
             // A connection dropped by a restarted server is found at
             // checkout, not by the request that uses it.
             .test_on_check_out(true)
             .error_handler(Box::new(KeepLast(last_error.clone())))
             .build(manager)
-            .map_err(|e| open_err(format!("cannot connect: {e}")))?;
+            .map_err(|e| StoreError::Open {
+                path: target.clone(),
+                cause: Cause::Unreachable(format!("cannot connect: {e}")),
+            })?;
         let store = PostgresStore {
             pool,
             target: target.clone(),
             last_error,
         };
-        store.migrate().map_err(|e| match e {
-            StoreError::Io(reason) => open_err(reason),
-            other => other,
-        })?;
+        store.migrate().map_err(|e| e.opening(&target))?;
         Ok(store)
     }
 
@@ -289,378 +348,275 @@ impl PostgresStore {
         &self.target
     }
 
-    fn conn(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, StoreError> {
+    fn conn(&self) -> Result<Conn, StoreError> {
         self.pool.get().map_err(|e| {
             let last = self
                 .last_error
                 .lock()
                 .map(|l| l.clone())
                 .unwrap_or_default();
-            StoreError::Io(if last.is_empty() {
+            StoreError::Failed(Cause::Unreachable(if last.is_empty() {
                 format!("{}: no connection: {e}", self.target)
             } else {
                 format!("{}: no connection: {e} (last attempt: {last})", self.target)
-            })
+            }))
         })
     }
 
     fn migrate(&self) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
-        let mut tx = conn.transaction().map_err(db)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-            .map_err(db)?;
-        tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS tss_gate_meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL)",
-        )
-        .map_err(db)?;
-        let version: Option<i64> = tx
-            .query_opt("SELECT value FROM tss_gate_meta WHERE key = 'schema'", &[])
-            .map_err(db)?
-            .map(|r| r.get(0));
-        match version {
-            None => {
-                tx.batch_execute(SCHEMA).map_err(db)?;
-                tx.batch_execute(SCHEMA_V2).map_err(db)?;
-                tx.execute(
-                    "INSERT INTO tss_gate_meta (key, value) VALUES ('schema', $1)",
-                    &[&SCHEMA_VERSION],
-                )
-                .map_err(db)?;
-            }
-            Some(1) => {
-                tx.batch_execute(SCHEMA_V2).map_err(db)?;
-                tx.execute(
-                    "UPDATE tss_gate_meta SET value = $1 WHERE key = 'schema'",
-                    &[&SCHEMA_VERSION],
-                )
-                .map_err(db)?;
-            }
-            Some(v) if v > SCHEMA_VERSION => {
-                return Err(io(format!(
-                    "schema version {v} is newer than this binary's ({SCHEMA_VERSION}); upgrade tss-gate"
-                )));
-            }
-            Some(_) => {}
-        }
-        // Outside the versioned schema, as in SQLite (see sqlite::migrate).
-        tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS tss_gate_controls \
-             (key TEXT PRIMARY KEY, value TEXT NOT NULL, at_ms BIGINT NOT NULL)",
-        )
-        .map_err(db)?;
-        tx.commit().map_err(db)
+        let mut m = Migration(conn.transaction().map_err(db)?);
+        super::schema::migrate(&mut m, &SCRIPTS)?;
+        m.0.commit().map_err(db)
     }
 
     /// Deletes rows and records older than any window (any instance may).
     pub fn prune(&self, now_ms: i64) -> Result<(), StoreError> {
-        let cutoff = now_ms - super::sqlite::RETENTION_MS;
+        let cutoff = now_ms - RETENTION_MS;
         let mut conn = self.conn()?;
-        conn.execute("DELETE FROM tss_gate_ledger WHERE at_ms < $1", &[&cutoff])
-            .map_err(db)?;
-        conn.execute(
+        for q in [
+            "DELETE FROM tss_gate_ledger WHERE at_ms < $1",
             "DELETE FROM tss_gate_decisions WHERE at_ms < $1",
-            &[&cutoff],
-        )
-        .map_err(db)?;
-        conn.execute(
             "DELETE FROM tss_gate_approvals WHERE at_ms < $1",
-            &[&cutoff],
-        )
-        .map_err(db)?;
-        conn.execute(
             "DELETE FROM tss_gate_events WHERE received_at_ms < $1",
-            &[&cutoff],
-        )
-        .map_err(db)?;
+        ] {
+            conn.execute(q, &[&cutoff]).map_err(db)?;
+        }
         Ok(())
     }
 
-    /// `ledger show`'s report: every (limit, group) with rows in the
-    /// retention time, with usage inside `window_of(limit)` (24h for a limit
-    /// no longer configured).
-    pub fn report(
-        &self,
-        now_ms: i64,
-        window_of: &dyn Fn(&str) -> Option<i64>,
-    ) -> Result<Vec<GroupUsage>, StoreError> {
-        let mut conn = self.conn()?;
-        let groups = conn
-            .query(
-                "SELECT limit_id, group_key, max(group_name) FROM tss_gate_ledger WHERE at_ms > $1 \
-                 GROUP BY limit_id, group_key ORDER BY limit_id, group_key",
-                &[&(now_ms - super::sqlite::RETENTION_MS)],
-            )
-            .map_err(db)?;
-        let mut out = Vec::new();
-        for g in groups {
-            let (limit, key, name): (String, String, String) = (g.get(0), g.get(1), g.get(2));
-            let since = now_ms - window_of(&limit).unwrap_or(86_400_000);
-            let r = conn
-                .query_one(
-                    "SELECT coalesce(sum(amount), 0)::text, count(*) FROM tss_gate_ledger \
-                     WHERE limit_id = $1 AND group_key = $2 AND at_ms > $3 AND voided_at IS NULL",
-                    &[&limit, &key, &since],
-                )
-                .map_err(db)?;
-            let count: i64 = r.get(1);
-            out.push(GroupUsage {
-                limit,
-                group: name,
-                usage: Usage {
-                    amount: units(r.get(0))?,
-                    count: count as u64,
-                },
-                held: count as u64,
-            });
-        }
-        Ok(out)
-    }
-
-    /// Rows of one request, or of all requests since `since_ms`.
-    pub fn entries(
-        &self,
-        request_id: Option<&str>,
-        since_ms: i64,
-    ) -> Result<Vec<LedgerEntry>, StoreError> {
-        let mut conn = self.conn()?;
-        let rows = conn
-            .query(
-                "SELECT request_id, limit_id, group_name, at_ms, amount::text, token, voided_at, void_reason \
-                 FROM tss_gate_ledger WHERE ($1::text IS NULL OR request_id = $1) AND at_ms > $2 \
-                 ORDER BY at_ms, limit_id, id",
-                &[&request_id, &since_ms],
-            )
-            .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                let voided_at: Option<i64> = r.get(6);
-                let reason: Option<String> = r.get(7);
-                Ok(LedgerEntry {
-                    request_id: r.get(0),
-                    limit: r.get(1),
-                    group: r.get(2),
-                    at_ms: r.get(3),
-                    amount: units(r.get(4))?,
-                    token: r.get(5),
-                    voided: voided_at.map(|t| (t, reason.unwrap_or_default())),
-                })
-            })
-            .collect()
-    }
-
-    /// Releases every row of `request_id`; returns how many were released.
-    /// Under the request's lock, so it never races its own decision.
-    pub fn void(&self, request_id: &str, at_ms: i64, reason: &str) -> Result<usize, StoreError> {
-        let mut conn = self.conn()?;
-        let mut tx = conn.transaction().map_err(db)?;
-        tx.query_one(Q_LOCK, &[&vec![request_lock(request_id)]])
-            .map_err(db)?;
-        let n = tx
-            .execute(
-                "UPDATE tss_gate_ledger SET voided_at = $2, void_reason = $3 \
-                 WHERE request_id = $1 AND voided_at IS NULL",
-                &[&request_id, &at_ms, &reason],
-            )
-            .map_err(db)?;
-        tx.commit().map_err(db)?;
-        Ok(n as usize)
-    }
-
-    /// `EXPLAIN` of the decision's queries, for `ledger plan`.
-    pub fn plans(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let mut conn = self.conn()?;
-        let mut out = Vec::new();
-        let usage = format!("EXPLAIN {Q_USAGE}");
-        let limits = vec!["l".to_owned()];
-        let keys = vec!["k".to_owned()];
-        let since = vec![0i64];
-        let rows = conn
-            .query(usage.as_str(), &[&limits, &keys, &since])
-            .map_err(db)?;
-        out.push((Q_USAGE.to_owned(), plan_text(&rows)));
-        let record = format!("EXPLAIN {Q_RECORD}");
-        let rows = conn.query(record.as_str(), &[&"r"]).map_err(db)?;
-        out.push((Q_RECORD.to_owned(), plan_text(&rows)));
-        Ok(out)
-    }
-}
-
-fn plan_text(rows: &[postgres::Row]) -> String {
-    rows.iter()
-        .map(|r| r.get::<_, String>(0))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn units(s: String) -> Result<Amount, StoreError> {
-    Amount::from_units(&s)
-        .ok_or_else(|| io(format!("amount `{s}` in the ledger is not an integer")))
-}
-
-fn group_lock(limit: &str, key: &str) -> String {
-    format!("g\u{1f}{limit}\u{1f}{key}")
-}
-
-fn request_lock(request_id: &str) -> String {
-    format!("r\u{1f}{request_id}")
-}
-
-fn resolved() -> Pending {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let _ = tx.send(Ok(()));
-    Pending(rx)
-}
-
-/// What the first phase of a decision found.
-enum Held {
-    Prior(Prior),
-    Usage {
-        now: i64,
-        usages: Vec<Usage>,
-        /// The rows are in the ledger already (the request fitted).
-        held: bool,
-    },
-}
-
-impl PostgresStore {
-    /// Phase one, under the groups' locks: the retry record, the usage,
-    /// and when the request fits, its rows and a pending record, committed
-    /// so that every other decision counts them.
-    #[allow(clippy::too_many_arguments)]
-    fn hold(
-        conn: &mut postgres::Client,
-        request_id: &str,
-        digest_hex: &str,
-        groups: &[GroupRef],
-        hold: &[(Row, String)],
-        now_ms: Option<i64>,
-        fits: &dyn Fn(&[Usage]) -> bool,
-    ) -> Result<Held, StoreError> {
-        let mut tx = conn
-            .build_transaction()
+    /// A READ COMMITTED transaction whatever the database's default: the
+    /// statements after a lock wait must see what committed during it.
+    fn read_committed(conn: &mut Conn) -> Result<postgres::Transaction<'_>, StoreError> {
+        conn.build_transaction()
             .isolation_level(IsolationLevel::ReadCommitted)
             .start()
+            .map_err(db)
+    }
+}
+
+/// The migration, in one transaction under [`MIGRATION_LOCK`].
+struct Migration<'c>(postgres::Transaction<'c>);
+
+impl Migrate for Migration<'_> {
+    fn version(&mut self) -> Result<Option<i64>, StoreError> {
+        self.0
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .map_err(db)?;
-        let mut locks: Vec<String> = groups
-            .iter()
-            .map(|g| group_lock(&g.limit, &g.key))
-            .collect();
-        locks.extend(hold.iter().map(|(r, _)| group_lock(&r.limit, &r.group_key)));
-        tx.query_typed_one(Q_LOCK, &[(&locks, postgres::types::Type::TEXT_ARRAY)])
-            .map_err(db)?;
-        // Each statement from here on sees what committed before the locks.
-        if let Some(r) = tx
-            .query_typed_opt(Q_RECORD, &[(&request_id, postgres::types::Type::TEXT)])
-            .map_err(db)?
-        {
-            let (d, answer): (String, String) = (r.get(0), r.get(1));
-            if d != digest_hex {
-                return Ok(Held::Prior(Prior::Different));
-            }
-            if !answer.is_empty() {
-                return Ok(Held::Prior(Prior::Same(answer)));
-            }
-            // A pending record whose decider died before answering (we hold
-            // the request's lock, so it is not deciding any more): it never
-            // answered, so its hold is released and the request decided anew.
-            tx.execute_typed(Q_RELEASE, &[(&request_id, postgres::types::Type::TEXT)])
-                .map_err(db)?;
-            tx.execute_typed(
-                Q_RECORD_DELETE,
-                &[(&request_id, postgres::types::Type::TEXT)],
+        self.0
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS tss_gate_meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL)",
             )
             .map_err(db)?;
+        Ok(self
+            .0
+            .query_opt("SELECT value FROM tss_gate_meta WHERE key = 'schema'", &[])
+            .map_err(db)?
+            .map(|r| r.get(0)))
+    }
+
+    fn check(&mut self, _found: Option<i64>) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn apply(&mut self, scripts: &[&'static str], found: Option<i64>) -> Result<(), StoreError> {
+        for s in scripts {
+            self.0.batch_execute(s).map_err(db)?;
         }
-        let now = match now_ms {
-            Some(t) => t,
-            None => tx.query_typed_one(Q_NOW, &[]).map_err(db)?.get(0),
+        let q = match found {
+            None => "INSERT INTO tss_gate_meta (key, value) VALUES ('schema', $1)",
+            Some(_) => "UPDATE tss_gate_meta SET value = $1 WHERE key = 'schema'",
         };
-        let mut usages = Vec::with_capacity(groups.len());
-        if !groups.is_empty() {
-            let limits: Vec<&str> = groups.iter().map(|g| g.limit.as_str()).collect();
-            let keys: Vec<&str> = groups.iter().map(|g| g.key.as_str()).collect();
-            let since: Vec<i64> = groups.iter().map(|g| now - g.window_ms).collect();
+        self.0.execute(q, &[&SCHEMA_VERSION]).map(drop).map_err(db)
+    }
+
+    fn unversioned(&mut self) -> Result<(), StoreError> {
+        self.0
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS tss_gate_controls \
+                 (key TEXT PRIMARY KEY, value TEXT NOT NULL, at_ms BIGINT NOT NULL)",
+            )
+            .map_err(db)
+    }
+}
+
+impl Columns for postgres::Row {
+    fn text(&self, i: usize) -> Result<String, StoreError> {
+        self.try_get(i).map_err(db)
+    }
+    fn int(&self, i: usize) -> Result<i64, StoreError> {
+        self.try_get(i).map_err(db)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        self.try_get(i).map_err(db)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        self.try_get(i).map_err(db)
+    }
+}
+
+/// A usage row's sum (NUMERIC as text) and count.
+fn sum_count(r: &postgres::Row, sum: usize) -> Result<Usage, StoreError> {
+    let count: i64 = r.try_get(sum + 1).map_err(db)?;
+    Ok(Usage {
+        amount: units(&r.text(sum)?)?,
+        count: count as u64,
+    })
+}
+
+impl Decider for PostgresStore {
+    /// The pooled connection that holds the request's session lock.
+    type Session = Conn;
+    /// Nothing: held rows are in the ledger, committed.
+    type Hold = ();
+
+    /// The request's session lock; never back in the pool holding it.
+    fn exclusive<T>(
+        &self,
+        request_id: &str,
+        f: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn()?;
+        let key = request_lock(request_id);
+        conn.query_typed(Q_SESSION_LOCK, &[(&key, Type::TEXT)])
+            .map_err(db)?;
+        let result = f(&mut conn);
+        // If this fails the connection is broken and is dropped, which
+        // releases the lock too.
+        let _ = conn.query_typed(Q_SESSION_UNLOCK, &[(&key, Type::TEXT)]);
+        result
+    }
+
+    /// Under the groups' locks: the retry record, the usage, and when the
+    /// request fits, its rows and a pending record, committed so that
+    /// every other decision counts them.
+    fn read(
+        &self,
+        conn: &mut Conn,
+        req: &Request<'_>,
+        fits: &dyn Fn(&[Usage]) -> bool,
+    ) -> Result<Read<()>, StoreError> {
+        let mut tx = Self::read_committed(conn)?;
+        lock_groups(&mut tx, req, true)?;
+        // Each statement from here on sees what committed before the locks.
+        let stored = tx
+            .query_typed_opt(Q_RECORD, &[(&req.id, Type::TEXT)])
+            .map_err(db)?
+            .map(|r| Ok::<_, StoreError>((r.text(0)?, r.text(1)?)))
+            .transpose()?;
+        match protocol::prior_of(stored, &req.digest) {
+            Some(Found::Prior(p)) => return Ok(Read::Prior(p)),
+            // We hold the request's lock, so its decider is not deciding
+            // any more: its hold is released and the request decided anew.
+            Some(Found::Unanswered) => {
+                tx.execute_typed(Q_RELEASE, &[(&req.id, Type::TEXT)])
+                    .map_err(db)?;
+                tx.execute_typed(Q_RECORD_DELETE, &[(&req.id, Type::TEXT)])
+                    .map_err(db)?;
+            }
+            None => {}
+        }
+        let now = match req.now_ms {
+            Some(t) => t,
+            None => tx.query_typed_one(Q_NOW, &[]).map_err(db)?.int(0)?,
+        };
+        let mut usages = Vec::with_capacity(req.groups.len());
+        if !req.groups.is_empty() {
+            let limits: Vec<&str> = req.groups.iter().map(|g| g.limit.as_str()).collect();
+            let keys: Vec<&str> = req.groups.iter().map(|g| g.key.as_str()).collect();
+            let since: Vec<i64> = req.groups.iter().map(|g| now - g.window_ms).collect();
             let rows = tx
                 .query_typed(
                     Q_USAGE,
                     &[
-                        (&limits, postgres::types::Type::TEXT_ARRAY),
-                        (&keys, postgres::types::Type::TEXT_ARRAY),
-                        (&since, postgres::types::Type::INT8_ARRAY),
+                        (&limits, Type::TEXT_ARRAY),
+                        (&keys, Type::TEXT_ARRAY),
+                        (&since, Type::INT8_ARRAY),
                     ],
                 )
                 .map_err(db)?;
             for r in rows {
-                let count: i64 = r.get(2);
-                usages.push(Usage {
-                    amount: units(r.get(1))?,
-                    count: count as u64,
-                });
+                usages.push(sum_count(&r, 1)?);
             }
-            if usages.len() != groups.len() {
-                return Err(io("usage query returned the wrong number of groups"));
+            if usages.len() != req.groups.len() {
+                return Err(Cause::Corrupt(
+                    "usage query returned the wrong number of groups".into(),
+                )
+                .into());
             }
         }
         let held = fits(&usages);
         if held {
-            insert_rows(&mut tx, request_id, digest_hex, hold, now)?;
-            record(&mut tx, request_id, digest_hex, now, "")?;
+            insert_rows(&mut tx, req, now)?;
+            record(&mut tx, req, now, "")?;
         }
         tx.commit().map_err(db)?;
-        Ok(Held::Usage { now, usages, held })
+        Ok(Read::Usage {
+            now,
+            usages,
+            held: held.then_some(()),
+        })
     }
 
-    /// Phase two: an approval keeps its rows (or, approved over a limit by
-    /// the policy's own rules, gets them now), a rejection releases them;
-    /// the retry record gets the answer.
-    #[allow(clippy::too_many_arguments)]
+    /// One transaction; committed before the answer may leave, so the
+    /// pending it returns is resolved.
     fn settle(
-        conn: &mut postgres::Client,
-        request_id: &str,
-        digest_hex: &str,
-        hold: &[(Row, String)],
+        &self,
+        conn: &mut Conn,
+        req: &Request<'_>,
         now: i64,
-        held: bool,
-        verdict: &Verdict,
-    ) -> Result<(), StoreError> {
+        fate: Fate<()>,
+        answer: Option<&str>,
+    ) -> Result<Pending, StoreError> {
         let mut tx = conn.transaction().map_err(db)?;
-        match (verdict.approved, held) {
-            (true, true) | (false, false) => {}
-            (true, false) => {
-                let locks: Vec<String> = hold
-                    .iter()
-                    .map(|(r, _)| group_lock(&r.limit, &r.group_key))
-                    .collect();
-                tx.query_typed_one(Q_LOCK, &[(&locks, postgres::types::Type::TEXT_ARRAY)])
-                    .map_err(db)?;
-                insert_rows(&mut tx, request_id, digest_hex, hold, now)?;
+        match fate {
+            Fate::Keep(()) | Fate::Nothing => {}
+            Fate::HoldNow => {
+                lock_groups(&mut tx, req, false)?;
+                insert_rows(&mut tx, req, now)?;
             }
-            (false, true) => {
-                tx.execute_typed(Q_RELEASE, &[(&request_id, postgres::types::Type::TEXT)])
+            Fate::Release(()) => {
+                tx.execute_typed(Q_RELEASE, &[(&req.id, Type::TEXT)])
                     .map_err(db)?;
             }
         }
-        if verdict.answer.is_empty() {
-            // Not a decision to repeat (status 30 and the like): no record.
-            tx.execute_typed(
-                Q_RECORD_DELETE,
-                &[(&request_id, postgres::types::Type::TEXT)],
-            )
-            .map_err(db)?;
-        } else {
-            record(&mut tx, request_id, digest_hex, now, &verdict.answer)?;
+        match answer {
+            Some(a) => record(&mut tx, req, now, a)?,
+            None => {
+                tx.execute_typed(Q_RECORD_DELETE, &[(&req.id, Type::TEXT)])
+                    .map_err(db)?;
+            }
         }
-        tx.commit().map_err(db)
+        tx.commit().map_err(db)?;
+        Ok(protocol::resolved())
     }
+}
+
+/// Takes the locks of the groups `req` holds rows in (and, `reads`, of the
+/// groups it reads), in one statement, in lock-id order.
+fn lock_groups(
+    tx: &mut postgres::Transaction<'_>,
+    req: &Request<'_>,
+    reads: bool,
+) -> Result<(), StoreError> {
+    let read = req.groups.iter().filter(|_| reads);
+    let mut locks: Vec<String> = read.map(|g| group_lock(&g.limit, &g.key)).collect();
+    locks.extend(
+        req.hold
+            .iter()
+            .map(|(r, _)| group_lock(&r.limit, &r.group_key)),
+    );
+    tx.query_typed_one(Q_LOCK, &[(&locks, Type::TEXT_ARRAY)])
+        .map_err(db)?;
+    Ok(())
 }
 
 fn insert_rows(
     tx: &mut postgres::Transaction<'_>,
-    request_id: &str,
-    digest_hex: &str,
-    hold: &[(Row, String)],
+    req: &Request<'_>,
     now: i64,
 ) -> Result<(), StoreError> {
+    let hold = req.hold;
     if hold.is_empty() {
         return Ok(());
     }
@@ -672,14 +628,14 @@ fn insert_rows(
     tx.execute_typed(
         Q_INSERT,
         &[
-            (&limits, postgres::types::Type::TEXT_ARRAY),
-            (&keys, postgres::types::Type::TEXT_ARRAY),
-            (&now, postgres::types::Type::INT8),
-            (&request_id, postgres::types::Type::TEXT),
-            (&names, postgres::types::Type::TEXT_ARRAY),
-            (&tokens, postgres::types::Type::TEXT_ARRAY),
-            (&amounts, postgres::types::Type::TEXT_ARRAY),
-            (&digest_hex, postgres::types::Type::TEXT),
+            (&limits, Type::TEXT_ARRAY),
+            (&keys, Type::TEXT_ARRAY),
+            (&now, Type::INT8),
+            (&req.id, Type::TEXT),
+            (&names, Type::TEXT_ARRAY),
+            (&tokens, Type::TEXT_ARRAY),
+            (&amounts, Type::TEXT_ARRAY),
+            (&req.digest, Type::TEXT),
         ],
     )
     .map_err(db)?;
@@ -689,30 +645,128 @@ fn insert_rows(
 /// Writes (or replaces the pending one with) the request's retry record.
 fn record(
     tx: &mut postgres::Transaction<'_>,
-    request_id: &str,
-    digest_hex: &str,
+    req: &Request<'_>,
     now: i64,
     answer: &str,
 ) -> Result<(), StoreError> {
     tx.execute_typed(
         Q_RECORD_UPSERT,
         &[
-            (&request_id, postgres::types::Type::TEXT),
-            (&digest_hex, postgres::types::Type::TEXT),
-            (&now, postgres::types::Type::INT8),
-            (&answer, postgres::types::Type::TEXT),
+            (&req.id, Type::TEXT),
+            (&req.digest, Type::TEXT),
+            (&now, Type::INT8),
+            (&answer, Type::TEXT),
         ],
     )
     .map_err(db)?;
     Ok(())
 }
 
+fn group_lock(limit: &str, key: &str) -> String {
+    format!("g\u{1f}{limit}\u{1f}{key}")
+}
+
+fn request_lock(request_id: &str) -> String {
+    format!("r\u{1f}{request_id}")
+}
+
+/// A task's transition, in the transaction that holds its locks.
+struct Task<'c>(postgres::Transaction<'c>);
+
+impl TaskTx for Task<'_> {
+    fn state(&mut self, request_id: &str) -> Result<Option<String>, StoreError> {
+        self.0
+            .query_opt(
+                "SELECT state FROM tss_gate_approvals WHERE request_id = $1 FOR UPDATE",
+                &[&request_id],
+            )
+            .map_err(db)?
+            .map(|r| r.text(0))
+            .transpose()
+    }
+
+    fn release(&mut self, request_id: &str, at_ms: i64, reason: &str) -> Result<usize, StoreError> {
+        let n = self
+            .0
+            .execute(
+                "UPDATE tss_gate_ledger SET voided_at = $2, void_reason = $3, void_source = $4 \
+                 WHERE request_id = $1 AND voided_at IS NULL",
+                &[&request_id, &at_ms, &reason, &VOID_BY_EVENT],
+            )
+            .map_err(db)?;
+        Ok(n as usize)
+    }
+
+    fn rehold(&mut self, request_id: &str) -> Result<usize, StoreError> {
+        let n = self
+            .0
+            .execute(
+                "UPDATE tss_gate_ledger SET voided_at = NULL, void_reason = NULL, void_source = NULL \
+                 WHERE request_id = $1 AND void_source = $2",
+                &[&request_id, &VOID_BY_EVENT],
+            )
+            .map_err(db)?;
+        Ok(n as usize)
+    }
+
+    fn set_state(
+        &mut self,
+        request_id: &str,
+        state: TaskState,
+        at_ms: i64,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        self.0
+            .execute(
+                "UPDATE tss_gate_approvals SET state = $2, changed_at_ms = $3, change_reason = $4 \
+                 WHERE request_id = $1",
+                &[&request_id, &state.as_str(), &at_ms, &reason],
+            )
+            .map(drop)
+            .map_err(db)
+    }
+
+    fn commit(self) -> Result<(), StoreError> {
+        self.0.commit().map_err(db)
+    }
+}
+
+/// [`Usages`] on one connection.
+struct Report<'c>(&'c mut Conn);
+
+impl Usages for Report<'_> {
+    fn groups(&mut self, since: i64) -> Result<Vec<(String, String, String)>, StoreError> {
+        self.0
+            .query(
+                "SELECT limit_id, group_key, max(group_name) FROM tss_gate_ledger WHERE at_ms > $1 \
+                 GROUP BY limit_id, group_key ORDER BY limit_id, group_key",
+                &[&since],
+            )
+            .map_err(db)?
+            .iter()
+            .map(|g| Ok((g.text(0)?, g.text(1)?, g.text(2)?)))
+            .collect()
+    }
+
+    fn usage(&mut self, limit: &str, key: &str, since: i64) -> Result<(Usage, u64), StoreError> {
+        let r = self
+            .0
+            .query_one(
+                "SELECT coalesce(sum(amount), 0)::text, count(*) FROM tss_gate_ledger \
+                 WHERE limit_id = $1 AND group_key = $2 AND at_ms > $3 AND voided_at IS NULL",
+                &[&limit, &key, &since],
+            )
+            .map_err(db)?;
+        let u = sum_count(&r, 0)?;
+        Ok((u, u.count))
+    }
+}
+
+fn plan_text(rows: &[postgres::Row]) -> Result<Vec<String>, StoreError> {
+    rows.iter().map(|r| r.text(0)).collect()
+}
+
 impl Store for PostgresStore {
-    /// Two short transactions around the evaluation, so that decisions on
-    /// the same groups are not serialised behind each other's policy run
-    /// (as the SQLite store does with its in-memory holds). The request's
-    /// own session lock is held throughout: a retry of it, on any instance,
-    /// waits and then finds the answer.
     fn decide(
         &self,
         request_id: &str,
@@ -723,42 +777,14 @@ impl Store for PostgresStore {
         fits: &dyn Fn(&[Usage]) -> bool,
         decide: &mut dyn FnMut(i64, &[Usage]) -> Verdict,
     ) -> Result<Outcome, StoreError> {
-        let digest_hex = hex::encode(digest);
-        let mut conn = self.conn()?;
-        let key = request_lock(request_id);
-        conn.query_typed(Q_SESSION_LOCK, &[(&key, postgres::types::Type::TEXT)])
-            .map_err(db)?;
-        let result = (|| {
-            let held = Self::hold(
-                &mut conn,
-                request_id,
-                &digest_hex,
-                groups,
-                hold,
-                now_ms,
-                fits,
-            )?;
-            let (now, usages, held) = match held {
-                Held::Prior(p) => return Ok(Outcome::Prior(p)),
-                Held::Usage { now, usages, held } => (now, usages, held),
-            };
-            let verdict = decide(now, &usages);
-            Self::settle(
-                &mut conn,
-                request_id,
-                &digest_hex,
-                hold,
-                now,
-                held,
-                &verdict,
-            )?;
-            // Committed before the answer may leave: the pending is resolved.
-            Ok(Outcome::Decided(resolved()))
-        })();
-        // Never back in the pool holding the lock. If this fails the
-        // connection is broken and is dropped, which releases it too.
-        let _ = conn.query_typed(Q_SESSION_UNLOCK, &[(&key, postgres::types::Type::TEXT)]);
-        result
+        let req = Request {
+            id: request_id,
+            digest: hex::encode(digest),
+            groups,
+            hold,
+            now_ms,
+        };
+        protocol::decide(self, &req, fits, decide)
     }
 
     fn lookup(&self, request_id: &str, digest: &[u8; 32]) -> Result<Option<Prior>, StoreError> {
@@ -768,22 +794,11 @@ impl Store for PostgresStore {
             .map_err(db)?;
         let found = tx.query_opt(Q_RECORD, &[&request_id]).map_err(db)?;
         tx.commit().map_err(db)?;
-        let digest_hex = hex::encode(digest);
-        Ok(found.and_then(|r| {
-            let (d, answer): (String, String) = (r.get(0), r.get(1));
-            if d != digest_hex {
-                Some(Prior::Different)
-            } else if answer.is_empty() {
-                // Pending from a decider that died before answering: this
-                // payload was never answered, so it is decided.
-                None
-            } else {
-                Some(Prior::Same(answer))
-            }
-        }))
+        let record = found.map(|r| Ok::<_, StoreError>((r.text(0)?, r.text(1)?)));
+        Ok(protocol::lookup(record.transpose()?, &hex::encode(digest)))
     }
 
-    fn record_approval(&self, rec: &super::ApprovalRecord) -> Result<Pending, StoreError> {
+    fn record_approval(&self, rec: &ApprovalRecord) -> Result<Pending, StoreError> {
         let mut conn = self.conn()?;
         // The first record of an id wins: a retry's is ignored.
         conn.execute(
@@ -798,10 +813,10 @@ impl Store for PostgresStore {
             ],
         )
         .map_err(db)?;
-        Ok(resolved())
+        Ok(protocol::resolved())
     }
 
-    fn approval(&self, request_id: &str) -> Result<Option<super::Approval>, StoreError> {
+    fn approval(&self, request_id: &str) -> Result<Option<Approval>, StoreError> {
         let mut conn = self.conn()?;
         let row = conn
             .query_opt(
@@ -809,7 +824,7 @@ impl Store for PostgresStore {
                 &[&request_id],
             )
             .map_err(db)?;
-        Ok(row.as_ref().map(approval_row))
+        row.as_ref().map(super::rows::approval).transpose()
     }
 
     fn control(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -820,7 +835,7 @@ impl Store for PostgresStore {
                 &[&key],
             )
             .map_err(db)?;
-        Ok(row.map(|r| r.get(0)))
+        row.map(|r| r.text(0)).transpose()
     }
 
     fn set_control(&self, key: &str, value: Option<&str>, now_ms: i64) -> Result<(), StoreError> {
@@ -837,7 +852,7 @@ impl Store for PostgresStore {
         .map_err(db)
     }
 
-    fn put_event(&self, ev: &super::StoredEvent) -> Result<bool, StoreError> {
+    fn put_event(&self, ev: &StoredEvent) -> Result<bool, StoreError> {
         let mut conn = self.conn()?;
         let n = conn
             .execute(
@@ -870,18 +885,12 @@ impl Store for PostgresStore {
     fn transition(
         &self,
         request_id: &str,
-        to: super::TaskState,
+        to: TaskState,
         at_ms: i64,
         reason: &str,
-    ) -> Result<super::Transition, StoreError> {
+    ) -> Result<Transition, StoreError> {
         let mut conn = self.conn()?;
-        // READ COMMITTED whatever the database's default: the statements
-        // after the lock wait must see what committed during it.
-        let mut tx = conn
-            .build_transaction()
-            .isolation_level(IsolationLevel::ReadCommitted)
-            .start()
-            .map_err(db)?;
+        let mut tx = Self::read_committed(&mut conn)?;
         // The groups of the request's rows, locked as a decision locks them
         // (one statement, lock-id order), so no decision on any instance
         // reads their usage half-way through; plus the task's own lock.
@@ -892,56 +901,14 @@ impl Store for PostgresStore {
             )
             .map_err(db)?
             .iter()
-            .map(|r| group_lock(r.get(0), r.get(1)))
-            .collect();
+            .map(|r| Ok(group_lock(&r.text(0)?, &r.text(1)?)))
+            .collect::<Result<_, StoreError>>()?;
         locks.push(format!("t\u{1f}{request_id}"));
         tx.query_one(Q_LOCK, &[&locks]).map_err(db)?;
-        let before: Option<String> = tx
-            .query_opt(
-                "SELECT state FROM tss_gate_approvals WHERE request_id = $1 FOR UPDATE",
-                &[&request_id],
-            )
-            .map_err(db)?
-            .map(|r| r.get(0));
-        let Some(before) = before else {
-            return Ok(super::Transition::UNKNOWN);
-        };
-        let before = super::TaskState::parse(&before).unwrap_or(super::TaskState::Approved);
-        let (after, change) = super::next_state(before, to);
-        let rows = match change {
-            super::RowChange::Keep => 0,
-            super::RowChange::Release => tx
-                .execute(
-                    "UPDATE tss_gate_ledger SET voided_at = $2, void_reason = $3, void_source = $4 \
-                     WHERE request_id = $1 AND voided_at IS NULL",
-                    &[&request_id, &at_ms, &reason, &VOID_BY_EVENT],
-                )
-                .map_err(db)? as usize,
-            super::RowChange::Rehold => tx
-                .execute(
-                    "UPDATE tss_gate_ledger SET voided_at = NULL, void_reason = NULL, void_source = NULL \
-                     WHERE request_id = $1 AND void_source = $2",
-                    &[&request_id, &VOID_BY_EVENT],
-                )
-                .map_err(db)? as usize,
-        };
-        if after != before {
-            tx.execute(
-                "UPDATE tss_gate_approvals SET state = $2, changed_at_ms = $3, change_reason = $4 \
-                 WHERE request_id = $1",
-                &[&request_id, &after.as_str(), &at_ms, &reason],
-            )
-            .map_err(db)?;
-        }
-        tx.commit().map_err(db)?;
-        Ok(super::Transition {
-            before: Some(before),
-            after: Some(after),
-            rows,
-        })
+        protocol::transition(Task(tx), request_id, to, at_ms, reason)
     }
 
-    fn approvals(&self, since_ms: i64, limit: usize) -> Result<Vec<super::Approval>, StoreError> {
+    fn approvals(&self, since_ms: i64, limit: usize) -> Result<Vec<Approval>, StoreError> {
         let mut conn = self.conn()?;
         let rows = conn
             .query(
@@ -952,7 +919,7 @@ impl Store for PostgresStore {
                 &[&since_ms, &(limit as i64)],
             )
             .map_err(db)?;
-        Ok(rows.iter().map(approval_row).collect())
+        rows.iter().map(super::rows::approval).collect()
     }
 
     /// One statement for every limit, at the database's clock (every
@@ -967,16 +934,88 @@ impl Store for PostgresStore {
         let rows = conn.query(Q_PEAKS, &[&ids, &windows]).map_err(db)?;
         let mut out = vec![Usage::default(); limits.len()];
         for r in rows {
-            let i: i64 = r.get(0);
-            let count: i64 = r.get(2);
+            let i = r.int(0)?;
             if let Some(slot) = usize::try_from(i - 1).ok().and_then(|i| out.get_mut(i)) {
-                *slot = Usage {
-                    amount: units(r.get(1))?,
-                    count: count as u64,
-                };
+                *slot = sum_count(&r, 1)?;
             }
         }
         Ok(out)
+    }
+
+    fn report(
+        &self,
+        now_ms: i64,
+        window_of: &dyn Fn(&str) -> Option<i64>,
+    ) -> Result<Vec<GroupUsage>, StoreError> {
+        let mut conn = self.conn()?;
+        super::inspect::report(&mut Report(&mut conn), now_ms, window_of)
+    }
+
+    fn entries(
+        &self,
+        request_id: Option<&str>,
+        since_ms: i64,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        let mut conn = self.conn()?;
+        let rows = conn
+            .query(
+                "SELECT request_id, limit_id, group_name, at_ms, amount::text, token, voided_at, void_reason \
+                 FROM tss_gate_ledger WHERE ($1::text IS NULL OR request_id = $1) AND at_ms > $2 \
+                 ORDER BY at_ms, limit_id, id",
+                &[&request_id, &since_ms],
+            )
+            .map_err(db)?;
+        rows.iter().map(super::rows::entry).collect()
+    }
+
+    /// Under the request's lock, so it never races its own decision.
+    fn void(&self, request_id: &str, at_ms: i64, reason: &str) -> Result<usize, StoreError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(db)?;
+        tx.query_one(Q_LOCK, &[&vec![request_lock(request_id)]])
+            .map_err(db)?;
+        let n = tx
+            .execute(
+                "UPDATE tss_gate_ledger SET voided_at = $2, void_reason = $3 \
+                 WHERE request_id = $1 AND voided_at IS NULL",
+                &[&request_id, &at_ms, &reason],
+            )
+            .map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(n as usize)
+    }
+
+    /// `EXPLAIN` of the decision's queries.
+    fn plans(&self) -> Result<QueryPlans, StoreError> {
+        let mut conn = self.conn()?;
+        let limits = vec!["l".to_owned()];
+        let keys = vec!["k".to_owned()];
+        let since = vec![0i64];
+        let usage = conn
+            .query(&format!("EXPLAIN {Q_USAGE}"), &[&limits, &keys, &since])
+            .map_err(db)?;
+        let record = conn
+            .query(&format!("EXPLAIN {Q_RECORD}"), &[&"r"])
+            .map_err(db)?;
+        Ok(QueryPlans {
+            rows: None,
+            queries: vec![
+                QueryPlan {
+                    name: None,
+                    query: Q_USAGE,
+                    plan: plan_text(&usage)?,
+                },
+                QueryPlan {
+                    name: None,
+                    query: Q_RECORD,
+                    plan: plan_text(&record)?,
+                },
+            ],
+        })
+    }
+
+    fn location(&self) -> String {
+        self.target.clone()
     }
 }
 
