@@ -48,12 +48,12 @@ use r2d2_postgres::PostgresConnectionManager;
 use super::inspect::{QueryPlan, QueryPlans, Usages};
 use super::protocol::{self, Decider, Fate, Found, Read, Request, TaskTx, VOID_BY_EVENT};
 use super::rows::{APPROVAL_COLUMNS, Columns, units};
-use super::schema::{Migrate, SCHEMA_VERSION, Scripts};
+use super::schema::{Dialect, Migrate, SCHEMA_VERSION, Scripts, version_2};
 use super::{
-    Approval, ApprovalRecord, Cause, GroupRef, GroupUsage, LedgerEntry, Outcome, Pending, Prior,
-    RETENTION_MS, Store, StoreError, StoredEvent, TaskState, Transition, Verdict,
+    Approval, ApprovalRecord, Cause, GroupUsage, LedgerEntry, Pending, Prior, RETENTION_MS, Store,
+    StoreError, StoredEvent, TaskState, Transition,
 };
-use crate::velocity::{Row, Usage};
+use crate::velocity::Usage;
 
 /// Lock id serialising schema migrations between instances starting at once.
 const MIGRATION_LOCK: i64 = 0x7473_735f_6761_7465; // "tss_gate"
@@ -85,34 +85,6 @@ CREATE TABLE tss_gate_decisions (
 CREATE INDEX tss_gate_decisions_age ON tss_gate_decisions (at_ms);
 ";
 
-/// Version 2: what tss-gate approved, the node's events (issue 18), and
-/// which voids a task's failure made (a later `succeeded` re-holds exactly
-/// those, never a void made by hand).
-const SCHEMA_V2: &str = "
-ALTER TABLE tss_gate_ledger ADD COLUMN void_source TEXT;
-CREATE TABLE tss_gate_approvals (
-    request_id    TEXT PRIMARY KEY,
-    request_type  TEXT NOT NULL,
-    at_ms         BIGINT NOT NULL,
-    digest        TEXT NOT NULL,
-    facts         TEXT NOT NULL,
-    state         TEXT NOT NULL,
-    changed_at_ms BIGINT,
-    change_reason TEXT
-);
-CREATE INDEX tss_gate_approvals_age ON tss_gate_approvals (at_ms);
-CREATE TABLE tss_gate_events (
-    event_id       TEXT PRIMARY KEY,
-    received_at_ms BIGINT NOT NULL,
-    node_id        TEXT NOT NULL,
-    event_type     TEXT NOT NULL,
-    request_id     TEXT NOT NULL,
-    body           TEXT NOT NULL
-);
-CREATE INDEX tss_gate_events_age ON tss_gate_events (received_at_ms);
-CREATE INDEX tss_gate_events_request ON tss_gate_events (request_id);
-";
-
 /// Takes the advisory locks of `$1` (lock names) in lock-id order.
 const Q_LOCK: &str = "SELECT count(pg_advisory_xact_lock(h)) FROM \
      (SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest($1::text[]) AS k ORDER BY h) AS locks";
@@ -137,7 +109,16 @@ const Q_RELEASE: &str = "DELETE FROM tss_gate_ledger WHERE request_id = $1 AND v
 const Q_SESSION_LOCK: &str = "SELECT pg_advisory_lock(hashtextextended($1, 0))";
 const Q_SESSION_UNLOCK: &str = "SELECT pg_advisory_unlock(hashtextextended($1, 0))";
 
-const SCRIPTS: Scripts = [SCHEMA, SCHEMA_V2];
+fn scripts() -> Scripts {
+    [
+        SCHEMA.to_owned(),
+        version_2(&Dialect {
+            prefix: "tss_gate_",
+            int: "BIGINT",
+            table_end: "",
+        }),
+    ]
+}
 
 /// Where the password comes from (never the URL, never the options).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -366,7 +347,7 @@ impl PostgresStore {
     fn migrate(&self) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         let mut m = Migration(conn.transaction().map_err(db)?);
-        super::schema::migrate(&mut m, &SCRIPTS)?;
+        super::schema::migrate(&mut m, scripts())?;
         m.0.commit().map_err(db)
     }
 
@@ -419,7 +400,7 @@ impl Migrate for Migration<'_> {
         Ok(())
     }
 
-    fn apply(&mut self, scripts: &[&'static str], found: Option<i64>) -> Result<(), StoreError> {
+    fn apply(&mut self, scripts: &[String], found: Option<i64>) -> Result<(), StoreError> {
         for s in scripts {
             self.0.batch_execute(s).map_err(db)?;
         }
@@ -440,20 +421,7 @@ impl Migrate for Migration<'_> {
     }
 }
 
-impl Columns for postgres::Row {
-    fn text(&self, i: usize) -> Result<String, StoreError> {
-        self.try_get(i).map_err(db)
-    }
-    fn int(&self, i: usize) -> Result<i64, StoreError> {
-        self.try_get(i).map_err(db)
-    }
-    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
-        self.try_get(i).map_err(db)
-    }
-    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
-        self.try_get(i).map_err(db)
-    }
-}
+super::rows::columns_by!(postgres::Row, try_get, db);
 
 /// A usage row's sum (NUMERIC as text) and count.
 fn sum_count(r: &postgres::Row, sum: usize) -> Result<Usage, StoreError> {
@@ -767,25 +735,7 @@ fn plan_text(rows: &[postgres::Row]) -> Result<Vec<String>, StoreError> {
 }
 
 impl Store for PostgresStore {
-    fn decide(
-        &self,
-        request_id: &str,
-        digest: &[u8; 32],
-        groups: &[GroupRef],
-        hold: &[(Row, String)],
-        now_ms: Option<i64>,
-        fits: &dyn Fn(&[Usage]) -> bool,
-        decide: &mut dyn FnMut(i64, &[Usage]) -> Verdict,
-    ) -> Result<Outcome, StoreError> {
-        let req = Request {
-            id: request_id,
-            digest: hex::encode(digest),
-            groups,
-            hold,
-            now_ms,
-        };
-        protocol::decide(self, &req, fits, decide)
-    }
+    super::protocol::decide_by_protocol!();
 
     fn lookup(&self, request_id: &str, digest: &[u8; 32]) -> Result<Option<Prior>, StoreError> {
         let mut conn = self.conn()?;

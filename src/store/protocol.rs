@@ -120,6 +120,33 @@ pub(crate) fn decide<D: Decider>(
     })
 }
 
+/// A backend's [`super::Store::decide`]: the request as [`Request`],
+/// through [`decide`] and the backend's [`Decider`] steps.
+macro_rules! decide_by_protocol {
+    () => {
+        fn decide(
+            &self,
+            request_id: &str,
+            digest: &[u8; 32],
+            groups: &[$crate::store::GroupRef],
+            hold: &[($crate::velocity::Row, String)],
+            now_ms: Option<i64>,
+            fits: &dyn Fn(&[$crate::velocity::Usage]) -> bool,
+            decide: &mut dyn FnMut(i64, &[$crate::velocity::Usage]) -> $crate::store::Verdict,
+        ) -> Result<$crate::store::Outcome, $crate::store::StoreError> {
+            let req = $crate::store::protocol::Request {
+                id: request_id,
+                digest: hex::encode(digest),
+                groups,
+                hold,
+                now_ms,
+            };
+            $crate::store::protocol::decide(self, &req, fits, decide)
+        }
+    };
+}
+pub(crate) use decide_by_protocol;
+
 /// What an earlier request's retry record says of this one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Found {

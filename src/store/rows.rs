@@ -18,6 +18,28 @@ pub(crate) trait Columns {
     fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError>;
 }
 
+/// Implements [`Columns`] for a backend's row type `$row`, whose method
+/// `$get(i)` reads column `i` as any type and whose errors `$err` maps.
+macro_rules! columns_by {
+    ($row:ty, $get:ident, $err:path) => {
+        impl $crate::store::rows::Columns for $row {
+            fn text(&self, i: usize) -> Result<String, $crate::store::StoreError> {
+                self.$get(i).map_err($err)
+            }
+            fn int(&self, i: usize) -> Result<i64, $crate::store::StoreError> {
+                self.$get(i).map_err($err)
+            }
+            fn opt_text(&self, i: usize) -> Result<Option<String>, $crate::store::StoreError> {
+                self.$get(i).map_err($err)
+            }
+            fn opt_int(&self, i: usize) -> Result<Option<i64>, $crate::store::StoreError> {
+                self.$get(i).map_err($err)
+            }
+        }
+    };
+}
+pub(crate) use columns_by;
+
 /// An approval from its [`APPROVAL_COLUMNS`].
 pub(crate) fn approval(r: &impl Columns) -> Result<Approval, StoreError> {
     let changed_at = r.opt_int(6)?;

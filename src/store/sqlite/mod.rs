@@ -70,9 +70,8 @@ use rusqlite::{Connection, OptionalExtension};
 
 use super::protocol::{self, Decider, Fate, Found, Read, Request};
 use super::{
-    Approval, ApprovalRecord, Cause, CommitHook, GroupRef, GroupUsage, LedgerEntry, LoadHint,
-    Outcome, Pending, Prior, QueryPlans, Store, StoreError, StoredEvent, TaskState, Transition,
-    Verdict,
+    Approval, ApprovalRecord, Cause, CommitHook, GroupUsage, LedgerEntry, LoadHint, Pending, Prior,
+    QueryPlans, Store, StoreError, StoredEvent, TaskState, Transition,
 };
 use crate::velocity::{Amount, Row, Usage};
 use usage::{Head, Tail};
@@ -499,25 +498,7 @@ impl Store for SqliteStore {
         let _ = self.shared.on_commit.set(hook);
     }
 
-    fn decide(
-        &self,
-        request_id: &str,
-        digest: &[u8; 32],
-        groups: &[GroupRef],
-        hold: &[(Row, String)],
-        now_ms: Option<i64>,
-        fits: &dyn Fn(&[Usage]) -> bool,
-        decide: &mut dyn FnMut(i64, &[Usage]) -> Verdict,
-    ) -> Result<Outcome, StoreError> {
-        let req = Request {
-            id: request_id,
-            digest: hex::encode(digest),
-            groups,
-            hold,
-            now_ms,
-        };
-        protocol::decide(self, &req, fits, decide)
-    }
+    super::protocol::decide_by_protocol!();
 
     fn lookup(&self, request_id: &str, digest: &[u8; 32]) -> Result<Option<Prior>, StoreError> {
         // Under the id's lock, so a decision in progress for the same id is

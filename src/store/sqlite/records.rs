@@ -7,23 +7,10 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::sql;
 use crate::store::protocol::{TaskTx, VOID_BY_EVENT};
-use crate::store::rows::{APPROVAL_COLUMNS, Columns};
+use crate::store::rows::APPROVAL_COLUMNS;
 use crate::store::{Approval, StoreError, StoredEvent, TaskState};
 
-impl Columns for rusqlite::Row<'_> {
-    fn text(&self, i: usize) -> Result<String, StoreError> {
-        self.get(i).map_err(sql)
-    }
-    fn int(&self, i: usize) -> Result<i64, StoreError> {
-        self.get(i).map_err(sql)
-    }
-    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
-        self.get(i).map_err(sql)
-    }
-    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
-        self.get(i).map_err(sql)
-    }
-}
+crate::store::rows::columns_by!(rusqlite::Row<'_>, get, sql);
 
 /// Runs `query` with `args` and reads every row with `read`.
 pub(super) fn all<T>(

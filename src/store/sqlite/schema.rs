@@ -7,7 +7,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 use super::{open_err, sql};
-use crate::store::schema::{Migrate, SCHEMA_VERSION, Scripts};
+use crate::store::schema::{Dialect, Migrate, SCHEMA_VERSION, Scripts, version_2};
 use crate::store::{Cause, StoreError};
 
 pub(super) const SCHEMA: &str = "
@@ -44,35 +44,16 @@ CREATE TABLE meta (
 INSERT INTO meta (key, value) VALUES ('batch', 0), ('voids', 0);
 ";
 
-/// Version 2: what tss-gate approved and the node's events (issue 18),
-/// and which voids a task's failure made (a `succeeded` reported later
-/// re-holds exactly those, never a void made by hand).
-const SCHEMA_V2: &str = "
-ALTER TABLE ledger ADD COLUMN void_source TEXT;
-CREATE TABLE approvals (
-    request_id    TEXT PRIMARY KEY,
-    request_type  TEXT NOT NULL,
-    at_ms         INTEGER NOT NULL,
-    digest        TEXT NOT NULL,
-    facts         TEXT NOT NULL,
-    state         TEXT NOT NULL,
-    changed_at_ms INTEGER,
-    change_reason TEXT
-) WITHOUT ROWID;
-CREATE INDEX approvals_age ON approvals (at_ms);
-CREATE TABLE events (
-    event_id       TEXT PRIMARY KEY,
-    received_at_ms INTEGER NOT NULL,
-    node_id        TEXT NOT NULL,
-    event_type     TEXT NOT NULL,
-    request_id     TEXT NOT NULL,
-    body           TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX events_age ON events (received_at_ms);
-CREATE INDEX events_request ON events (request_id);
-";
-
-const SCRIPTS: Scripts = [SCHEMA, SCHEMA_V2];
+fn scripts() -> Scripts {
+    [
+        SCHEMA.to_owned(),
+        version_2(&Dialect {
+            prefix: "",
+            int: "INTEGER",
+            table_end: " WITHOUT ROWID",
+        }),
+    ]
+}
 
 const CONTROLS: &str = "CREATE TABLE IF NOT EXISTS controls (
     key   TEXT PRIMARY KEY,
@@ -103,7 +84,7 @@ pub fn connect(path: &Path, create: bool) -> Result<Connection, StoreError> {
 /// Creates the schema on an empty file, checks the version and the file's
 /// integrity otherwise. Refuses a newer schema and a damaged file.
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
-    crate::store::schema::migrate(&mut File(conn), &SCRIPTS)
+    crate::store::schema::migrate(&mut File(conn), scripts())
         .map_err(|e| e.opening(&path.display().to_string()))
 }
 
@@ -144,7 +125,7 @@ impl Migrate for File<'_> {
         Ok(())
     }
 
-    fn apply(&mut self, scripts: &[&'static str], found: Option<i64>) -> Result<(), StoreError> {
+    fn apply(&mut self, scripts: &[String], found: Option<i64>) -> Result<(), StoreError> {
         let tx = self.0.transaction().map_err(sql)?;
         for s in scripts {
             tx.execute_batch(s).map_err(|e| match found {

@@ -5,6 +5,7 @@ use super::schema::SCHEMA;
 use super::usage::sql_usage;
 use super::writer::{GROUP_COMMIT_BATCH, Pace};
 use super::*;
+use crate::store::{GroupRef, Outcome, Verdict};
 
 fn row(limit: &str, key: &str, amount: &str) -> (Row, String) {
     (
