@@ -51,7 +51,7 @@ use super::rows::{APPROVAL_COLUMNS, Columns, units};
 use super::schema::{Dialect, Migrate, SCHEMA_VERSION, Scripts, version_2};
 use super::{
     Approval, ApprovalRecord, Cause, GroupUsage, LedgerEntry, Pending, Prior, RETENTION_MS, Store,
-    StoreError, StoredEvent, TaskState, Transition,
+    StoreError, StoredEvent, TaskState,
 };
 use crate::velocity::Usage;
 
@@ -366,6 +366,31 @@ impl PostgresStore {
         Ok(())
     }
 
+    /// Runs `f` in a READ COMMITTED transaction holding the locks of the
+    /// groups of the request's rows, taken as a decision takes them (one
+    /// statement, lock-id order), so no decision on any instance reads
+    /// their usage half-way through; plus the task's own lock.
+    fn with_task<T>(
+        &self,
+        request_id: &str,
+        f: impl FnOnce(Task<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn()?;
+        let mut tx = Self::read_committed(&mut conn)?;
+        let mut locks: Vec<String> = tx
+            .query(
+                "SELECT DISTINCT limit_id, group_key FROM tss_gate_ledger WHERE request_id = $1",
+                &[&request_id],
+            )
+            .map_err(db)?
+            .iter()
+            .map(|r| Ok(group_lock(&r.text(0)?, &r.text(1)?)))
+            .collect::<Result<_, StoreError>>()?;
+        locks.push(format!("t\u{1f}{request_id}"));
+        tx.query_one(Q_LOCK, &[&locks]).map_err(db)?;
+        f(Task(tx))
+    }
+
     /// A READ COMMITTED transaction whatever the database's default: the
     /// statements after a lock wait must see what committed during it.
     fn read_committed(conn: &mut Conn) -> Result<postgres::Transaction<'_>, StoreError> {
@@ -677,18 +702,13 @@ impl TaskTx for Task<'_> {
         Ok(n as usize)
     }
 
-    fn set_state(
-        &mut self,
-        request_id: &str,
-        state: TaskState,
-        at_ms: i64,
-        reason: &str,
-    ) -> Result<(), StoreError> {
+    fn set_state(&mut self, id: &str, to: (TaskState, i64, &str)) -> Result<(), StoreError> {
+        let (state, at_ms, reason) = to;
         self.0
             .execute(
                 "UPDATE tss_gate_approvals SET state = $2, changed_at_ms = $3, change_reason = $4 \
                  WHERE request_id = $1",
-                &[&request_id, &state.as_str(), &at_ms, &reason],
+                &[&id, &state.as_str(), &at_ms, &reason],
             )
             .map(drop)
             .map_err(db)
@@ -832,31 +852,7 @@ impl Store for PostgresStore {
         Ok(row.is_some())
     }
 
-    fn transition(
-        &self,
-        request_id: &str,
-        to: TaskState,
-        at_ms: i64,
-        reason: &str,
-    ) -> Result<Transition, StoreError> {
-        let mut conn = self.conn()?;
-        let mut tx = Self::read_committed(&mut conn)?;
-        // The groups of the request's rows, locked as a decision locks them
-        // (one statement, lock-id order), so no decision on any instance
-        // reads their usage half-way through; plus the task's own lock.
-        let mut locks: Vec<String> = tx
-            .query(
-                "SELECT DISTINCT limit_id, group_key FROM tss_gate_ledger WHERE request_id = $1",
-                &[&request_id],
-            )
-            .map_err(db)?
-            .iter()
-            .map(|r| Ok(group_lock(&r.text(0)?, &r.text(1)?)))
-            .collect::<Result<_, StoreError>>()?;
-        locks.push(format!("t\u{1f}{request_id}"));
-        tx.query_one(Q_LOCK, &[&locks]).map_err(db)?;
-        protocol::transition(Task(tx), request_id, to, at_ms, reason)
-    }
+    super::protocol::transition_by_protocol!();
 
     fn approvals(&self, since_ms: i64, limit: usize) -> Result<Vec<Approval>, StoreError> {
         let mut conn = self.conn()?;

@@ -226,15 +226,30 @@ pub(crate) trait TaskTx {
     fn release(&mut self, request_id: &str, at_ms: i64, reason: &str) -> Result<usize, StoreError>;
     /// Counts again the rows [`TaskTx::release`] voided.
     fn rehold(&mut self, request_id: &str) -> Result<usize, StoreError>;
-    fn set_state(
-        &mut self,
-        request_id: &str,
-        state: TaskState,
-        at_ms: i64,
-        reason: &str,
-    ) -> Result<(), StoreError>;
+    /// Records the task's new state, when and why: `(state, at_ms, reason)`.
+    fn set_state(&mut self, id: &str, to: (TaskState, i64, &str)) -> Result<(), StoreError>;
     fn commit(self) -> Result<(), StoreError>;
 }
+
+/// A backend's [`super::Store::transition`]: [`transition`] in the
+/// transaction its inherent `with_task(request_id, f)` opens with the
+/// task's and its groups' locks held.
+macro_rules! transition_by_protocol {
+    () => {
+        fn transition(
+            &self,
+            request_id: &str,
+            to: $crate::store::TaskState,
+            at_ms: i64,
+            reason: &str,
+        ) -> Result<$crate::store::Transition, $crate::store::StoreError> {
+            self.with_task(request_id, |tx| {
+                $crate::store::protocol::transition(tx, request_id, to, at_ms, reason)
+            })
+        }
+    };
+}
+pub(crate) use transition_by_protocol;
 
 /// [`super::Store::transition`] in the backend's transaction `tx`.
 pub(crate) fn transition(
@@ -255,7 +270,7 @@ pub(crate) fn transition(
         RowChange::Rehold => tx.rehold(request_id)?,
     };
     if after != before {
-        tx.set_state(request_id, after, at_ms, reason)?;
+        tx.set_state(request_id, (after, at_ms, reason))?;
     }
     tx.commit()?;
     Ok(Transition {

@@ -71,7 +71,7 @@ use rusqlite::{Connection, OptionalExtension};
 use super::protocol::{self, Decider, Fate, Found, Read, Request};
 use super::{
     Approval, ApprovalRecord, Cause, CommitHook, GroupUsage, LedgerEntry, LoadHint, Pending, Prior,
-    QueryPlans, Store, StoreError, StoredEvent, TaskState, Transition,
+    QueryPlans, Store, StoreError, StoredEvent,
 };
 use crate::velocity::{Amount, Row, Usage};
 use usage::{Head, Tail};
@@ -346,6 +346,36 @@ impl SqliteStore {
         Ok((None, voids != Some(0)))
     }
 
+    /// Runs `f` in an IMMEDIATE transaction on the events connection: one
+    /// transition of a request at a time, then the locks of its groups, so
+    /// no decision reads their usage half-way through.
+    fn with_task<T>(
+        &self,
+        request_id: &str,
+        f: impl FnOnce(records::Task<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.with_locks(&[format!("\u{2}{request_id}")], || {
+            let mut names = records::all(
+                &lock(&self.shared.reader),
+                "SELECT DISTINCT limit_id, group_key FROM ledger WHERE request_id = ?1",
+                [request_id],
+                |r| {
+                    let (l, k): (String, String) = (r.get(0).map_err(sql)?, r.get(1).map_err(sql)?);
+                    Ok(slot(&l, &k))
+                },
+            )?;
+            names.sort();
+            names.dedup();
+            self.with_locks(&names, || {
+                let mut conn = lock(&self.shared.events);
+                let tx = conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(sql)?;
+                f(records::Task(tx))
+            })
+        })
+    }
+
     /// Holds `rows` at `now`; returns (slot, id) per row, in order.
     fn hold(&self, rows: &[(Row, String)], now: i64) -> Vec<(String, u64)> {
         let mut p = lock(&self.shared.pending);
@@ -541,36 +571,7 @@ impl Store for SqliteStore {
         records::event_stored_on(&lock(&self.shared.reader), event_id)
     }
 
-    fn transition(
-        &self,
-        request_id: &str,
-        to: TaskState,
-        at_ms: i64,
-        reason: &str,
-    ) -> Result<Transition, StoreError> {
-        // One transition of a request at a time; then the locks of its
-        // groups, so no decision reads their usage half-way through.
-        self.with_locks(&[format!("\u{2}{request_id}")], || {
-            let mut names = records::all(
-                &lock(&self.shared.reader),
-                "SELECT DISTINCT limit_id, group_key FROM ledger WHERE request_id = ?1",
-                [request_id],
-                |r| {
-                    let (l, k): (String, String) = (r.get(0).map_err(sql)?, r.get(1).map_err(sql)?);
-                    Ok(slot(&l, &k))
-                },
-            )?;
-            names.sort();
-            names.dedup();
-            self.with_locks(&names, || {
-                let mut conn = lock(&self.shared.events);
-                let tx = conn
-                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                    .map_err(sql)?;
-                protocol::transition(records::Task(tx), request_id, to, at_ms, reason)
-            })
-        })
-    }
+    super::protocol::transition_by_protocol!();
 
     fn approvals(&self, since_ms: i64, limit: usize) -> Result<Vec<Approval>, StoreError> {
         approvals_since(&lock(&self.shared.reader), since_ms, limit)

@@ -156,17 +156,12 @@ impl TaskTx for Task<'_> {
             .map_err(sql)
     }
 
-    fn set_state(
-        &mut self,
-        request_id: &str,
-        state: TaskState,
-        at_ms: i64,
-        reason: &str,
-    ) -> Result<(), StoreError> {
+    fn set_state(&mut self, id: &str, to: (TaskState, i64, &str)) -> Result<(), StoreError> {
+        let (state, at_ms, reason) = to;
         self.0
             .execute(
                 "UPDATE approvals SET state = ?2, changed_at_ms = ?3, change_reason = ?4 WHERE request_id = ?1",
-                params![request_id, state.as_str(), at_ms, reason],
+                params![id, state.as_str(), at_ms, reason],
             )
             .map(drop)
             .map_err(sql)
