@@ -11,178 +11,17 @@
 //! encoding the chain's ABI decoder would read leniently are errors, never a
 //! second reading of the same bytes.
 //!
-//! This module owns the table's validation at load ([`Contracts::from_data`])
-//! and the facts under `input.derived.call` ([`call_facts`]), including the
+//! The table and its validation at load are `tables`' (`Contracts`); this
+//! module owns the facts under `input.derived.call` ([`call_facts`]), including the
 //! token approvals a call makes ([`Approval`]) and the cross-check of Cobo's
 //! `calldata_info` with the decoded call ([`check_calldata_info`]).
-
-use std::collections::BTreeMap;
 
 use alloy_dyn_abi::{DynSolType, DynSolValue, JsonAbiExt, Specifier};
 use alloy_json_abi::Function;
 use alloy_primitives::U256;
 use serde_json::{Map, Value, json};
 
-use super::{ChainInfo, DeriveConfig, Family, TokenAsset, amount, hex0x, shorten, tables, tron};
-
-/// One pinned function of a contract.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PinnedFunction {
-    /// The function as parsed from the data (names and types).
-    pub function: Function,
-    /// Canonical signature, `approve(address,uint256)`.
-    pub signature: String,
-    pub selector: [u8; 4],
-}
-
-/// One row of `data.integrity.contracts.<chain>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContractInfo {
-    pub name: String,
-    pub functions: Vec<PinnedFunction>,
-}
-
-/// `data.integrity.contracts`: Cobo chain id -> canonical address -> row.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Contracts {
-    pub by_chain: BTreeMap<String, BTreeMap<String, ContractInfo>>,
-}
-
-const CONTRACT_KEYS: &[&str] = &["name", "functions"];
-
-impl Contracts {
-    /// Reads and validates `integrity.contracts` against the chain table.
-    /// An absent table is empty (every call is then to an unknown contract:
-    /// fail closed); a malformed one is an error naming chain, address and
-    /// the reason, as `integrity.contracts.<chain>: contract `<address>`: ...`.
-    pub fn from_data(
-        section: Option<&Value>,
-        chains: &BTreeMap<String, ChainInfo>,
-    ) -> Result<Self, String> {
-        let mut out = Self::default();
-        let table = match section {
-            None | Some(Value::Null) => return Ok(out),
-            Some(Value::Object(m)) => m,
-            Some(_) => return Err("integrity.contracts: must be a map of chain ids".into()),
-        };
-        for (chain_id, rows) in table {
-            let at = format!("integrity.contracts.{chain_id}");
-            let Some(chain) = chains.get(chain_id) else {
-                return Err(format!(
-                    "{at}: chain `{chain_id}` is not in integrity.chains"
-                ));
-            };
-            if !matches!(chain.family, Family::Evm | Family::Tron) {
-                return Err(format!(
-                    "{at}: chain `{chain_id}` is a {} chain; contracts are decoded on evm and tron chains only",
-                    chain.family.name()
-                ));
-            }
-            let Some(rows) = rows.as_object() else {
-                return Err(format!("{at}: must be a map of contract addresses"));
-            };
-            let mut contracts = BTreeMap::new();
-            for (address, row) in rows {
-                tables::check_address(chain, address)
-                    .map_err(|e| format!("{at}: contract `{address}` {e}"))?;
-                let info =
-                    contract_row(row).map_err(|e| format!("{at}: contract `{address}`: {e}"))?;
-                // Canonical spelling is enforced above, so one contract has
-                // one key; a repeated key is refused by the data parser.
-                if contracts.insert(address.clone(), info).is_some() {
-                    return Err(format!("{at}: contract `{address}` is listed twice"));
-                }
-            }
-            out.by_chain.insert(chain_id.clone(), contracts);
-        }
-        Ok(out)
-    }
-
-    /// Whether `address` (as the family prints it) is a pinned contract.
-    pub fn is_pinned(&self, chain_id: &str, address: &str) -> bool {
-        self.get(chain_id, address).is_some()
-    }
-
-    fn get(&self, chain_id: &str, address: &str) -> Option<&ContractInfo> {
-        self.by_chain.get(chain_id)?.get(address)
-    }
-}
-
-fn contract_row(row: &Value) -> Result<ContractInfo, String> {
-    let obj = row
-        .as_object()
-        .ok_or("must be a map with `name` and `functions`")?;
-    if let Some(k) = obj.keys().find(|k| !CONTRACT_KEYS.contains(&k.as_str())) {
-        return Err(format!(
-            "unknown key `{k}` (known: {})",
-            CONTRACT_KEYS.join(", ")
-        ));
-    }
-    let name = obj
-        .get("name")
-        .and_then(Value::as_str)
-        .filter(|s| !s.trim().is_empty())
-        .ok_or("`name` must be a non-empty string")?
-        .to_owned();
-    let list = obj
-        .get("functions")
-        .and_then(Value::as_array)
-        .filter(|l| !l.is_empty())
-        .ok_or("`functions` must be a non-empty list of Solidity signatures")?;
-    let mut functions: Vec<PinnedFunction> = Vec::new();
-    for entry in list {
-        let text = entry
-            .as_str()
-            .ok_or_else(|| format!("function {entry} is not a string"))?;
-        let f = pinned_function(text).map_err(|e| format!("function `{text}`: {e}"))?;
-        if let Some(other) = functions
-            .iter()
-            .find(|g| g.function.name == f.function.name || g.selector == f.selector)
-        {
-            return Err(format!(
-                "function `{text}`: `{}` is pinned already (`{}`); one function per name and selector, so a policy naming it means one thing",
-                other.function.name, other.signature
-            ));
-        }
-        functions.push(f);
-    }
-    Ok(ContractInfo { name, functions })
-}
-
-/// Parses `function name(type name, ...)`: every parameter type must be a
-/// real ABI type and every top-level parameter named (the facts key the
-/// arguments by name), each name once.
-fn pinned_function(text: &str) -> Result<PinnedFunction, String> {
-    if !text.trim_start().starts_with("function ") {
-        return Err("must start with `function `".into());
-    }
-    let function = Function::parse(text).map_err(|e| {
-        format!(
-            "is not a Solidity function signature ({})",
-            e.to_string().lines().next().unwrap_or_default()
-        )
-    })?;
-    let mut names: Vec<&str> = Vec::new();
-    for p in &function.inputs {
-        p.resolve()
-            .map_err(|e| format!("parameter type `{}` is not an ABI type ({e})", p.ty))?;
-        if p.name.is_empty() {
-            return Err(format!(
-                "parameter of type `{}` has no name (the facts key arguments by name)",
-                p.ty
-            ));
-        }
-        if names.contains(&p.name.as_str()) {
-            return Err(format!("parameter name `{}` is used twice", p.name));
-        }
-        names.push(&p.name);
-    }
-    Ok(PinnedFunction {
-        signature: function.signature(),
-        selector: function.selector().0,
-        function,
-    })
-}
+use super::{ChainInfo, DeriveConfig, Family, TokenAsset, amount, hex0x, shorten, tron};
 
 /// A token allowance a call grants, in the token's base units.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -672,6 +511,8 @@ fn value_agrees(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::derive::tables::Contracts;
+    use std::collections::BTreeMap;
 
     fn chains() -> BTreeMap<String, ChainInfo> {
         let cfg = DeriveConfig::from_integrity(Some(&json!({
