@@ -17,12 +17,15 @@
 //! `TSS_GATE_TEST_LIBRARY=DIR` runs it against another copy of the library
 //! (e.g. an older `rego/`, to see it fail there).
 
+#[path = "common/cli.rs"]
+mod cli;
 mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use cli::*;
 use common::*;
 use serde_json::Value;
 
@@ -147,33 +150,16 @@ fn with_extra_files(firing: bool) -> tempfile::TempDir {
 /// `tss-gate test` on the copy with the shipped fixtures: (exit code,
 /// JSON report, stderr).
 fn run_tests(root: &Path) -> (Option<i32>, Value, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_tss-gate"))
-        .arg("test")
-        .arg("--policy-dir")
-        .arg(root.join("rego"))
-        .arg("--fixtures")
-        .arg(repo().join("tests/fixtures"))
-        .args(["--format", "json"])
-        .current_dir(root)
-        .output()
-        .expect("run tss-gate test");
-    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
-    let doc: Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("JSON report ({e}):\n{stdout}\n{stderr}"));
-    (o.status.code(), doc, stderr)
+    test_report(
+        &root.join("rego"),
+        &repo().join("tests/fixtures"),
+        root,
+        &[],
+    )
 }
 
 fn cases(doc: &Value) -> &Vec<Value> {
     doc["cases"].as_array().expect("cases")
-}
-
-fn not_passing(doc: &Value) -> Vec<String> {
-    cases(doc)
-        .iter()
-        .filter(|c| c["outcome"] != "pass")
-        .map(|c| format!("{} {}: {}", c["kind"], c["name"], c["message"]))
-        .collect()
 }
 
 /// `tss-gate test` on the unchanged library: how many Rego tests it has.

@@ -10,12 +10,14 @@
 //! fail, with the new rule's code; every Rego test still passes, because
 //! none depends on what `data.yaml` lists).
 
+#[path = "common/cli.rs"]
+mod cli;
 mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Output};
 
+use cli::*;
 use common::*;
 use serde_json::Value;
 
@@ -182,32 +184,12 @@ fn apply(steps: &[Step], data: impl Fn(&str) -> String) -> tempfile::TempDir {
 
 /// `tss-gate test` on the copy under `root`: (exit code, JSON report, stderr).
 fn run_tests(root: &Path) -> (Option<i32>, Value, String) {
-    let o: Output = Command::new(env!("CARGO_BIN_EXE_tss-gate"))
-        .arg("test")
-        .arg("--policy-dir")
-        .arg(root.join("rego"))
-        .arg("--fixtures")
-        .arg(root.join("tests/fixtures"))
-        .args(["--coverage-min", "90", "--format", "json"])
-        .current_dir(root)
-        .output()
-        .expect("run tss-gate test");
-    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
-    let doc: Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("JSON report ({e}):\n{stdout}\n{stderr}"));
-    (o.status.code(), doc, stderr)
-}
-
-/// The cases of a report that did not pass, as `name: message`.
-fn not_passing(doc: &Value) -> Vec<String> {
-    doc["cases"]
-        .as_array()
-        .expect("cases")
-        .iter()
-        .filter(|c| c["outcome"] != "pass")
-        .map(|c| format!("{}: {}", c["name"], c["message"]))
-        .collect()
+    test_report(
+        &root.join("rego"),
+        &root.join("tests/fixtures"),
+        root,
+        &["--coverage-min", "90"],
+    )
 }
 
 #[test]

@@ -20,12 +20,14 @@
 //! `TSS_GATE_TEST_LIBRARY=DIR` runs these against another copy of the
 //! library (e.g. an older `rego/`, to see them fail there).
 
+#[path = "common/cli.rs"]
+mod cli;
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use cli::*;
 use common::*;
 use serde_json::{Value, json};
 use serde_yaml_ng::Value as Yaml;
@@ -42,32 +44,7 @@ fn library() -> PathBuf {
 /// `tss-gate test` on a policy directory and a fixture directory, from
 /// `cwd`: (exit code, JSON report, stderr).
 fn run_tests(policy: &Path, fixtures: &Path, cwd: &Path) -> (Option<i32>, Value, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_tss-gate"))
-        .arg("test")
-        .arg("--policy-dir")
-        .arg(policy)
-        .arg("--fixtures")
-        .arg(fixtures)
-        .args(["--format", "json"])
-        .current_dir(cwd)
-        .output()
-        .expect("run tss-gate test");
-    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
-    let doc: Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("JSON report ({e}):\n{stdout}\n{stderr}"));
-    (o.status.code(), doc, stderr)
-}
-
-/// The cases of a report that did not pass, as `kind name: message`.
-fn not_passing(doc: &Value) -> Vec<String> {
-    doc["cases"]
-        .as_array()
-        .expect("cases")
-        .iter()
-        .filter(|c| c["outcome"] != "pass")
-        .map(|c| format!("{} {}: {}", c["kind"], c["name"], c["message"]))
-        .collect()
+    test_report(policy, fixtures, cwd, &[])
 }
 
 fn count_of(doc: &Value, kind: &str) -> usize {

@@ -6,12 +6,15 @@
 //! policies; and requests recorded by a live server replaying through `test`
 //! to the same decisions.
 
+#[path = "common/cli.rs"]
+mod cli;
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use cli::*;
 use common::*;
 use serde_json::Value;
 use tss_gate::protocol::{Action, CallbackRequest, Status};
@@ -26,24 +29,8 @@ fn run(args: &[&str]) -> Output {
     bin().args(args).output().expect("run tss-gate")
 }
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 fn last_line(s: &str) -> &str {
     s.trim_end().lines().last().unwrap_or_default()
-}
-
-/// A private copy of the shipped policy library.
-fn rego_copy() -> (tempfile::TempDir, PathBuf) {
-    let t = tempfile::tempdir().unwrap();
-    let dir = t.path().join("rego");
-    copy_tree(&repo().join("rego"), &dir);
-    (t, dir)
 }
 
 /// 1-based line of the first line of `file` that starts with `prefix`.

@@ -7,6 +7,8 @@
 //! The shipped library and data warn about nothing. And rego/README.md's
 //! commands use README.md's release build (item 7).
 
+#[path = "common/cli.rs"]
+mod cli;
 mod common;
 mod resil;
 
@@ -14,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
+use cli::*;
 use common::*;
 use resil::*;
 
@@ -23,21 +26,6 @@ fn run(args: &[&str]) -> Output {
         .current_dir(std::env::temp_dir())
         .output()
         .expect("run tss-gate")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn rego_copy() -> (tempfile::TempDir, PathBuf) {
-    let t = tempfile::tempdir().unwrap();
-    let dir = t.path().join("rego");
-    copy_tree(&repo().join("rego"), &dir);
-    (t, dir)
 }
 
 /// 1-based line of the first line of `file` that holds `needle` outside a
