@@ -15,9 +15,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion};
+use tss_gate::decide::steps::{self, Gate};
+use tss_gate::decide::{Answer, Decider};
 use tss_gate::input::{self, TokenFacts};
 use tss_gate::keys::{self, SigningKey};
-use tss_gate::pipeline::{self, Gate};
 use tss_gate::policy::{PolicyOptions, PolicySet};
 use tss_gate::protocol::{CallbackRequest, CallbackResponse};
 use tss_gate::token::Verifier;
@@ -28,6 +29,9 @@ struct Setup {
     gate: Gate,
     node: SigningKey,
     policy: PolicySet,
+    /// The server's decision path (no store, no log, the retry cache off so
+    /// every iteration decides afresh).
+    decider: Decider,
     /// (fixture name, request) for every fixture.
     fixtures: Vec<(String, CallbackRequest)>,
 }
@@ -49,13 +53,22 @@ fn setup() -> Setup {
         token_ttl_secs: 120,
         max_json_depth: 64,
     };
-    let policy = PolicySet::load(&PolicyOptions {
-        dir: Path::new(REPO).join("rego"),
-        entrypoint: tss_gate::policy::DEFAULT_ENTRYPOINT.into(),
-        data_files: Vec::new(),
-        eval_timeout: Duration::from_secs(1),
-    })
-    .expect("policy");
+    let load = || {
+        PolicySet::load(&PolicyOptions {
+            dir: Path::new(REPO).join("rego"),
+            entrypoint: tss_gate::policy::DEFAULT_ENTRYPOINT.into(),
+            data_files: Vec::new(),
+            eval_timeout: Duration::from_secs(1),
+        })
+        .expect("policy")
+    };
+    let policy = load();
+    let mut decider = Decider::new(
+        gate.clone(),
+        load(),
+        std::sync::Arc::new(tss_gate::metrics::Metrics::new()),
+    );
+    decider.retry = tss_gate::decide::retry::RetryCache::new(false, Duration::ZERO, 0);
     let fixtures = tss_gate::fixture::discover(&Path::new(REPO).join("tests/fixtures"))
         .expect("fixtures")
         .into_iter()
@@ -68,6 +81,7 @@ fn setup() -> Setup {
         node: keys::signing_key_from(&node, Path::new("bench")).expect("node signer"),
         gate,
         policy,
+        decider,
         fixtures,
     }
 }
@@ -126,7 +140,7 @@ fn stages(c: &mut Criterion, s: &Setup) {
             continue;
         };
         g.bench_with_input(BenchmarkId::from_parameter(name), &parsed, |b, p| {
-            b.iter(|| pipeline::build_input(&s.policy, p, &facts(), 1_764_000_000_000))
+            b.iter(|| steps::build_input(&s.policy, p, &facts(), 1_764_000_000_000))
         });
     }
     g.finish();
@@ -136,7 +150,7 @@ fn stages(c: &mut Criterion, s: &Setup) {
         let Ok(parsed) = input::parse_callback_request(req, 64) else {
             continue;
         };
-        let doc = pipeline::build_input(&s.policy, &parsed, &facts(), 1_764_000_000_000);
+        let doc = steps::build_input(&s.policy, &parsed, &facts(), 1_764_000_000_000);
         g.bench_with_input(BenchmarkId::from_parameter(name), &doc, |b, d| {
             b.iter(|| s.policy.evaluate(d))
         });
@@ -145,10 +159,8 @@ fn stages(c: &mut Criterion, s: &Setup) {
 
     let mut g = quick(c, "decision_sign");
     let answer = CallbackResponse::approve("c3a1e6f2-4b7d-4e8a-9f10-2d3c4b5a6e7f");
-    g.bench_function("rs256_2048", |b| {
-        b.iter(|| pipeline::sign(&s.gate, &answer))
-    });
-    // What `pipeline::sign` replaced: jsonwebtoken's `encode`, which parses
+    g.bench_function("rs256_2048", |b| b.iter(|| steps::sign(&s.gate, &answer)));
+    // What `steps::sign` replaced: jsonwebtoken's `encode`, which parses
     // and validates the private key DER on every call.
     let claims = tss_gate::token::SignedClaims {
         package_data: "eyJzdGF0dXMiOjB9".into(),
@@ -165,8 +177,8 @@ fn stages(c: &mut Criterion, s: &Setup) {
     let mut g = quick(c, "pipeline");
     g.bench_function(name.as_str(), |b| {
         b.iter(|| {
-            let p = pipeline::process(&s.gate, &s.policy, &token, 1_764_000_000_000);
-            pipeline::sign(&s.gate, &p.response)
+            let a = s.decider.decide_blocking(&token, 1_764_000_000_000);
+            s.decider.sign(&a.response)
         })
     });
     g.finish();
@@ -184,7 +196,7 @@ fn stages(c: &mut Criterion, s: &Setup) {
     for (name, req) in approving_keysign(s) {
         let token = mint(s, req);
         g.bench_with_input(BenchmarkId::from_parameter(name), &token, |b, t| {
-            b.iter(|| without_signing(&s.gate, &s.policy, t))
+            b.iter(|| without_signing(&s.decider, t))
         });
     }
     g.finish();
@@ -198,9 +210,10 @@ fn approving_keysign(s: &Setup) -> impl Iterator<Item = &(String, CallbackReques
         .filter(|(name, req)| req.request_type == 2 && name.ends_with("_approve"))
 }
 
-/// Verify, decode, derive, build the input, evaluate, map to an answer.
-fn without_signing(gate: &Gate, policy: &PolicySet, token: &str) -> pipeline::Processed {
-    pipeline::process(gate, policy, token, 1_764_000_000_000)
+/// Verify, decode, derive, build the input, evaluate, map to an answer:
+/// the server's decider without its transport.
+fn without_signing(decider: &Decider, token: &str) -> Answer {
+    decider.decide_blocking(token, 1_764_000_000_000)
 }
 
 /// Mean time of `f` over `n` runs.
@@ -230,7 +243,7 @@ fn derive_ratio(s: &Setup, measuring: bool) {
             ));
         });
         let p = mean(n, || {
-            std::hint::black_box(without_signing(&s.gate, &s.policy, &token));
+            std::hint::black_box(without_signing(&s.decider, &token));
         });
         let ratio = d.as_secs_f64() / p.as_secs_f64().max(1e-12);
         worst = worst.max(ratio);

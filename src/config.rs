@@ -270,7 +270,7 @@ pub struct PolicySection {
     #[serde(default)]
     pub fixtures: Option<PathBuf>,
     /// Shadow mode: a second policy set evaluated beside this one on live
-    /// traffic and compared, never answered (see [`crate::shadow`]).
+    /// traffic and compared, never answered (see [`crate::decide::shadow`]).
     #[serde(default)]
     pub shadow_dir: Option<PathBuf>,
     /// The shadow set's extra data files, as `data_files` is the live set's.
@@ -437,6 +437,20 @@ pub struct PostgresSection {
     pub statement_timeout_ms: u64,
 }
 
+impl PostgresSection {
+    /// What the store needs of this section.
+    pub fn options(&self) -> crate::store::PostgresOptions {
+        crate::store::PostgresOptions::new(
+            &self.url,
+            self.password_env.as_deref(),
+            self.password_file.as_deref(),
+            self.pool_size,
+            self.connect_timeout_ms,
+            self.statement_timeout_ms,
+        )
+    }
+}
+
 impl Default for PostgresSection {
     fn default() -> Self {
         Self {
@@ -572,10 +586,10 @@ fn default_shutdown_ms() -> u64 {
     10_000
 }
 fn default_retry_window() -> u64 {
-    3_600
+    crate::decide::retry::DEFAULT_WINDOW_SECS
 }
 fn default_retry_entries() -> usize {
-    100_000
+    crate::decide::retry::DEFAULT_MAX_ENTRIES
 }
 fn default_log_format() -> String {
     "pretty".into()
@@ -1006,34 +1020,6 @@ impl Config {
         Duration::from_secs(self.callback_server.token_expire_minutes * 60)
     }
 
-    /// What a policy set must pass before it serves.
-    pub fn test_gate(&self) -> crate::reload::TestGate {
-        crate::reload::TestGate {
-            require: self.policy.require_passing_tests,
-            fixtures: self.policy.fixtures.clone(),
-        }
-    }
-
-    /// The shadow set's options and gate, when `policy.shadow_dir` is set.
-    /// Same entrypoint and time limit as the live set. Its own `test_*`
-    /// rules must pass under `require_passing_tests`, but not the live
-    /// fixtures: a shadow set exists to decide some of them differently.
-    pub fn shadow_options(
-        &self,
-    ) -> Option<(crate::policy::PolicyOptions, crate::reload::TestGate)> {
-        let dir = self.policy.shadow_dir.clone()?;
-        let opts = crate::policy::PolicyOptions {
-            dir,
-            data_files: self.policy.shadow_data_files.clone(),
-            ..self.policy_options()
-        };
-        let gate = crate::reload::TestGate {
-            require: self.policy.require_passing_tests,
-            fixtures: None,
-        };
-        Some((opts, gate))
-    }
-
     pub fn policy_options(&self) -> crate::policy::PolicyOptions {
         crate::policy::PolicyOptions {
             dir: self.policy.dir.clone(),
@@ -1269,12 +1255,13 @@ mod tests {
         };
         let cfg = parse("  shadow_dir: draft\n  shadow_data_files: [d.yaml]\n");
         cfg.validate().unwrap();
-        let (opts, gate) = cfg.shadow_options().expect("on");
-        assert_eq!(opts.dir, PathBuf::from("/etc/t/draft"));
-        assert_eq!(opts.data_files, vec![PathBuf::from("/etc/t/d.yaml")]);
-        assert_eq!(opts.entrypoint, cfg.policy.entrypoint);
-        assert!(gate.require && gate.fixtures.is_none());
-        assert!(parse("  watch: true\n").shadow_options().is_none());
+        assert_eq!(cfg.policy.shadow_dir, Some(PathBuf::from("/etc/t/draft")));
+        assert_eq!(
+            cfg.policy.shadow_data_files,
+            vec![PathBuf::from("/etc/t/d.yaml")]
+        );
+        assert!(cfg.policy.require_passing_tests);
+        assert!(parse("  watch: true\n").policy.shadow_dir.is_none());
         for (policy, key) in [
             (
                 "  shadow_data_files: [d.yaml]\n",

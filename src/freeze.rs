@@ -142,12 +142,7 @@ fn bounded(s: &str) -> String {
 }
 
 /// The request types a freeze can stop (the `tss_gate_frozen` series).
-pub const FROZEN_TYPES: [RequestType; 4] = [
-    RequestType::KeyGen,
-    RequestType::KeySign,
-    RequestType::KeyReshare,
-    RequestType::KeyShareSign,
-];
+pub const FROZEN_TYPES: [RequestType; 4] = RequestType::TASKS;
 
 /// Reads the switch and keeps `state`, the metric and the decision log in
 /// step with it, every [`POLL`], for as long as the runtime runs. A read
@@ -201,7 +196,7 @@ pub fn apply(
             .with_label_values(&[t.name()])
             .set(i64::from(on));
     }
-    let now = crate::pipeline::now_ms();
+    let now = crate::clock::now_ms();
     let line = match &f {
         Some(f) => {
             tracing::warn!(

@@ -486,7 +486,7 @@ fn evaluator(draft: &PolicySet, rx: &std::sync::Mutex<Receiver<Job>>, tx: &SyncS
             Err(e) => Drafted {
                 action: "ERROR".into(),
                 codes: Vec::new(),
-                reasons: vec![crate::reload::one_line(&e)],
+                reasons: vec![crate::policy::one_line(&e)],
             },
         };
         if tx.send(Outcome::Judged(Box::new((work, drafted)))).is_err() {
@@ -505,8 +505,8 @@ fn evaluate_fixture(draft: &PolicySet, f: &crate::fixture::Fixture) -> Result<De
         iat: None,
         exp: None,
     };
-    let at = f.received_at_ms.unwrap_or_else(crate::pipeline::now_ms);
-    let input = crate::pipeline::input_without_ledger(draft, &parsed, &token, at);
+    let at = f.received_at_ms.unwrap_or_else(crate::clock::now_ms);
+    let input = crate::decide::steps::input_without_ledger(draft, &parsed, &token, at);
     draft.evaluate(&input).map_err(|e| e.to_string())
 }
 

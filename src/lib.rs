@@ -1,56 +1,55 @@
 //! tss-gate: a Cobo TSS Node callback server that decides by Rego policy.
 //!
-//! # Layout
-//! - [`protocol`]: the wire types of PROTOCOL.md (request, response, status codes).
+//! # Layout, in floor order (a module uses only those above it in this list)
+//! - [`clock`], [`pace`], [`private_fs`], [`protocol`]: the wall clock, the
+//!   arrival pace, files created 0600, the wire types of PROTOCOL.md.
+//! - [`derive`]: facts proven from the signed bytes (transactions, calls).
+//! - [`velocity`]: spending limits: the limit table, matching, `input.velocity` facts.
 //! - [`keys`]: loading, inspecting and generating RSA key files.
-//! - [`token`]: the JWT envelope, both directions (verify requests, sign answers).
 //! - [`input`]: the pure function that turns a verified request into the Rego input.
 //! - [`policy`]: loading, compiling and evaluating the Rego policy set.
-//! - [`pipeline`]: the one decision pipeline (verify → parse → input → evaluate →
-//!   answer → sign) shared by the server and the CLI tools.
-//! - [`retry`]: the retry cache, so a retried request gets the answer it got before.
-//! - [`freeze`]: the emergency stop, a switch in the state store outside the policy.
-//! - [`reload`]: hot reload of policies, data and keys (file watch, SIGHUP).
-//! - [`shadow`]: shadow mode, a second policy set judged beside the live one.
-//! - [`config`]: the YAML configuration and its validation.
-//! - [`server`]: the axum HTTP layer, handed its state by the caller.
-//! - [`workers`]: the server's CPU worker pool and pre-signed answer cache.
-//! - [`loadgen`]: the load generator and measurements behind `tss-gate bench`.
 //! - [`metrics`]: every metric name and the registry.
-//! - [`record`]: writing verified requests as fixtures (`record_dir`).
-//! - [`impact`]: `tss-gate replay`, recorded decisions judged by a draft policy set.
-//! - [`events`]: the node's events: holds that follow the task, the signature audit.
-//! - [`testing`]: the `test` runner and reporters, coverage, `eval --explain`.
+//! - [`fixture`]: the fixture file format (a request and what it must get).
+//! - [`token`]: the JWT envelope, both directions (verify requests, sign answers).
 //! - [`decision_log`]: the durable audit trail, one versioned JSON line per decision.
-//! - [`state`]: building a server's state (keys, policy, decision log, store) from config.
-//! - [`store`]: the durable spending-limit ledger and retry records (SQLite).
-//! - [`velocity`]: spending limits: the limit table, matching, `input.velocity` facts.
+//! - [`store`]: the durable spending-limit ledger, retry records, approvals
+//!   and controls (SQLite, PostgreSQL).
+//! - [`freeze`]: the emergency stop, a switch in the state store outside the policy.
+//! - [`config`]: the YAML configuration and its validation (read only by
+//!   `runtime` and `cli`).
+//! - [`decide`]: one request from token to durable answer: admit, freeze,
+//!   retry cache, ledger, evaluate, decision log, approval record, shadow.
+//! - [`testing`]: the `test` runner and reporters, coverage, `eval --explain`.
+//! - [`impact`]: `tss-gate replay`, recorded decisions judged by a draft policy set.
+//! - [`workers`]: the server's CPU worker pool and pre-signed answer cache.
+//! - [`http`]: the transport: router, `/v2/check`, body reading, the
+//!   listener and its drain.
+//! - [`events`]: the node's events: holds that follow the task, the signature audit.
+//! - [`runtime`]: building the parts from config, the policy test gate, hot reload.
+//! - [`loadgen`]: the load generator and measurements behind `tss-gate bench`.
 //! - [`cli`]: one module per subcommand; `main.rs` only dispatches.
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod clock;
 pub mod config;
+pub mod decide;
 pub mod decision_log;
 pub mod derive;
 pub mod events;
 pub mod fixture;
 pub mod freeze;
+pub mod http;
 pub mod impact;
 pub mod input;
 pub mod keys;
 pub mod loadgen;
 pub mod metrics;
 pub mod pace;
-pub mod pipeline;
 pub mod policy;
 pub mod private_fs;
 pub mod protocol;
-pub mod record;
-pub mod reload;
-pub mod retry;
-pub mod server;
-pub mod shadow;
-pub mod state;
+pub mod runtime;
 pub mod store;
 pub mod testing;
 pub mod token;

@@ -53,7 +53,7 @@ pub const SHADOW_DISAGREEMENTS_TOTAL: &str = "tss_gate_shadow_disagreements_tota
 pub const SHADOW_EVAL_DURATION_SECONDS: &str = "tss_gate_shadow_eval_duration_seconds";
 pub const SHADOW_POLICY_INFO: &str = "tss_gate_shadow_policy_info";
 pub const SHADOW_POLICY_LOAD_OK: &str = "tss_gate_shadow_policy_load_ok";
-/// `result` label values of the shadow evaluations (see [`crate::shadow`]).
+/// `result` label values of the shadow evaluations (shadow mode).
 pub const SHADOW_RESULTS: [&str; 4] = ["agree", "disagree", "error", "dropped"];
 /// `direction` label values of the shadow disagreements.
 pub const SHADOW_DIRECTIONS: [&str; 3] = ["would_approve", "would_reject", "codes_changed"];
@@ -70,7 +70,7 @@ pub struct Metrics {
     pub policy_last_load: Gauge,
     pub policy_reloads: IntCounterVec,
     pub policy_load_ok: IntGauge,
-    /// 1 per request type the emergency stop (crate::freeze) rejects.
+    /// 1 per request type the emergency stop rejects.
     pub frozen: IntGaugeVec,
     pub retry_cache_hits: IntCounter,
     pub decision_log_writes: IntCounterVec,
@@ -307,7 +307,7 @@ impl Metrics {
         for reason in FAILURE_REASONS {
             failures.with_label_values(&[reason]).inc_by(0);
         }
-        for t in crate::freeze::FROZEN_TYPES {
+        for t in crate::protocol::RequestType::TASKS {
             frozen.with_label_values(&[t.name()]).set(0);
         }
         for result in ["success", "failure"] {
@@ -480,6 +480,7 @@ impl Default for Metrics {
 
 /// Every reason label `tss_gate_request_failures_total` can carry.
 pub const FAILURE_REASONS: &[&str] = &[
+    "internal",
     "missing_token",
     "malformed_token",
     "bad_algorithm",

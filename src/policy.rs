@@ -3,7 +3,7 @@
 //! decision entrypoint against one input document.
 //!
 //! A loaded [`PolicySet`] is immutable; reload builds a new one and swaps it in
-//! (see [`crate::server`]), so a bad set can never replace a good one.
+//! (see [`crate::http`]), so a bad set can never replace a good one.
 //!
 //! Data files follow OPA's convention so that `opa test rego/` and tss-gate see
 //! the same `data`: a file named `data.json`, `data.yaml` or `data.yml` is
@@ -630,6 +630,31 @@ pub fn install_time_limit(limit: Duration) {
 /// notices an overrun within well under a millisecond.
 const TIME_CHECK_INTERVAL: std::num::NonZeroU32 = std::num::NonZeroU32::new(16).unwrap();
 
+/// Squeezes a multi-line compiler message into one log line. regorus
+/// reports `--> FILE:LINE:COL`, a source excerpt, then `error: REASON`; that
+/// becomes `FILE:LINE:COL: REASON`. Anything else has its lines joined.
+pub fn one_line(msg: &str) -> String {
+    let mut location = None;
+    let mut reason = None;
+    for l in msg.lines() {
+        let t = l.trim();
+        if let Some(loc) = t.strip_prefix("--> ") {
+            location.get_or_insert(loc.to_owned());
+        } else if let Some(r) = t.strip_prefix("error: ") {
+            reason.get_or_insert(r.to_owned());
+        }
+    }
+    match (location, reason) {
+        (Some(loc), Some(r)) => format!("{loc}: {r}"),
+        _ => msg
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" | "),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -655,5 +680,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(coded.codes, vec!["keysign.cap", "invalid_code"]);
+    }
+
+    #[test]
+    fn compiler_messages_become_one_line() {
+        let msg =
+            "\n--> /p/x.rego:4:7\n  |\n4 |   x := )\n  |       ^\nerror: expecting expression";
+        assert_eq!(one_line(msg), "/p/x.rego:4:7: expecting expression");
+        assert_eq!(one_line("a\n\n b"), "a | b");
     }
 }

@@ -79,6 +79,14 @@ pub enum RequestType {
 }
 
 impl RequestType {
+    /// The types that are tasks for the node (all but ping).
+    pub const TASKS: [RequestType; 4] = [
+        RequestType::KeyGen,
+        RequestType::KeySign,
+        RequestType::KeyReshare,
+        RequestType::KeyShareSign,
+    ];
+
     pub fn from_code(code: i64) -> Self {
         match code {
             0 => RequestType::Ping,

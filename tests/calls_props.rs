@@ -6,7 +6,7 @@
 //! change, the transaction is re-encoded, its signing hash put in
 //! `msg_hash_list` and the description's `calldata`/`value` updated to agree,
 //! so the hash and description checks alone cannot be what rejects: the call
-//! rules must. Runs the shipped policy through `pipeline::decide`.
+//! rules must. Runs the shipped policy through `steps::decide`.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -15,8 +15,8 @@ use alloy_consensus::{EthereumTypedTransaction, SignableTransaction, TxEip1559, 
 use alloy_primitives::{Bytes, U256, keccak256};
 use proptest::prelude::*;
 use serde_json::{Value, json};
+use tss_gate::decide::steps;
 use tss_gate::input::{TokenFacts, parse_callback_request};
-use tss_gate::pipeline;
 use tss_gate::policy::{PolicyOptions, PolicySet};
 use tss_gate::protocol::{CallbackRequest, CallbackResponse};
 
@@ -72,7 +72,7 @@ fn decide(detail: &Value, extra: &Value) -> CallbackResponse {
         key_name: "node-a".into(),
         ..Default::default()
     };
-    pipeline::decide(policy(), &parsed, &facts, 1_764_000_000_000).response
+    steps::decide(policy(), &parsed, &facts, 1_764_000_000_000).response
 }
 
 fn parts() -> (Value, Value) {

@@ -2,15 +2,15 @@
 //! pipeline and never approve; and no mutation of an approving request that
 //! changes what is signed, or what it is bound to (chain, token, fee, kind,
 //! path, key, source, repeated keys), approves. Runs the shipped policy
-//! library through the same `pipeline::decide` the server uses.
+//! library through the same `steps::decide` the server uses.
 
 use std::path::Path;
 use std::sync::OnceLock;
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
+use tss_gate::decide::steps;
 use tss_gate::input::{TokenFacts, parse_callback_request};
-use tss_gate::pipeline;
 use tss_gate::policy::{PolicyOptions, PolicySet};
 use tss_gate::protocol::CallbackRequest;
 
@@ -139,7 +139,7 @@ fn decide_parts(
         key_name: "node-a".into(),
         ..Default::default()
     };
-    pipeline::decide(policy(), &parsed, &facts, 1_764_000_000_000).response
+    steps::decide(policy(), &parsed, &facts, 1_764_000_000_000).response
 }
 
 fn parts(req: &CallbackRequest) -> (Value, Value) {

@@ -196,10 +196,12 @@ fn sigkill_of_one_instance_under_load_loses_no_committed_approval() {
     let sb = Arc::new(Server::start(&b));
     let url_a = sa.check_url();
     let stop = Arc::new(AtomicBool::new(false));
+    // Approvals A has answered so far: it is killed under load, not before.
+    let on_a = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     // Load on A from four threads, until it dies.
     let loaders: Vec<_> = (0..4)
         .map(|t| {
-            let (stop, url) = (stop.clone(), url_a.clone());
+            let (stop, url, on_a) = (stop.clone(), url_a.clone(), on_a.clone());
             std::thread::spawn(move || {
                 let mut approved_ids = Vec::new();
                 let mut i = 0;
@@ -211,6 +213,7 @@ fn sigkill_of_one_instance_under_load_loses_no_committed_approval() {
                         let a = verify_answer(&body);
                         if approved(&a) {
                             approved_ids.push(req.request_id);
+                            on_a.fetch_add(1, Ordering::Relaxed);
                         }
                     }
                 }
@@ -233,7 +236,13 @@ fn sigkill_of_one_instance_under_load_loses_no_committed_approval() {
             })
         })
         .collect();
+    // A busy machine answers slower: wait for load to be running (at
+    // least 1.5 s, and until A has answered a few approvals).
+    let t0 = std::time::Instant::now();
     std::thread::sleep(Duration::from_millis(1500));
+    while on_a.load(Ordering::Relaxed) < 10 && t0.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     sa.child.kill().unwrap();
     sa.child.wait().unwrap();
     std::thread::sleep(Duration::from_millis(500));
@@ -542,14 +551,17 @@ mod store_level {
     fn open(ws: &Workspace, db: &PgCluster) -> PostgresStore {
         let secret = ws.path().join("store-pg-password");
         std::fs::write(&secret, format!("{}\n", db.password())).unwrap();
-        PostgresStore::open(&tss_gate::config::PostgresSection {
-            url: db.url(),
-            password_file: Some(secret),
-            pool_size: 4,
-            connect_timeout_ms: 5_000,
-            statement_timeout_ms: 10_000,
-            ..Default::default()
-        })
+        PostgresStore::open_with(
+            &tss_gate::config::PostgresSection {
+                url: db.url(),
+                password_file: Some(secret),
+                pool_size: 4,
+                connect_timeout_ms: 5_000,
+                statement_timeout_ms: 10_000,
+                ..Default::default()
+            }
+            .options(),
+        )
         .unwrap()
     }
 

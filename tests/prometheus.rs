@@ -773,7 +773,7 @@ fn the_spending_limit_gauge_is_the_ledgers_fullest_group_and_falls_with_no_traff
     let db = ws.path().join("state/ledger.sqlite");
     {
         let store = tss_gate::store::SqliteStore::open(&db).unwrap();
-        seed_wallet_b(&store, tss_gate::pipeline::now_ms());
+        seed_wallet_b(&store, tss_gate::clock::now_ms());
     }
     let policy = policy_with_limits(&ws, Some(LIMITS));
     let cfg = ws.config_with_policy(
@@ -794,7 +794,7 @@ fn the_spending_limit_gauge_is_the_ledgers_fullest_group_and_falls_with_no_traff
     assert_eq!(value(&prom, BURST), Some(0.0));
 
     wallet_a_traffic(&server, "gauge");
-    let sent = tss_gate::pipeline::now_ms() as f64 / 1000.0;
+    let sent = tss_gate::clock::now_ms() as f64 / 1000.0;
     // A scrape well after the last decision's refresh (it comes within
     // about a second of the decision).
     prom.wait_for("a scrape after the traffic", |p| {

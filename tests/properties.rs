@@ -7,14 +7,17 @@
 
 mod common;
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use common::*;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::{Map, Value};
+use tss_gate::decide::Decider;
+use tss_gate::decide::retry::RetryCache;
+use tss_gate::decide::steps::{self, Gate};
 use tss_gate::input::{self, TokenFacts};
-use tss_gate::pipeline::{self, Gate};
+use tss_gate::metrics::Metrics;
 use tss_gate::policy::{PolicyOptions, PolicySet};
 use tss_gate::protocol::{CallbackRequest, CallbackResponse, Status};
 use tss_gate::token::Verifier;
@@ -49,6 +52,24 @@ fn policy() -> &'static PolicySet {
     })
 }
 
+/// The server's decider over the same keys and policy; its retry cache
+/// off, so each case is decided afresh.
+fn decider() -> &'static Decider {
+    static D: OnceLock<Decider> = OnceLock::new();
+    D.get_or_init(|| {
+        let set = PolicySet::load(&PolicyOptions {
+            dir: repo().join("rego"),
+            entrypoint: tss_gate::policy::DEFAULT_ENTRYPOINT.into(),
+            data_files: Vec::new(),
+            eval_timeout: std::time::Duration::from_secs(10),
+        })
+        .expect("shipped policy loads");
+        let mut d = Decider::new(gate().clone(), set, Arc::new(Metrics::new()));
+        d.retry = RetryCache::new(false, std::time::Duration::ZERO, 0);
+        d
+    })
+}
+
 fn fixtures() -> &'static Vec<CallbackRequest> {
     static F: OnceLock<Vec<CallbackRequest>> = OnceLock::new();
     F.get_or_init(|| {
@@ -76,7 +97,7 @@ fn valid_tokens() -> &'static Vec<String> {
 /// RSA signing dominates the runtime, so callers sign a sample (see
 /// [`sampled`]) plus every approval.
 fn assert_signs_and_verifies(resp: &CallbackResponse) {
-    let token = pipeline::sign(gate(), resp).expect("sign");
+    let token = steps::sign(gate(), resp).expect("sign");
     let back = verify_answer(&token);
     assert_eq!(&back, resp);
 }
@@ -338,7 +359,7 @@ proptest! {
         let bytes = serde_json::to_vec(&req).unwrap();
         if let Ok(p) = input::parse_request(&bytes, input::DEFAULT_MAX_DEPTH) {
             let facts = TokenFacts { key_name: "node-a".into(), ..TokenFacts::default() };
-            let doc = pipeline::build_input(policy(), &p, &facts, 1_764_000_000_000);
+            let doc = steps::build_input(policy(), &p, &facts, 1_764_000_000_000);
             prop_assert_eq!(&doc["request_id"], &Value::String(req.request_id.clone()));
             prop_assert_eq!(&doc["request_type_code"], &Value::from(req.request_type));
             prop_assert!(doc["detail"].is_object() && doc["extra"].is_object());
@@ -356,13 +377,13 @@ proptest! {
                 .prop_map(|(w, m)| apply(w.get::<String>(valid_tokens()), &m)),
         ],
     ) {
-        let p = pipeline::process(gate(), policy(), &t, pipeline::now_ms());
+        let p = decider().decide_blocking(&t, tss_gate::clock::now_ms());
         if valid_tokens().iter().any(|v| v == t.trim()) {
             return Ok(());
         }
         prop_assert!(!p.response.is_approval(), "{t}");
         prop_assert_eq!(p.response.status, Status::InvalidToken);
-        prop_assert!(p.failure.is_some() && p.decided.is_none());
+        prop_assert!(p.failure.is_some() && p.decision.is_none());
         prop_assert!(!p.response.error.is_empty());
         if sampled(8) {
             assert_signs_and_verifies(&p.response);
@@ -384,7 +405,7 @@ proptest! {
         req in prop_oneof![1 => arb_any_request(), 3 => arb_near_request()],
     ) {
         let token = mint(&req, &test_keys().node);
-        let p = pipeline::process(gate(), policy(), &token, pipeline::now_ms());
+        let p = decider().decide_blocking(&token, tss_gate::clock::now_ms());
         let r = &p.response;
         prop_assert_ne!(r.status, Status::InvalidToken, "{:?}", r);
         if r.status == Status::Ok {
@@ -396,8 +417,8 @@ proptest! {
         if r.is_approval() {
             prop_assert!(r.error.is_empty());
             prop_assert!(![4, 6, 7, -1, -2].contains(&req.request_type) && (0..=5).contains(&req.request_type));
-            let d = p.decided.as_ref().and_then(|d| d.decision.as_ref());
-            prop_assert!(d.is_some_and(|d| d.approves()), "{:?}", p.decided);
+            let d = p.decision.as_ref();
+            prop_assert!(d.is_some_and(|d| d.approves()), "{:?}", p.decision);
         }
         if r.is_approval() || sampled(4) {
             assert_signs_and_verifies(r);

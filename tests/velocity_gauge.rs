@@ -19,14 +19,17 @@ use tss_gate::store::{PostgresStore, Store};
 use tss_gate::velocity::{Amount, Row};
 
 fn open(ws: &Workspace, db: &PgCluster) -> PostgresStore {
-    PostgresStore::open(&tss_gate::config::PostgresSection {
-        url: db.url(),
-        password_file: Some(password_file(ws, db)),
-        pool_size: 2,
-        connect_timeout_ms: 5_000,
-        statement_timeout_ms: 10_000,
-        ..Default::default()
-    })
+    PostgresStore::open_with(
+        &tss_gate::config::PostgresSection {
+            url: db.url(),
+            password_file: Some(password_file(ws, db)),
+            pool_size: 2,
+            connect_timeout_ms: 5_000,
+            statement_timeout_ms: 10_000,
+            ..Default::default()
+        }
+        .options(),
+    )
     .unwrap()
 }
 
@@ -65,7 +68,7 @@ fn peaks_are_each_limits_fullest_group_at_the_databases_clock() {
     let ws = Workspace::new();
     let s = open(&ws, &db);
     assert_eq!(peaks(&s, &[]), []);
-    let now = tss_gate::pipeline::now_ms();
+    let now = tss_gate::clock::now_ms();
     s.seed(
         "r1",
         now - 50_000,
@@ -98,7 +101,7 @@ fn every_instance_shows_the_shared_ledger_and_it_falls_with_no_traffic() {
     let db = PgCluster::start();
     let ws = Workspace::new();
     let store = open(&ws, &db);
-    seed_wallet_b(&store, tss_gate::pipeline::now_ms());
+    seed_wallet_b(&store, tss_gate::clock::now_ms());
     let policy = policy_with_limits(&ws, Some(LIMITS));
     let cfg = ws.config_with_policy(
         &policy,

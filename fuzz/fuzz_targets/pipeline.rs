@@ -1,4 +1,4 @@
-//! The whole pipeline with the shipped policy. The first byte picks the
+//! The server's decider with the shipped policy. The first byte picks the
 //! mode: 0 treats the rest as request JSON and signs it with the configured
 //! node key (so the policy sees arbitrary, validly signed requests); anything
 //! else posts the rest as the raw token. Properties: no panic; nothing
@@ -10,13 +10,12 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use tss_gate::keys::{SigningKey, VerifyingKey};
-use tss_gate::pipeline::{self, Gate};
+use tss_gate::decide::{Decider, Gate};
 use tss_gate::policy::{PolicyOptions, PolicySet};
 use tss_gate::protocol::{CallbackResponse, Status};
 
 struct World {
-    gate: Gate,
-    policy: PolicySet,
+    decider: Decider,
     node: SigningKey,
     server_public: VerifyingKey,
 }
@@ -48,9 +47,16 @@ fn world() -> &'static World {
             eval_timeout: std::time::Duration::from_secs(1),
         })
         .expect("shipped policy loads");
-        World {
+        let mut decider = Decider::new(
             gate,
             policy,
+            std::sync::Arc::new(tss_gate::metrics::Metrics::new()),
+        );
+        // Every input decided afresh: a remembered id would turn the next
+        // input under it into a replay mismatch.
+        decider.retry = tss_gate::decide::retry::RetryCache::new(false, std::time::Duration::ZERO, 0);
+        World {
+            decider,
             node: tss_gate::keys::signing_key_from(&node, here).expect("signing key"),
             server_public: tss_gate::keys::verifying_key_from(
                 "server",
@@ -62,7 +68,7 @@ fn world() -> &'static World {
 }
 
 fn assert_signed(w: &World, resp: &CallbackResponse) {
-    let token = pipeline::sign(&w.gate, resp).expect("sign");
+    let token = w.decider.sign(resp).expect("sign");
     let bytes = tss_gate::token::verify_answer(&token, &w.server_public).expect("verifies");
     let back: CallbackResponse = serde_json::from_slice(&bytes).expect("answer JSON");
     assert_eq!(&back, resp);
@@ -75,20 +81,15 @@ fuzz_target!(|data: &[u8]| {
     };
     if mode == 0 {
         let token = tss_gate::token::sign_package(rest, &w.node, "tss-node", 120).expect("sign");
-        let p = pipeline::process(&w.gate, &w.policy, &token, pipeline::now_ms());
+        let p = w.decider.decide_blocking(&token, tss_gate::clock::now_ms());
         assert_ne!(p.response.status, Status::InvalidToken);
         if p.response.is_approval() {
-            assert!(
-                p.decided
-                    .as_ref()
-                    .and_then(|d| d.decision.as_ref())
-                    .is_some_and(|d| d.approves())
-            );
+            assert!(p.decision.as_ref().is_some_and(|d| d.approves()));
         }
         assert_signed(w, &p.response);
     } else {
         let token = String::from_utf8_lossy(rest);
-        let p = pipeline::process(&w.gate, &w.policy, &token, pipeline::now_ms());
+        let p = w.decider.decide_blocking(&token, tss_gate::clock::now_ms());
         assert!(!p.response.is_approval());
         assert_eq!(p.response.status, Status::InvalidToken);
         assert_signed(w, &p.response);

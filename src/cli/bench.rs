@@ -101,12 +101,12 @@ pub fn run(a: BenchArgs) -> Exit {
             if clean {
                 Exit::Ok
             } else {
-                Exit::Two
+                Exit::Failed
             }
         }
         Err(e) => {
             super::print_error(&e);
-            Exit::Two
+            Exit::Failed
         }
     }
 }

@@ -1,5 +1,5 @@
 //! `tss-gate check`: load the config, keys and policies exactly as `serve`
-//! does (through [`crate::state::load_all`]) without listening, and report
+//! does (through [`crate::runtime::build::load_all`]) without listening, and report
 //! what is wrong. Exit 0 when `serve` would start, 1 when it would refuse.
 //! Its warnings ([`crate::testing::runner::warnings`]) never refuse, and
 //! are printed on a refusal too whenever the policy set itself loads.
@@ -31,10 +31,10 @@ pub fn run(a: CheckArgs) -> Exit {
         Ok(c) => c,
         Err(e) => {
             super::print_error(&e.into());
-            return Exit::One;
+            return Exit::Error;
         }
     };
-    match crate::state::load_all(&cfg) {
+    match crate::runtime::build::load_all(&cfg) {
         Ok(loaded) => {
             let keys: Vec<&str> = loaded.gate.verifier.key_names().collect();
             println!("config `{}`: ok", a.config.display());
@@ -59,8 +59,8 @@ pub fn run(a: CheckArgs) -> Exit {
             }
             // A broken shadow set never stops `serve` (it serves without
             // shadow until a good one loads), so here it is a warning.
-            if let Some((opts, gate)) = cfg.shadow_options() {
-                match crate::reload::load_checked(&opts, &gate) {
+            if let Some((opts, gate)) = crate::runtime::gate::shadow_options(&cfg) {
+                match crate::runtime::gate::load_checked(&opts, &gate) {
                     Ok(s) => println!(
                         "  shadow policy: {} files from `{}`, revision {}",
                         s.files.len(),
@@ -94,7 +94,7 @@ pub fn run(a: CheckArgs) -> Exit {
                     );
                 }
             }
-            Exit::One
+            Exit::Error
         }
     }
 }

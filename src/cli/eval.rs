@@ -9,8 +9,8 @@ use clap::Args;
 use serde_json::json;
 
 use super::Exit;
+use crate::decide::steps;
 use crate::input::{self, TokenFacts};
-use crate::pipeline;
 use crate::policy::PolicySet;
 use crate::testing::{explain, runner};
 
@@ -50,12 +50,12 @@ pub fn run(a: EvalArgs) -> Exit {
             }
             Err(e) => {
                 eprintln!("error: {e}");
-                Exit::One
+                Exit::Error
             }
         },
         Err(e) => {
             super::print_error(&e);
-            Exit::One
+            Exit::Error
         }
     }
 }
@@ -83,7 +83,7 @@ fn eval(a: &EvalArgs) -> anyhow::Result<serde_json::Value> {
             .unwrap_or_else(|| runner::DEFAULT_VERIFIED_BY.to_owned()),
         ..TokenFacts::default()
     };
-    let at = a.at_ms.or(fixture_at).unwrap_or_else(pipeline::now_ms);
+    let at = a.at_ms.or(fixture_at).unwrap_or_else(crate::clock::now_ms);
 
     let mut opts = super::test::policy_options(a.config.as_deref(), a.policy_dir.as_deref(), None)?;
     // As in `test`: a busy machine must not change what `eval` shows.
@@ -106,7 +106,7 @@ fn eval(a: &EvalArgs) -> anyhow::Result<serde_json::Value> {
             Ok(d) => Ok(d.input.clone()),
             Err(_) => {
                 let parsed = input::parse_request(&wire, input::DEFAULT_MAX_DEPTH)?;
-                Ok(pipeline::input_without_ledger(&set, &parsed, &token, at))
+                Ok(steps::input_without_ledger(&set, &parsed, &token, at))
             }
         };
     }

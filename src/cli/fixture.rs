@@ -82,7 +82,7 @@ pub fn run(c: FixtureCommand) -> Exit {
             Ok(e) => e,
             Err(e) => {
                 super::print_error(&e);
-                Exit::One
+                Exit::Error
             }
         },
     }
@@ -167,7 +167,7 @@ fn derive(a: &DeriveArgs) -> anyhow::Result<Exit> {
                 "warning: the policy in `{}` does not decide as this fixture expects: {why}",
                 a.policy_dir.display()
             );
-            Ok(Exit::Two)
+            Ok(Exit::Failed)
         }
         Err(e) => {
             eprintln!(

@@ -61,7 +61,7 @@ pub fn run(c: FreezeCommand) -> Exit {
         Ok(e) => e,
         Err(e) => {
             super::print_error(&e);
-            Exit::One
+            Exit::Error
         }
     }
 }
@@ -77,8 +77,8 @@ impl Target {
     fn open(config: &std::path::Path) -> anyhow::Result<Self> {
         let cfg = Config::load(config, &Overrides::default())?;
         if cfg.state.backend == "postgres" {
-            return Ok(Target::Postgres(crate::store::PostgresStore::open(
-                &cfg.state.postgres,
+            return Ok(Target::Postgres(crate::store::PostgresStore::open_with(
+                &cfg.state.postgres.options(),
             )?));
         }
         let path = cfg.state.sqlite.path.clone();
@@ -101,7 +101,7 @@ impl Target {
     }
 
     fn write(&self, f: Option<&Freeze>) -> anyhow::Result<()> {
-        let now = crate::pipeline::now_ms();
+        let now = crate::clock::now_ms();
         match self {
             Target::Sqlite(c, _) => {
                 let text = f.map(|f| serde_json::to_string(f).unwrap_or_default());
@@ -138,7 +138,7 @@ fn operator() -> String {
 fn on(a: OnArgs) -> anyhow::Result<Exit> {
     let t = Target::open(&a.store.config)?;
     let scope = if a.all { Scope::All } else { Scope::Keysign };
-    let f = Freeze::new(scope, &a.reason, crate::pipeline::now_ms(), &operator());
+    let f = Freeze::new(scope, &a.reason, crate::clock::now_ms(), &operator());
     t.write(Some(&f))?;
     // Read back: what the servers will read is what was written.
     let stored = t.read()?;

@@ -62,7 +62,7 @@ pub fn run(a: ReplayArgs) -> Exit {
         Ok(e) => e,
         Err(e) => {
             super::print_error(&e);
-            Exit::One
+            Exit::Error
         }
     }
 }
@@ -147,7 +147,7 @@ fn replay(a: ReplayArgs) -> anyhow::Result<Exit> {
         FailOn::NewApprovals => s.newly_approved() > 0,
         FailOn::AnyChange => s.changed() > 0,
     };
-    Ok(if fail { Exit::Three } else { Exit::Ok })
+    Ok(if fail { Exit::Looser } else { Exit::Ok })
 }
 
 fn groups_of(s: &Summary, change: Change) -> Vec<(&String, &String, &impact::Group)> {

@@ -37,11 +37,11 @@ pub fn run(cmd: KeysCommand) -> Exit {
 fn generate(a: GenerateArgs) -> Exit {
     if a.name.is_empty() || a.name.contains('/') || a.name.starts_with('.') {
         eprintln!("error: `--name` must be a plain file name");
-        return Exit::One;
+        return Exit::Error;
     }
     if let Err(e) = crate::keys::check_generate_bits(a.bits) {
         eprintln!("error: {e}");
-        return Exit::One;
+        return Exit::Error;
     }
     let paths = crate::keys::pair_paths(&a.out, &a.name);
     if !a.force {
@@ -51,7 +51,7 @@ fn generate(a: GenerateArgs) -> Exit {
                     "error: key file `{}` already exists; pass --force to overwrite it",
                     p.display()
                 );
-                return Exit::One;
+                return Exit::Error;
             }
         }
     }
@@ -66,7 +66,7 @@ fn generate(a: GenerateArgs) -> Exit {
         }
         Err(e) => {
             eprintln!("error: {e}");
-            Exit::One
+            Exit::Error
         }
     }
 }

@@ -69,7 +69,7 @@ pub fn run(c: LedgerCommand) -> Exit {
         Ok(e) => e,
         Err(e) => {
             super::print_error(&e);
-            Exit::One
+            Exit::Error
         }
     }
 }
@@ -267,7 +267,7 @@ fn void(a: VoidArgs) -> anyhow::Result<Exit> {
             "error: request `{}` holds nothing in the ledger (unknown, or already voided)",
             a.request_id
         );
-        return Ok(Exit::One);
+        return Ok(Exit::Error);
     }
     let line = json!({
         "v": crate::decision_log::EVENT_VERSION,

@@ -64,22 +64,24 @@ pub enum Command {
 pub enum Exit {
     /// Success; for `send`, an APPROVE.
     Ok,
-    /// For `send`, a REJECT; for other commands, a usage or load error.
-    One,
-    /// For `send`, a non-zero status or any failure; for `test`, failures.
-    Two,
-    /// For `replay`, the draft approves something that was rejected (or,
-    /// with `--fail-on any-change`, decides anything differently).
-    Three,
+    /// 1: a usage, config or load error.
+    Error,
+    /// 1: `send` got a REJECT.
+    Rejected,
+    /// 2: `test` had failures; `send` got a non-zero status or failed.
+    Failed,
+    /// 3: `replay`'s draft approves something that was rejected (or, with
+    /// `--fail-on any-change`, decides anything differently).
+    Looser,
 }
 
 impl From<Exit> for std::process::ExitCode {
     fn from(e: Exit) -> Self {
         match e {
             Exit::Ok => std::process::ExitCode::SUCCESS,
-            Exit::One => std::process::ExitCode::from(1),
-            Exit::Two => std::process::ExitCode::from(2),
-            Exit::Three => std::process::ExitCode::from(3),
+            Exit::Error | Exit::Rejected => std::process::ExitCode::from(1),
+            Exit::Failed => std::process::ExitCode::from(2),
+            Exit::Looser => std::process::ExitCode::from(3),
         }
     }
 }

@@ -54,13 +54,13 @@ pub fn run(a: SendArgs) -> Exit {
             }
             match (resp.status, resp.action) {
                 (Status::Ok, Some(Action::Approve)) => Exit::Ok,
-                (Status::Ok, _) => Exit::One,
-                _ => Exit::Two,
+                (Status::Ok, _) => Exit::Rejected,
+                _ => Exit::Failed,
             }
         }
         Err(e) => {
             super::print_error(&e);
-            Exit::Two
+            Exit::Failed
         }
     }
 }
@@ -131,7 +131,7 @@ pub async fn post_token(
     let status = resp.status();
     let answer = resp
         .headers()
-        .get(crate::server::ANSWER_HEADER)
+        .get(crate::http::ANSWER_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let body = resp.text().await?;

@@ -10,8 +10,9 @@ use tracing::{error, info, warn};
 
 use super::Exit;
 use crate::config::{Config, Overrides};
+use crate::decide::Decider;
+use crate::http::AppState;
 use crate::metrics::Metrics;
-use crate::server::{AppState, Limits};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -51,7 +52,7 @@ pub fn run(a: ServeArgs) -> Exit {
         Ok(c) => c,
         Err(e) => {
             super::print_error(&e.into());
-            return Exit::One;
+            return Exit::Error;
         }
     };
     init_logging(&cfg, a.log_json);
@@ -59,14 +60,14 @@ pub fn run(a: ServeArgs) -> Exit {
         && let Err(e) = ensure_dev_keys(&cfg)
     {
         error!("{e}");
-        return Exit::One;
+        return Exit::Error;
     }
-    let loaded = match crate::state::load_all(&cfg) {
+    let loaded = match crate::runtime::build::load_all(&cfg) {
         Ok(l) => l,
         Err(e) => {
             error!("{}", super::error_text(&e));
             super::print_error(&e);
-            return Exit::One;
+            return Exit::Error;
         }
     };
     // What `check` would warn about goes live silently otherwise (a rule
@@ -76,23 +77,23 @@ pub fn run(a: ServeArgs) -> Exit {
     }
     // Opened outside the async runtime: the PostgreSQL client blocks, and
     // is dropped (below) outside it too.
-    let store = match crate::state::open_store(&cfg) {
+    let store = match crate::runtime::build::open_store(&cfg) {
         Ok(s) => s,
         Err(e) => {
             error!("{}", super::error_text(&e));
             super::print_error(&e);
-            return Exit::One;
+            return Exit::Error;
         }
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(crate::server::async_worker_threads())
+        .worker_threads(crate::http::async_worker_threads())
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
-            return Exit::One;
+            return Exit::Error;
         }
     };
     let result = rt.block_on(serve(cfg, a.overrides(), loaded, store.clone()));
@@ -103,7 +104,7 @@ pub fn run(a: ServeArgs) -> Exit {
         Err(e) => {
             error!("{}", super::error_text(&e));
             super::print_error(&e);
-            Exit::One
+            Exit::Error
         }
     }
 }
@@ -210,51 +211,48 @@ fn split_pair_path(p: &Path) -> anyhow::Result<(PathBuf, String)> {
 async fn serve(
     cfg: Config,
     overrides: Overrides,
-    loaded: crate::state::Loaded,
+    loaded: crate::runtime::build::Loaded,
     store: Arc<dyn crate::store::Store>,
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
-    let mut state = AppState::new(
-        loaded.gate,
-        loaded.policy,
-        metrics,
-        Limits::from_config(&cfg.limits),
-    )
-    .map_err(|e| anyhow::anyhow!("cannot start worker threads: {e}"))?;
-    state.metrics_on_main = cfg.metrics.endpoint.is_none();
+    let mut decider = Decider::new(loaded.gate, loaded.policy, metrics);
     if let Some(dir) = &cfg.record_dir {
-        state.recorder = Some(crate::record::Recorder::new(dir)?);
+        decider.recorder = Some(crate::decide::record::Recorder::new(dir)?);
         warn!(dir = %dir.display(), "recording every verified request as a fixture");
     }
-    state.decision_log = crate::state::open_decision_log(&cfg)?;
-    let deciding = state.deciding.clone();
+    decider.decision_log = crate::runtime::build::open_decision_log(&cfg)?;
+    let deciding = decider.deciding.clone();
     store.set_load_hint(Arc::new(move || {
         deciding.load(std::sync::atomic::Ordering::Acquire)
     }));
-    if let Some(log) = &state.decision_log {
+    if let Some(log) = &decider.decision_log {
         let log = log.clone();
         store.set_commit_hook(Arc::new(move || log.write_held()));
     }
-    state.store = Some(Arc::new(crate::store::Metered::new(
-        store,
-        state.metrics.clone(),
-    )));
+    let store: Arc<dyn crate::store::Store> =
+        Arc::new(crate::store::Metered::new(store, decider.metrics.clone()));
+    decider.store = Some(store.clone());
     // The emergency stop is in force from the first request: a switch
     // that cannot be read refuses the start (it might be on).
-    if let Some(s) = state.store.clone() {
+    {
+        let s = store.clone();
         let f = tokio::task::spawn_blocking(move || crate::freeze::read(s.as_ref()))
             .await
             .map_err(|e| anyhow::anyhow!("reading the freeze switch: {e}"))?
             .map_err(|e| anyhow::anyhow!("cannot read the freeze switch: {e}"))?;
         crate::freeze::apply(
-            &state.freeze,
+            &decider.freeze,
             f,
-            &state.metrics,
-            state.decision_log.as_deref(),
+            &decider.metrics,
+            decider.decision_log.as_deref(),
         );
     }
-    state.retry = crate::retry::RetryCache::from_config(&cfg.retry_cache);
-    state.record_approvals = cfg.event_server.is_some();
+    decider.retry = crate::runtime::build::retry_cache(&cfg);
+    decider.record_approvals = cfg.event_server.is_some();
+    let decider = Arc::new(decider);
+    let mut state = AppState::new(decider.clone(), crate::runtime::build::http_limits(&cfg))
+        .map_err(|e| anyhow::anyhow!("cannot start worker threads: {e}"))?;
+    state.metrics_on_main = cfg.metrics.endpoint.is_none();
     if backtraces_slow_evaluation(
         std::env::var_os("RUST_BACKTRACE").as_deref(),
         std::env::var_os("RUST_LIB_BACKTRACE").as_deref(),
@@ -268,21 +266,19 @@ async fn serve(
         );
     }
     let state = Arc::new(state);
-    if let Some(store) = state.store.clone() {
-        tokio::spawn(crate::freeze::follow(
-            store,
-            state.freeze.clone(),
-            state.metrics.clone(),
-            state.decision_log.clone(),
-        ));
-    }
+    tokio::spawn(crate::freeze::follow(
+        store.clone(),
+        decider.freeze.clone(),
+        decider.metrics.clone(),
+        decider.decision_log.clone(),
+    ));
     // The spending-limit gauge, from the ledger (crate::velocity::gauge).
-    if let Some(store) = state.store.clone() {
-        let st = state.clone();
+    {
+        let live = decider.live.clone();
         tokio::spawn(crate::velocity::gauge::follow(
-            store,
-            move || st.policy.load().velocity.clone(),
-            state.metrics.clone(),
+            store.clone(),
+            move || live.policy.load().velocity.clone(),
+            decider.metrics.clone(),
         ));
     }
     let listener = tokio::net::TcpListener::bind(cfg.endpoint())
@@ -290,12 +286,12 @@ async fn serve(
         .map_err(|e| anyhow::anyhow!("cannot listen on `{}`: {e}", cfg.endpoint()))?;
     let addr = listener.local_addr()?;
     {
-        let p = state.policy.load();
+        let p = decider.live.policy.load();
         info!(
             endpoint = %addr,
             policy_revision = %p.revision,
             policy_files = p.files.len(),
-            tss_node_keys = ?state.gate.load().verifier.key_names().collect::<Vec<_>>(),
+            tss_node_keys = ?decider.live.gate.load().verifier.key_names().collect::<Vec<_>>(),
             "tss-gate listening"
         );
     }
@@ -303,12 +299,17 @@ async fn serve(
     {
         // Hot reload (SIGHUP, and file changes when `policy.watch`); in place
         // before the line below, so a SIGHUP after it cannot kill us.
-        let reloader = Arc::new(crate::reload::Reloader::new(state.clone(), &cfg, overrides));
+        let reloader = Arc::new(crate::runtime::reload::Reloader::new(
+            decider.live.clone(),
+            decider.metrics.clone(),
+            &cfg,
+            overrides,
+        ));
         // Shadow mode, before the first request. A broken shadow set is
-        // logged and the server serves without it (crate::reload).
+        // logged and the server serves without it (crate::runtime::reload).
         reloader.reload_shadow();
         let mut rx = tx.subscribe();
-        crate::reload::start(reloader, cfg.policy.watch, async move {
+        crate::runtime::reload::start(reloader, cfg.policy.watch, async move {
             let _ = rx.recv().await;
         });
     }
@@ -318,11 +319,11 @@ async fn serve(
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on metrics endpoint `{m}`: {e}"))?;
         println!("metrics on {}", ml.local_addr()?);
-        let app = crate::server::metrics_app(state.clone());
+        let app = crate::http::metrics_app(state.clone());
         let mut rx = tx.subscribe();
         let limits = state.limits.clone();
         tokio::spawn(async move {
-            let _ = crate::server::serve(
+            let _ = crate::http::serve(
                 ml,
                 app,
                 limits.header_read_timeout,
@@ -335,14 +336,14 @@ async fn serve(
         });
     }
     if let (Some(evc), Some(verifier), Some(store)) =
-        (&cfg.event_server, loaded.events, state.store.clone())
+        (&cfg.event_server, loaded.events, Some(store.clone()))
     {
         start_events(&state, &cfg, evc, verifier, store, &tx).await?;
     }
     // Machine-readable line for tests and scripts that bind port 0; printed
     // last, once every listener (the metrics one included) is bound.
     println!("listening on {addr}");
-    let app = crate::server::app(state.clone());
+    let app = crate::http::app(state.clone());
     let limits = state.limits.clone();
     let tx2 = tx.clone();
     let shutdown = async move {
@@ -350,7 +351,7 @@ async fn serve(
         info!("shutdown signal received: draining");
         let _ = tx2.send(());
     };
-    crate::server::serve(
+    crate::http::serve(
         listener,
         app,
         limits.header_read_timeout,
@@ -360,7 +361,7 @@ async fn serve(
     .await?;
     // Flush the decision log last: every answered line is already durable,
     // this writes the lines of answers that never made it out.
-    if let Some(log) = &state.decision_log {
+    if let Some(log) = &decider.decision_log {
         log.close();
     }
     info!("stopped");
@@ -383,7 +384,7 @@ async fn start_events(
         verifier,
         store,
         metrics,
-        log: state.decision_log.clone(),
+        log: state.decider.decision_log.clone(),
         max_body_bytes: cfg.limits.max_body_bytes,
         body_read_timeout: state.limits.body_read_timeout,
         service_name: evc.service_name.clone(),

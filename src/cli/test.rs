@@ -60,14 +60,14 @@ pub fn run(a: TestArgs) -> Exit {
         Ok(o) => o,
         Err(e) => {
             super::print_error(&e);
-            return Exit::One;
+            return Exit::Error;
         }
     };
     let mut rep = match runner::run(&opts) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
-            return Exit::One;
+            return Exit::Error;
         }
     };
     rep.coverage_min = a.coverage_min;
@@ -80,7 +80,7 @@ pub fn run(a: TestArgs) -> Exit {
         // Machine formats own stdout; people still get the verdict.
         eprintln!("{}", rep.summary_line());
     }
-    if rep.ok() { Exit::Ok } else { Exit::Two }
+    if rep.ok() { Exit::Ok } else { Exit::Failed }
 }
 
 fn options(a: &TestArgs) -> anyhow::Result<RunOptions> {

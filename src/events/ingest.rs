@@ -74,7 +74,7 @@ pub fn router(svc: Arc<EventService>, path: &str) -> Router {
 async fn ping(State(svc): State<Arc<EventService>>) -> Response {
     axum::Json(json!({
         "server": svc.service_name,
-        "timestamp": crate::pipeline::now_ms(),
+        "timestamp": crate::clock::now_ms(),
     }))
     .into_response()
 }
@@ -121,16 +121,16 @@ impl IntoResponse for Answer {
 }
 
 async fn receive(State(svc): State<Arc<EventService>>, headers: HeaderMap, body: Body) -> Response {
-    let received_ms = crate::pipeline::now_ms();
+    let received_ms = crate::clock::now_ms();
     let Ok(_permit) = svc.admission.try_acquire() else {
         return count(&svc, "unknown", Answer::Unavailable).into_response();
     };
     let Ok(bytes) =
-        crate::server::read_body(&headers, body, svc.max_body_bytes, svc.body_read_timeout).await
+        crate::http::read_body(&headers, body, svc.max_body_bytes, svc.body_read_timeout).await
     else {
         return count(&svc, "unknown", Answer::BadPayload).into_response();
     };
-    let Some(token) = crate::server::token_from_form(&bytes) else {
+    let Some(token) = crate::http::token_from_form(&bytes) else {
         warn!("event refused: no TSS_JWT_MSG form field");
         return count(&svc, "unknown", Answer::BadToken).into_response();
     };
@@ -379,7 +379,7 @@ pub fn apply(
                         line["ledger_rows"] = json!(t.rows);
                         line["reason"] = json!(reason);
                         if let Some(r) = &ev.failed_reason {
-                            line["failed_reason"] = json!(crate::reload::one_line(r));
+                            line["failed_reason"] = json!(crate::policy::one_line(r));
                         }
                         lines.push(line);
                     } else if before == TaskState::Executed && to == TaskState::Released {
@@ -501,7 +501,7 @@ fn write_lines(svc: &EventService, lines: &[Value]) -> Result<(), StoreError> {
 /// `stalled_after_ms` (the newest `SCAN` approvals of the retention window).
 pub fn refresh_stalled(svc: &EventService, now_ms: i64) {
     const SCAN: usize = 10_000;
-    let since = now_ms - crate::store::sqlite::RETENTION_MS;
+    let since = now_ms - crate::store::RETENTION_MS;
     match svc.store.approvals(since, SCAN) {
         Ok(list) => {
             let n = list
@@ -532,7 +532,7 @@ pub async fn start(
     let app = router(svc.clone(), path);
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        let _ = crate::server::serve(listener, app, header_read_timeout, grace, async move {
+        let _ = crate::http::serve(listener, app, header_read_timeout, grace, async move {
             shutdown.await;
             let _ = stop_tx.send(true);
         })
@@ -547,7 +547,7 @@ pub async fn start(
             }
             let s = svc.clone();
             let _ =
-                tokio::task::spawn_blocking(move || refresh_stalled(&s, crate::pipeline::now_ms()))
+                tokio::task::spawn_blocking(move || refresh_stalled(&s, crate::clock::now_ms()))
                     .await;
         }
     });

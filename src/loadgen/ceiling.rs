@@ -1,14 +1,14 @@
 //! The signing ceiling: how many answers the cores could sign if signing were
 //! all the server did. Each thread signs a typical APPROVE answer with the
-//! same primitive the server uses ([`crate::pipeline::sign`], RS256 through
+//! same primitive the server uses ([`crate::decide::steps::sign`], RS256 through
 //! jsonwebtoken's aws-lc-rs backend) as fast as it can.
 
 use std::time::{Duration, Instant};
 
 use super::LoadError;
 use super::report::{CeilingReport, Latency, histogram};
+use crate::decide::steps::Gate;
 use crate::keys::SigningKey;
-use crate::pipeline::Gate;
 use crate::protocol::CallbackResponse;
 
 /// Signs on `threads` threads for `duration`.
@@ -82,5 +82,5 @@ pub fn measure(
 }
 
 fn pipeline_sign(gate: &Gate, answer: &CallbackResponse) -> Result<String, LoadError> {
-    crate::pipeline::sign(gate, answer).map_err(|e| LoadError::Sign(e.to_string()))
+    crate::decide::steps::sign(gate, answer).map_err(|e| LoadError::Sign(e.to_string()))
 }

@@ -108,13 +108,13 @@ fn keysign_cases(dir: &Path, policy: &PolicySet) -> Result<Vec<Case>, LoadError>
             iat: None,
             exp: None,
         };
-        let now = f.received_at_ms.unwrap_or_else(crate::pipeline::now_ms);
+        let now = f.received_at_ms.unwrap_or_else(crate::clock::now_ms);
         out.push(Case {
             name: path
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default(),
-            input: crate::pipeline::input_without_ledger(policy, &req, &facts, now),
+            input: crate::decide::steps::input_without_ledger(policy, &req, &facts, now),
         });
     }
     if out.is_empty() {

@@ -49,12 +49,7 @@ pub const RETENTION_MS: i64 = crate::velocity::limits::MAX_WINDOW_MS + 86_400_00
 
 /// The store's wall clock (ms since the Unix epoch), as the decisions read
 /// it; a decision may fix its own time instead (fixtures, seeds).
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use crate::clock::now_ms;
 
 /// One group a request falls under, as the store needs it.
 #[derive(Debug, Clone)]

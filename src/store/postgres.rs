@@ -283,19 +283,6 @@ fn describe(cfg: &postgres::Config) -> String {
 }
 
 impl PostgresStore {
-    /// [`PostgresStore::open_with`] from the config's section: kept until
-    /// the callers build [`PostgresOptions`] themselves.
-    pub fn open(pg: &crate::config::PostgresSection) -> Result<PostgresStore, StoreError> {
-        Self::open_with(&PostgresOptions::new(
-            &pg.url,
-            pg.password_env.as_deref(),
-            pg.password_file.as_deref(),
-            pg.pool_size,
-            pg.connect_timeout_ms,
-            pg.statement_timeout_ms,
-        ))
-    }
-
     /// Connects, applies the schema (serialised between instances) and
     /// checks its version. Fails if the database is unreachable, or its
     /// schema is newer than this binary's.

@@ -13,7 +13,7 @@
 //!   decision never reaches), [`data_keys`] (data keys no policy reads,
 //!   reads of keys the data lacks).
 //!
-//! Fixtures go through [`crate::pipeline::decide_with`], the same code the
+//! Fixtures go through [`crate::decide::steps::decide_with`], the same code the
 //! server runs, so a passing fixture means the server answers the same.
 
 use std::path::PathBuf;

@@ -12,9 +12,9 @@ use serde_json::Value as Json;
 
 use super::rules::{self, HeadKind};
 use super::{CaseResult, Kind, Outcome, RunReport, coverage};
+use crate::decide::steps::{self, Decided, Failure};
 use crate::fixture::{self, Fixture, FixtureError};
 use crate::input::{self, TokenFacts};
-use crate::pipeline::{self, Decided, Failure};
 use crate::policy::{self, Decision, PolicyError, PolicyOptions, PolicySet};
 use crate::protocol::{CallbackRequest, CallbackResponse};
 
@@ -497,7 +497,7 @@ pub fn fixture_token(f: &Fixture) -> TokenFacts {
 /// A request as the server decides it once its token has verified: parse
 /// the request's bytes exactly as the server does ([`input::parse_request`]:
 /// shape, embedded documents, repeated keys), then
-/// [`pipeline::decide_with`]. A request the server would refuse as
+/// [`steps::decide_with`]. A request the server would refuse as
 /// malformed gets the same status-10 failure.
 pub fn decide_request(
     set: &PolicySet,
@@ -507,7 +507,7 @@ pub fn decide_request(
     evaluate: impl FnOnce(&Json) -> Result<Decision, PolicyError>,
 ) -> Result<Decided, Failure> {
     let parsed = input::parse_request(wire, input::DEFAULT_MAX_DEPTH).map_err(Failure::Request)?;
-    Ok(pipeline::decide_with(
+    Ok(steps::decide_with(
         set,
         &parsed,
         token,
@@ -536,21 +536,28 @@ pub fn decide_fixture(
         if !history.is_empty() {
             return Err("`history` is set but the policy declares no spending limits".into());
         }
-        return Ok(Ok(pipeline::decide_with(set, &parsed, token, at, |i| {
+        return Ok(Ok(steps::decide_with(set, &parsed, token, at, |i| {
             evaluate(i)
         })));
     }
     let scratch = crate::testing::scratch::ScratchLedger::new()?;
     scratch.seed(&set.velocity, history, at)?;
-    let adm = pipeline::Admitted::new(parsed, token.clone(), wire.to_vec());
-    let out = match pipeline::decide_stored(scratch.store(), set, &adm, at, Some(at), evaluate) {
+    let adm = steps::Admitted::new(parsed, token.clone(), wire.to_vec());
+    let out = match crate::decide::ledger::decide_stored(
+        scratch.store(),
+        set,
+        &adm,
+        at,
+        Some(at),
+        evaluate,
+    ) {
         None if !history.is_empty() => {
             return Err("`history` is set but no spending limit matches this request".into());
         }
         // The evaluator handed in, not the compiled set: `--coverage` and
         // the compiled-vs-interpreted check must see these fixtures too.
-        None => pipeline::decide_with(set, &adm.request, token, at, |i| evaluate(i)),
-        Some(Ok(pipeline::StoreDecided::Fresh(d, pending))) => match pending.wait() {
+        None => steps::decide_with(set, &adm.request, token, at, |i| evaluate(i)),
+        Some(Ok(crate::decide::ledger::StoreDecided::Fresh(d, pending))) => match pending.wait() {
             Ok(()) => *d,
             Err(e) => return Err(format!("scratch ledger: {e}")),
         },
@@ -595,7 +602,7 @@ fn run_fixture(
     };
     case.line = expect_line(path);
     let token = fixture_token(&f);
-    let at = f.received_at_ms.unwrap_or_else(pipeline::now_ms);
+    let at = f.received_at_ms.unwrap_or_else(crate::clock::now_ms);
     let wire = f.wire_bytes();
     let decided = match decide_fixture(set, &f.history, &wire, &token, at, &mut |i| set.evaluate(i))
     {
@@ -707,7 +714,7 @@ pub fn check_fixture(policy_dir: &Path, f: &Fixture) -> Result<Option<String>, S
     };
     let set = PolicySet::load(&opts).map_err(|e| e.to_string())?;
     let token = fixture_token(f);
-    let at = f.received_at_ms.unwrap_or_else(pipeline::now_ms);
+    let at = f.received_at_ms.unwrap_or_else(crate::clock::now_ms);
     let decided = decide_fixture(&set, &f.history, &f.wire_bytes(), &token, at, &mut |i| {
         set.evaluate(i)
     })?;

@@ -21,7 +21,7 @@ impl ScratchLedger {
         let dir = std::env::temp_dir().join(format!(
             "tss-gate-ledger-{}-{}-{}",
             std::process::id(),
-            crate::pipeline::now_ms(),
+            crate::clock::now_ms(),
             N.fetch_add(1, Ordering::Relaxed)
         ));
         {

@@ -52,7 +52,7 @@ pub fn event(id: &str, event_type: &str, request_id: &str, status: i64, result: 
     };
     json!({
         "event_id": id,
-        "created_timestamp": tss_gate::pipeline::now_ms(),
+        "created_timestamp": tss_gate::clock::now_ms(),
         "node_id": "node-a",
         "event_type": event_type,
         "data": {

@@ -25,7 +25,7 @@
 //! failed before evaluation.
 //!
 //! Owns: the shadow set handle, the queue and its thread, the comparison and
-//! the disagreement line. Loading and reloading the set is [`crate::reload`]'s.
+//! the disagreement line. Loading and reloading the set is [`crate::runtime::reload`]'s.
 
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -37,9 +37,9 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::{debug, error, warn};
 
+use crate::decide::steps::Processed;
 use crate::decision_log::DecisionLog;
 use crate::metrics::{Metrics, TYPE_NONE};
-use crate::pipeline::Processed;
 use crate::policy::{Decision, PolicySet};
 
 /// Evaluations waiting for the shadow thread at most: about half a second of
@@ -94,7 +94,7 @@ fn code_set(codes: &[String]) -> std::collections::BTreeSet<&str> {
 }
 
 /// The shadow set of a server and the queue to its thread. Off (no set)
-/// until [`crate::reload`] installs one.
+/// until [`crate::runtime::reload`] installs one.
 #[derive(Default)]
 pub struct Shadow {
     /// The set evaluating now; None while shadow mode is off or no shadow
@@ -222,7 +222,7 @@ struct Quiet {
 
 impl Quiet {
     fn may_log(&self) -> bool {
-        let now = crate::pipeline::now_ms();
+        let now = crate::clock::now_ms();
         let last = self.last_ms.load(Ordering::Relaxed);
         now - last >= LOG_EVERY_MS
             && self
@@ -304,7 +304,7 @@ fn evaluate(job: Job) {
                     "shadow evaluation failed, {} (the live answer is unaffected; failures are counted in tss_gate_shadow_evaluations_total{{result=\"error\"}} and logged at most every {}s): {}",
                     e.reason(),
                     LOG_EVERY_MS / 1000,
-                    crate::reload::one_line(&e.to_string())
+                    crate::policy::one_line(&e.to_string())
                 );
             }
             return;
@@ -371,7 +371,7 @@ struct Line<'a> {
 fn line(job: &Job, shadow: &Decision, direction: Direction) -> Vec<u8> {
     let l = Line {
         v: crate::decision_log::EVENT_VERSION,
-        time: crate::decision_log::timestamp(crate::pipeline::now_ms()),
+        time: crate::decision_log::timestamp(crate::clock::now_ms()),
         event: EVENT,
         request_id: &job.request_id,
         request_type: job.request_type,

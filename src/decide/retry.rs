@@ -7,8 +7,8 @@
 //! logged as suspicious.
 //!
 //! Owns the bounded cache (request_id → sha256 of the request bytes + the
-//! decided answer) and [`process`], the pipeline with the cache standing
-//! between admit and decide. Only decided answers (status 0) are kept:
+//! decided answer); the [`Decider`](super::Decider) stands it between admit
+//! and decide. Only decided answers (status 0) are kept:
 //! errors (10/20/30) are not, so a retry after a transient failure gets a
 //! fresh decision.
 
@@ -20,11 +20,8 @@ use std::time::{Duration, Instant};
 use hashbrown::HashTable;
 
 use sha2::{Digest, Sha256};
-use tracing::warn;
 
-use crate::metrics::Metrics;
-use crate::pipeline::{self, Admitted, Decided, Failure, Gate, Processed};
-use crate::policy::{Decision, PolicySet};
+use crate::policy::Decision;
 use crate::protocol::{CallbackResponse, Status};
 
 /// A decided answer as it is replayed to a retry (and, serialised, as the
@@ -67,9 +64,9 @@ struct Slot {
 
 enum Stored {
     /// `Decision { allow: true, reasons: [], codes: [] }` and the approval
-    /// [`pipeline::answer_for`] makes of it.
+    /// [`super::steps::answer_for`] makes of it.
     Approved,
-    /// A decision whose answer [`pipeline::answer_for`] rebuilds exactly,
+    /// A decision whose answer [`super::steps::answer_for`] rebuilds exactly,
     /// as one JSON allocation `[allow, reasons, codes]`.
     Decided(Box<str>),
     /// Anything else, kept whole.
@@ -82,7 +79,7 @@ impl Stored {
         let Some(d) = &c.decision else {
             return whole();
         };
-        if pipeline::answer_for(id, d) != c.response {
+        if super::steps::answer_for(id, d) != c.response {
             return whole();
         }
         if d.approves() && d.codes.is_empty() {
@@ -129,7 +126,7 @@ impl Stored {
             }
         };
         Cached {
-            response: pipeline::answer_for(id, &decision),
+            response: super::steps::answer_for(id, &decision),
             decision: Some(decision),
             revision,
         }
@@ -255,9 +252,19 @@ impl std::fmt::Debug for RetryCache {
 
 impl Default for RetryCache {
     fn default() -> Self {
-        Self::from_config(&crate::config::RetryCacheSection::default())
+        Self::new(
+            true,
+            Duration::from_secs(DEFAULT_WINDOW_SECS),
+            DEFAULT_MAX_ENTRIES,
+        )
     }
 }
+
+/// `retry_cache.window_seconds` when unset: an hour covers the node's
+/// retries of one task.
+pub const DEFAULT_WINDOW_SECS: u64 = 3_600;
+/// `retry_cache.max_entries` when unset.
+pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
 
 /// Longer request_ids are not cached (their retries are decided afresh).
 /// Real ids are UUIDs; the bound keeps `max_entries` a bound on memory even
@@ -266,11 +273,6 @@ pub const MAX_ID_LEN: usize = 256;
 
 fn cacheable_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= MAX_ID_LEN
-}
-
-/// sha256 of the exact request bytes.
-pub fn digest(raw: &[u8]) -> [u8; 32] {
-    Sha256::digest(raw).into()
 }
 
 impl RetryCache {
@@ -282,14 +284,6 @@ impl RetryCache {
             max_entries,
             inner: Mutex::new(Inner::default()),
         }
-    }
-
-    pub fn from_config(c: &crate::config::RetryCacheSection) -> Self {
-        Self::new(
-            c.enabled,
-            Duration::from_secs(c.window_seconds),
-            c.max_entries,
-        )
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -391,188 +385,13 @@ impl RetryCache {
     }
 }
 
-/// The pipeline with the retry cache between admit and decide: what the
-/// server runs per request. Same result shape as [`pipeline::process`], plus
-/// the store's pending commit when a spending limit matched: the answer may
-/// leave only once it resolves.
-#[allow(clippy::too_many_arguments)]
-pub fn process(
-    cache: &RetryCache,
-    metrics: &Metrics,
-    gate: &Gate,
-    policy: &PolicySet,
-    store: Option<&dyn crate::store::Store>,
-    freeze: &crate::freeze::FreezeState,
-    token: &str,
-    received_at_ms: i64,
-) -> (Processed, Option<crate::store::Pending>) {
-    let adm = match pipeline::admit(gate, token) {
-        Ok(a) => a,
-        Err((failure, id)) => {
-            let p = Processed {
-                response: failure.answer(&id),
-                request_type: None,
-                failure: Some(failure),
-                admitted: None,
-                decided: None,
-            };
-            return (p, None);
-        }
-    };
-    // The emergency stop comes before everything that could approve, the
-    // answers cached or stored for a retry included. Its answer is not
-    // cached: once thawed, a retry is decided afresh.
-    if let Some(f) = freeze.stopping(adm.request.request_type) {
-        return (frozen(policy, adm, &f, received_at_ms), None);
-    }
-    let id = adm.request.request_id.clone();
-    let digest = *adm.digest();
-    let now = Instant::now();
-    match cache.lookup(&id, &digest, now) {
-        Lookup::Hit(c) => {
-            metrics.retry_cache_hits.inc();
-            return (replayed(adm, c), None);
-        }
-        Lookup::Mismatch => return (mismatch(adm), None),
-        Lookup::Miss => {}
-    }
-    let stored = store.and_then(|s| {
-        pipeline::decide_stored(s, policy, &adm, received_at_ms, None, &mut |i| {
-            policy.evaluate(i)
-        })
-    });
-    if stored.is_none()
-        && let Some(s) = store
-    {
-        // No limit matched this payload, but its id may belong to one that
-        // a limit did match: the store's record is the only one of it.
-        match s.lookup(&id, &digest) {
-            Ok(None) => {}
-            Ok(Some(crate::store::Prior::Different)) => return (mismatch(adm), None),
-            Ok(Some(crate::store::Prior::Same(answer))) => {
-                match serde_json::from_str::<Cached>(&answer) {
-                    Ok(c) => {
-                        metrics.retry_cache_hits.inc();
-                        return (replayed(adm, c), None);
-                    }
-                    Err(_) => return (store_failure(adm), None),
-                }
-            }
-            Err(e) => {
-                tracing::error!("spending-limit store: {e}");
-                return (store_failure(adm), None);
-            }
-        }
-    }
-    let decided = match stored {
-        None => pipeline::decide(policy, &adm.request, &adm.token, received_at_ms),
-        // Not kept in this cache: the store's own record answers retries,
-        // and an answer whose commit then fails must not be replayed.
-        Some(Ok(pipeline::StoreDecided::Fresh(d, p))) => {
-            return (Processed::decided(adm, *d), Some(p));
-        }
-        Some(Ok(pipeline::StoreDecided::Replayed(c))) => {
-            metrics.retry_cache_hits.inc();
-            return (replayed(adm, c), None);
-        }
-        Some(Ok(pipeline::StoreDecided::Mismatch)) => return (mismatch(adm), None),
-        Some(Err(f)) => {
-            let p = Processed {
-                response: f.answer(&id),
-                request_type: Some(adm.request.request_type),
-                failure: Some(f),
-                admitted: Some(adm),
-                decided: None,
-            };
-            return (p, None);
-        }
-    };
-    let cached = Cached {
-        response: decided.response.clone(),
-        decision: decided.decision.clone(),
-        revision: decided.revision.clone(),
-    };
-    match cache.store(&id, &digest, cached, now) {
-        Lookup::Miss => (Processed::decided(adm, decided), None),
-        Lookup::Hit(c) => {
-            metrics.retry_cache_hits.inc();
-            (replayed(adm, c), None)
-        }
-        Lookup::Mismatch => (mismatch(adm), None),
-    }
-}
-
-/// A signed REJECT naming the freeze, with the input the policy would have
-/// seen (so the decision log and replay show what was stopped).
-fn frozen(
-    policy: &PolicySet,
-    adm: Admitted,
-    f: &crate::freeze::Freeze,
-    received_at_ms: i64,
-) -> Processed {
-    let decision = crate::policy::Decision {
-        allow: false,
-        reasons: vec![f.message(adm.request.request_type)],
-        codes: vec![crate::freeze::CODE.to_owned()],
-    };
-    let input = pipeline::input_without_ledger(policy, &adm.request, &adm.token, received_at_ms);
-    let decided = Decided {
-        response: pipeline::answer_for(&adm.request.request_id, &decision),
-        decision: Some(decision),
-        failure: None,
-        input,
-        eval_time: Duration::ZERO,
-        revision: policy.revision.clone(),
-        replayed: false,
-    };
-    Processed::decided(adm, decided)
-}
-
-fn replayed(adm: Admitted, c: Cached) -> Processed {
-    let decided = Decided {
-        response: c.response,
-        decision: c.decision,
-        failure: None,
-        // Not rebuilt: the answer is the earlier decision's, not a new one.
-        input: serde_json::Value::Null,
-        eval_time: Duration::ZERO,
-        revision: c.revision,
-        replayed: true,
-    };
-    Processed::decided(adm, decided)
-}
-
-fn store_failure(adm: Admitted) -> Processed {
-    let failure = Failure::Store;
-    Processed {
-        response: failure.answer(&adm.request.request_id),
-        request_type: Some(adm.request.request_type),
-        failure: Some(failure),
-        admitted: Some(adm),
-        decided: None,
-    }
-}
-
-fn mismatch(adm: Admitted) -> Processed {
-    let id = adm.request.request_id.clone();
-    warn!(
-        request_id = %id,
-        key = %adm.token.key_name,
-        "suspicious: request_id seen before with a different payload; rejecting"
-    );
-    let failure = Failure::ReplayMismatch(id.clone());
-    Processed {
-        response: failure.answer(&id),
-        request_type: Some(adm.request.request_type),
-        failure: Some(failure),
-        admitted: Some(adm),
-        decided: None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn digest(raw: &[u8]) -> [u8; 32] {
+        Sha256::digest(raw).into()
+    }
 
     fn cached(approve: bool) -> Cached {
         Cached {
@@ -731,7 +550,11 @@ mod tests {
             codes: codes.iter().map(|c| c.to_string()).collect(),
         };
         Cached {
-            response: pipeline::answer_for(id, &d),
+            response: if d.approves() {
+                CallbackResponse::approve(id)
+            } else {
+                CallbackResponse::reject(id, d.reasons.join("; "))
+            },
             decision: Some(d),
             revision: rev.into(),
         }

@@ -11,8 +11,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::decide::steps::Admitted;
 use crate::fixture::{Expect, Fixture};
-use crate::pipeline::Admitted;
 use crate::policy::Decision;
 use crate::protocol::{Action, CallbackRequest, CallbackResponse};
 

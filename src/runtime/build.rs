@@ -1,14 +1,15 @@
-//! Building a server's state from its config: keys into a [`Gate`], the
-//! checked policy set, the decision log and the state store. `serve` and
-//! hot reload both build through here, so the library never calls into the
-//! CLI.
+//! Building a server's parts from its config: keys into a [`Gate`], the
+//! checked policy set, the decision log, the state store, the retry cache
+//! and the HTTP limits. `serve` and hot reload both build through here, so
+//! the library never calls into the CLI.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tracing::info;
 
 use crate::config::Config;
-use crate::pipeline::Gate;
+use crate::decide::Gate;
 use crate::policy::PolicySet;
 
 /// Keys, gate and policy, loaded and checked before anything listens.
@@ -26,7 +27,7 @@ pub fn load_all(cfg: &Config) -> anyhow::Result<Loaded> {
     crate::policy::install_time_limit(std::time::Duration::from_millis(cfg.policy.eval_timeout_ms));
     // The same gate a reload passes through, so a set that could never be
     // reloaded cannot be started with either.
-    let policy = crate::reload::load_checked(&cfg.policy_options(), &cfg.test_gate())
+    let policy = super::gate::load_checked(&cfg.policy_options(), &super::gate::test_gate(cfg))
         .map_err(anyhow::Error::from);
     match (gate, policy) {
         (Ok((gate, events)), Ok(policy)) => Ok(Loaded {
@@ -104,7 +105,7 @@ pub fn open_decision_log(
 /// deciding spending limits without it would approve blind.
 pub fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn crate::store::Store>> {
     if cfg.state.backend == "postgres" {
-        let store = crate::store::PostgresStore::open(&cfg.state.postgres)?;
+        let store = crate::store::PostgresStore::open_with(&cfg.state.postgres.options())?;
         info!(target_db = %store.target(), "state store open (postgres)");
         return Ok(Arc::new(store));
     }
@@ -113,4 +114,27 @@ pub fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn crate::store::Store>> 
     let store = crate::store::SqliteStore::open_with(path, group_commit)?;
     info!(path = %path.display(), "state store open (sqlite)");
     Ok(Arc::new(store))
+}
+
+/// The HTTP layer's limits (`limits`), read once at start.
+pub fn http_limits(cfg: &Config) -> crate::http::Limits {
+    let c = &cfg.limits;
+    crate::http::Limits {
+        max_body_bytes: c.max_body_bytes,
+        body_read_timeout: Duration::from_millis(c.body_read_timeout_ms),
+        header_read_timeout: Duration::from_millis(c.header_read_timeout_ms),
+        request_deadline: Duration::from_millis(c.request_deadline_ms),
+        max_queue: c.max_queue,
+        shutdown_grace: Duration::from_millis(c.shutdown_grace_ms),
+    }
+}
+
+/// The retry cache (`retry_cache`), read once at start.
+pub fn retry_cache(cfg: &Config) -> crate::decide::retry::RetryCache {
+    let c = &cfg.retry_cache;
+    crate::decide::retry::RetryCache::new(
+        c.enabled,
+        Duration::from_secs(c.window_seconds),
+        c.max_entries,
+    )
 }

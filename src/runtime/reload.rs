@@ -16,9 +16,9 @@
 //! `check` ([`crate::testing::runner::warnings`]) are logged at WARN for
 //! every new set accepted, and beside the failing cases for a set the test
 //! gate refused (they often explain them). Requests in flight
-//! finish on the set they started with (see [`crate::server::AppState`]).
+//! finish on the set they started with (see [`crate::decide::Live`]).
 //!
-//! The shadow set (`policy.shadow_dir`, [`crate::shadow`]) is tried after the
+//! The shadow set (`policy.shadow_dir`, [`crate::decide::shadow`]) is tried after the
 //! live one on every reload, through the same loader and gate (its own
 //! `test_*` rules, not the live fixtures). A refused shadow set is logged
 //! with its file, line and reason (`tss_gate_shadow_policy_load_ok 0`) and
@@ -28,7 +28,7 @@
 //! never affects the live reload's result.
 //!
 //! Owns: the reload task, the watcher, and the minimal Rego test check used
-//! as a reload gate. It touches only `AppState::{gate, policy, shadow}` and
+//! as a reload gate. It touches only the live handle ([`Live`]: gate, policy, shadow) and
 //! metrics.
 //! Limits (except the JSON depth, which the rebuilt token gate carries),
 //! endpoints and the retry cache are read once at start; changing them
@@ -44,153 +44,23 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{Config, ConfigError, Overrides};
-use crate::policy::{PolicyError, PolicyOptions, PolicySet};
-use crate::server::AppState;
+use super::gate::{
+    ReloadError, TestGate, load_checked, refused_set_warnings, shadow_options, test_gate,
+};
+use crate::config::{Config, Overrides};
+use crate::decide::Live;
+use crate::metrics::Metrics;
+use crate::policy::PolicyOptions;
 
 /// Quiet time after the last file event before reloading: editors and
 /// `cp -r` write a set of files in bursts, and a half-written set must not
 /// be tried (it would be refused, but noisily).
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
 
-#[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error("keys: {0}")]
-    Keys(String),
-    #[error(transparent)]
-    Policy(#[from] PolicyError),
-    #[error("{failed} of {total} policy tests and fixtures failed: {}", .failures.join("; "))]
-    TestsFailed {
-        failed: usize,
-        total: usize,
-        /// `file: rule: why`, one per failing test.
-        failures: Vec<String>,
-    },
-    #[error(
-        "`policy.require_passing_tests` is on but no `test_*` rule was found under `{0}` (write tests, or set it to false to serve an untested policy)"
-    )]
-    NoTests(PathBuf),
-    #[error("`policy.fixtures` directory `{0}` does not exist")]
-    NoFixtures(PathBuf),
-}
-
-/// What a candidate policy set must pass before it serves.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TestGate {
-    /// Run the gate at all (`policy.require_passing_tests`).
-    pub require: bool,
-    /// Fixtures that must decide as they expect (`policy.fixtures`).
-    pub fixtures: Option<PathBuf>,
-}
-
-/// Runs every `test_*` rule of the policy directory's `*_test.rego` files,
-/// and the fixtures if given, with the same runner as `tss-gate test` (so a
-/// reload gate and the CLI can never disagree); each must pass. Returns how
-/// many ran.
-pub fn run_policy_tests(
-    opts: &PolicyOptions,
-    fixtures: Option<&Path>,
-) -> Result<usize, ReloadError> {
-    if let Some(f) = fixtures
-        && !f.is_dir()
-    {
-        return Err(ReloadError::NoFixtures(f.to_owned()));
-    }
-    let run = crate::testing::runner::RunOptions {
-        policy: opts.clone(),
-        test_paths: vec![opts.dir.clone()],
-        fixtures: fixtures.map(Path::to_path_buf),
-        filter: None,
-        coverage: false,
-        test_timeout: Duration::from_secs(5),
-    };
-    let report = crate::testing::runner::run(&run).map_err(|e| match e {
-        crate::testing::runner::RunError::Policy(p) => ReloadError::Policy(p),
-        other => ReloadError::Policy(PolicyError::Parse(other.to_string())),
-    })?;
-    if !report
-        .cases
-        .iter()
-        .any(|c| c.kind == crate::testing::Kind::Rego)
-    {
-        return Err(ReloadError::NoTests(opts.dir.clone()));
-    }
-    let total = report.cases.len();
-    let failures: Vec<String> = report
-        .cases
-        .iter()
-        .filter(|c| {
-            matches!(
-                c.outcome,
-                crate::testing::Outcome::Fail | crate::testing::Outcome::Error
-            )
-        })
-        .map(|c| format!("{}: {}", c.name, c.message))
-        .collect();
-    if failures.is_empty() {
-        Ok(report.passed())
-    } else {
-        Err(ReloadError::TestsFailed {
-            failed: failures.len(),
-            total,
-            failures,
-        })
-    }
-}
-
-/// Squeezes a multi-line compiler message into one log line. regorus
-/// reports `--> FILE:LINE:COL`, a source excerpt, then `error: REASON`; that
-/// becomes `FILE:LINE:COL: REASON`. Anything else has its lines joined.
-pub fn one_line(msg: &str) -> String {
-    let mut location = None;
-    let mut reason = None;
-    for l in msg.lines() {
-        let t = l.trim();
-        if let Some(loc) = t.strip_prefix("--> ") {
-            location.get_or_insert(loc.to_owned());
-        } else if let Some(r) = t.strip_prefix("error: ") {
-            reason.get_or_insert(r.to_owned());
-        }
-    }
-    match (location, reason) {
-        (Some(loc), Some(r)) => format!("{loc}: {r}"),
-        _ => msg
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect::<Vec<_>>()
-            .join(" | "),
-    }
-}
-
-/// The warnings of a set the test gate refused (they often explain the
-/// failing cases); none when the set itself does not load.
-fn refused_set_warnings(opts: &PolicyOptions, e: &ReloadError) -> Vec<String> {
-    match e {
-        ReloadError::TestsFailed { .. } | ReloadError::NoTests(_) | ReloadError::NoFixtures(_) => {
-            PolicySet::load(opts)
-                .map(|set| crate::testing::runner::warnings(&set))
-                .unwrap_or_default()
-        }
-        _ => Vec::new(),
-    }
-}
-
-/// Loads and checks a candidate policy set; nothing is swapped here.
-pub fn load_checked(opts: &PolicyOptions, gate: &TestGate) -> Result<PolicySet, ReloadError> {
-    let set = PolicySet::load(opts)?;
-    if gate.require {
-        let n = run_policy_tests(opts, gate.fixtures.as_deref())?;
-        debug!(tests = n, "candidate policy tests passed");
-    }
-    Ok(set)
-}
-
 /// Reloads the serving state from its sources. One per server.
 pub struct Reloader {
-    state: Arc<AppState>,
+    live: Arc<Live>,
+    metrics: Arc<Metrics>,
     /// The config file, re-read on SIGHUP.
     config_path: PathBuf,
     /// Command-line overrides, re-applied on every re-read so that a reload
@@ -209,14 +79,15 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    pub fn new(state: Arc<AppState>, cfg: &Config, overrides: Overrides) -> Self {
+    pub fn new(live: Arc<Live>, metrics: Arc<Metrics>, cfg: &Config, overrides: Overrides) -> Self {
         Self {
-            state,
+            live,
+            metrics,
             config_path: cfg.source.clone(),
             overrides,
-            policy: Mutex::new((cfg.policy_options(), cfg.test_gate())),
+            policy: Mutex::new((cfg.policy_options(), test_gate(cfg))),
             refused: Mutex::new(0),
-            shadow: Mutex::new(cfg.shadow_options()),
+            shadow: Mutex::new(shadow_options(cfg)),
             started_with: cfg.clone(),
             busy: Mutex::new(()),
         }
@@ -252,12 +123,12 @@ impl Reloader {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let shadow = &self.state.shadow;
+        let shadow = &self.live.shadow;
         let Some((opts, gate)) = settings else {
             if shadow.turn_off() {
                 info!("shadow mode off: `policy.shadow_dir` is no longer set");
             }
-            self.state.metrics.shadow_loaded(None);
+            self.metrics.shadow_loaded(None);
             return;
         };
         let old = shadow.revision();
@@ -270,11 +141,11 @@ impl Reloader {
                     crate::testing::runner::warnings(&set)
                 };
                 if let Err(e) = shadow.install(set) {
-                    self.state.metrics.shadow_refused();
+                    self.metrics.shadow_refused();
                     error!("cannot start the shadow thread, running without shadow: {e}");
                     return;
                 }
-                self.state.metrics.shadow_loaded(Some(&rev));
+                self.metrics.shadow_loaded(Some(&rev));
                 if old.as_deref() == Some(rev.as_str()) {
                     debug!(shadow_revision = %rev, "shadow policy reloaded, unchanged");
                 } else {
@@ -290,7 +161,7 @@ impl Reloader {
                 }
             }
             Err(e) => {
-                self.state.metrics.shadow_refused();
+                self.metrics.shadow_refused();
                 let keeps = match &old {
                     Some(_) => "the previous shadow set keeps evaluating",
                     None => "running without shadow until it loads",
@@ -299,7 +170,7 @@ impl Reloader {
                     shadow_dir = %opts.dir.display(),
                     shadow_revision = old.as_deref().unwrap_or("none"),
                     "shadow policy load refused, {keeps} (answers unaffected): {}",
-                    one_line(&e.to_string())
+                    crate::policy::one_line(&e.to_string())
                 );
                 for w in refused_set_warnings(&opts, &e) {
                     warn!(shadow_dir = %opts.dir.display(), "shadow policy warning in the refused set: {w}");
@@ -310,14 +181,14 @@ impl Reloader {
 
     fn reload_policy_locked(&self) -> Result<String, ReloadError> {
         let (opts, gate) = self.policy_settings();
-        let old = self.state.policy.load().revision.clone();
+        let old = self.live.policy.load().revision.clone();
         match load_checked(&opts, &gate) {
             Ok(set) => {
                 let rev = set.revision.clone();
                 let files = set.files.len();
-                self.state.metrics.velocity_limits_loaded(&set.velocity);
-                self.state.policy.store(Arc::new(set));
-                self.state.metrics.policy_loaded(&rev);
+                self.metrics.velocity_limits_loaded(&set.velocity);
+                self.live.policy.store(Arc::new(set));
+                self.metrics.policy_loaded(&rev);
                 let refused =
                     std::mem::take(&mut *self.refused.lock().unwrap_or_else(|p| p.into_inner()));
                 if refused > 0 {
@@ -334,7 +205,7 @@ impl Reloader {
                     info!(policy_revision = %rev, previous_revision = %old, policy_files = files, "policy reloaded");
                 }
                 if refused > 0 || rev != old {
-                    for w in crate::testing::runner::warnings(&self.state.policy.load()) {
+                    for w in crate::testing::runner::warnings(&self.live.policy.load()) {
                         warn!(policy_revision = %rev, "policy warning: {w}");
                     }
                 }
@@ -342,12 +213,12 @@ impl Reloader {
             }
             Err(e) => {
                 *self.refused.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-                self.state.metrics.policy_refused();
+                self.metrics.policy_refused();
                 error!(
                     policy_dir = %opts.dir.display(),
                     serving_revision = %old,
                     "policy reload refused, previous policy keeps serving: {}",
-                    one_line(&e.to_string())
+                    crate::policy::one_line(&e.to_string())
                 );
                 for w in refused_set_warnings(&opts, &e) {
                     warn!(policy_dir = %opts.dir.display(), "policy warning in the refused set: {w}");
@@ -374,8 +245,8 @@ impl Reloader {
                     cfg.policy.eval_timeout_ms,
                 ));
                 *self.policy.lock().unwrap_or_else(|p| p.into_inner()) =
-                    (cfg.policy_options(), cfg.test_gate());
-                *self.shadow.lock().unwrap_or_else(|p| p.into_inner()) = cfg.shadow_options();
+                    (cfg.policy_options(), test_gate(&cfg));
+                *self.shadow.lock().unwrap_or_else(|p| p.into_inner()) = shadow_options(&cfg);
             }
             Err(e) => {
                 error!("key reload refused, previous keys keep serving: {e}");
@@ -389,9 +260,9 @@ impl Reloader {
     fn reload_keys(&self) -> Result<Config, ReloadError> {
         let cfg = Config::load(&self.config_path, &self.overrides)?;
         let gate =
-            crate::state::load_gate(&cfg).map_err(|e| ReloadError::Keys(format!("{e:#}")))?;
+            super::build::load_gate(&cfg).map_err(|e| ReloadError::Keys(format!("{e:#}")))?;
         let names: Vec<String> = gate.verifier.key_names().map(str::to_owned).collect();
-        self.state.gate.store(Arc::new(gate));
+        self.live.gate.store(Arc::new(gate));
         info!(tss_node_keys = ?names, "keys reloaded");
         Ok(cfg)
     }
@@ -566,6 +437,7 @@ async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::gate::run_policy_tests;
 
     #[test]
     fn restart_only_settings_that_changed_are_named() {
@@ -606,14 +478,6 @@ mod tests {
                 "logging"
             ]
         );
-    }
-
-    #[test]
-    fn compiler_messages_become_one_line() {
-        let msg =
-            "\n--> /p/x.rego:4:7\n  |\n4 |   x := )\n  |       ^\nerror: expecting expression";
-        assert_eq!(one_line(msg), "/p/x.rego:4:7: expecting expression");
-        assert_eq!(one_line("a\n\n b"), "a | b");
     }
 
     fn opts(dir: &Path) -> PolicyOptions {

@@ -1,13 +1,13 @@
-//! The one decision pipeline: verify → parse → build input → evaluate → answer
-//! → sign. The server, `send`'s fixtures, `test`, `eval` and the benches all go
-//! through these functions, so what is tested is what serves.
-//!
-//! The steps are split so a caller can stand between them (the server's retry
-//! cache sits between parse and evaluate) but none is written twice.
+//! The steps of one decision: verify → parse → build input → evaluate →
+//! answer → sign, and the types that carry a request through them. The
+//! [`Decider`](super::Decider) runs them for the server, the benches and
+//! fuzzing; `test`, `eval` and `replay` call the steps they need, so no step
+//! is written twice.
 
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use crate::input::{self, ParsedRequest, RequestError, TokenFacts};
 use crate::keys::SigningKey;
@@ -49,6 +49,9 @@ pub enum Failure {
     ReplayMismatch(String),
     #[error("spending-limit state unavailable, retry later")]
     Store,
+    /// A worker died before it answered (a bug, never a policy's doing).
+    #[error("internal error")]
+    Internal,
 }
 
 impl Failure {
@@ -61,6 +64,7 @@ impl Failure {
             | Failure::Overloaded
             | Failure::Deadline
             | Failure::Store
+            | Failure::Internal
             | Failure::DecisionLog => Status::InternalError,
         }
     }
@@ -76,6 +80,7 @@ impl Failure {
             Failure::Deadline => "deadline",
             Failure::DecisionLog => "decision_log",
             Failure::Store => "store",
+            Failure::Internal => "internal",
             Failure::ReplayMismatch(_) => "replay_mismatch",
         }
     }
@@ -111,7 +116,7 @@ pub struct Admitted {
 
 impl Admitted {
     pub fn new(request: ParsedRequest, token: TokenFacts, raw: Vec<u8>) -> Self {
-        let digest = crate::retry::digest(&raw);
+        let digest = digest(&raw);
         Admitted {
             request,
             token,
@@ -128,6 +133,11 @@ impl Admitted {
     pub fn digest(&self) -> &[u8; 32] {
         &self.digest
     }
+}
+
+/// sha256 of the exact request bytes.
+pub fn digest(raw: &[u8]) -> [u8; 32] {
+    Sha256::digest(raw).into()
 }
 
 /// Step 1–2: verify the token and parse the request it carries. On failure,
@@ -247,7 +257,7 @@ pub fn decide_input(
 }
 
 /// Puts the spending-limit facts and the decision time into `input`.
-fn set_velocity(
+pub(super) fn set_velocity(
     policy: &PolicySet,
     input: &mut Value,
     matched: &[crate::velocity::Matched],
@@ -259,125 +269,6 @@ fn set_velocity(
         obj.insert("velocity".into(), facts);
         obj.insert("decided_at_ms".into(), Value::from(now_ms));
     }
-}
-
-/// The outcome of deciding a request that a spending limit matched.
-pub enum StoreDecided {
-    /// Decided now; the answer may leave once the pending rows are durable.
-    Fresh(Box<Decided>, crate::store::Pending),
-    /// Decided before (durable retry record): the same answer again.
-    Replayed(crate::retry::Cached),
-    /// The id was decided before for another payload.
-    Mismatch,
-}
-
-/// Decides `request` against the ledger in `store` when a spending limit
-/// matches it: read usage, evaluate, record, as one atomic step for its
-/// groups. None when no limit matches (decide it the plain way).
-pub fn decide_stored(
-    store: &dyn crate::store::Store,
-    policy: &PolicySet,
-    adm: &Admitted,
-    received_at_ms: i64,
-    fixed_now: Option<i64>,
-    evaluate: &mut dyn FnMut(&Value) -> Result<Decision, PolicyError>,
-) -> Option<Result<StoreDecided, Failure>> {
-    use crate::store::{GroupRef, Outcome, Prior, Verdict};
-    let request = &adm.request;
-    let input = build_input(policy, request, &adm.token, received_at_ms);
-    let matched = policy.velocity.matches(&input);
-    if matched.is_empty() {
-        return None;
-    }
-    let id = &request.request_id;
-    if id.is_empty() || id.len() > crate::retry::MAX_ID_LEN {
-        // The ledger and its retry record are keyed by request_id.
-        return Some(Err(Failure::Request(RequestError::BadShape(format!(
-            "a request under a spending limit needs a request_id of 1 to {} bytes",
-            crate::retry::MAX_ID_LEN
-        )))));
-    }
-    let limits = &policy.velocity;
-    // Groups that could not be determined are never looked up: their fact
-    // says `error` and the request is denied.
-    let looked: Vec<usize> = (0..matched.len())
-        .filter(|&i| matched[i].error.is_none())
-        .collect();
-    let groups: Vec<GroupRef> = looked
-        .iter()
-        .map(|&i| GroupRef {
-            limit: limits.limits[matched[i].limit].id.clone(),
-            key: matched[i].key.clone(),
-            window_ms: limits.limits[matched[i].limit].window_ms,
-        })
-        .collect();
-    let digest = adm.digest();
-    // What an approval adds: one row per group that could be determined.
-    let rows = crate::velocity::rows(limits, &matched);
-    let hold: Vec<(crate::velocity::Row, String)> = rows
-        .into_iter()
-        .zip(matched.iter().filter(|m| m.error.is_none()))
-        .map(|(r, m)| (r, m.display.clone()))
-        .collect();
-    let usages_of = |found: &[crate::velocity::Usage]| {
-        let mut usages = vec![crate::velocity::Usage::default(); matched.len()];
-        for (&i, u) in looked.iter().zip(found) {
-            usages[i] = *u;
-        }
-        usages
-    };
-    // Whether the request stays within every limit it matched, by the same
-    // arithmetic as the facts the policy will see (computed exactly).
-    let fits = |found: &[crate::velocity::Usage]| {
-        crate::velocity::within(limits, &matched, &usages_of(found))
-    };
-    let mut decided = None;
-    // Moved into the one evaluation (built again only if a store ever
-    // asked for a second).
-    let mut input = Some(input);
-    let outcome = store.decide(
-        id,
-        digest,
-        &groups,
-        &hold,
-        fixed_now,
-        &fits,
-        &mut |now, found| {
-            let mut doc = input
-                .take()
-                .unwrap_or_else(|| build_input(policy, request, &adm.token, received_at_ms));
-            set_velocity(policy, &mut doc, &matched, &usages_of(found), now);
-            let d = decide_input(policy, id, doc, &mut *evaluate);
-            let approved = d.response.is_approval();
-            let answer = if d.response.status == crate::protocol::Status::Ok {
-                serde_json::to_string(&crate::retry::Cached {
-                    response: d.response.clone(),
-                    decision: d.decision.clone(),
-                    revision: d.revision.clone(),
-                })
-                .unwrap_or_default()
-            } else {
-                String::new()
-            };
-            decided = Some(d);
-            Verdict { answer, approved }
-        },
-    );
-    Some(match outcome {
-        Err(e) => {
-            tracing::error!("spending-limit store: {e}");
-            Err(Failure::Store)
-        }
-        Ok(Outcome::Prior(Prior::Different)) => Ok(StoreDecided::Mismatch),
-        Ok(Outcome::Prior(Prior::Same(answer))) => match serde_json::from_str(&answer) {
-            Ok(c) => Ok(StoreDecided::Replayed(c)),
-            Err(_) => Err(Failure::Store),
-        },
-        Ok(Outcome::Decided(pending)) => match decided {
-            Some(d) => Ok(StoreDecided::Fresh(Box::new(d), pending)),
-            None => Err(Failure::Store),
-        },
-    })
 }
 
 /// The input document for `request`, including facts derived from the raw
@@ -419,24 +310,6 @@ pub fn sign(
     crate::token::sign_package(&doc, &gate.signer, &gate.service_name, gate.token_ttl_secs)
 }
 
-/// Everything from token to unsigned answer, for callers that do not need to
-/// stand between the steps.
-pub fn process(gate: &Gate, policy: &PolicySet, token: &str, received_at_ms: i64) -> Processed {
-    match admit(gate, token) {
-        Err((failure, id)) => Processed {
-            response: failure.answer(&id),
-            request_type: None,
-            failure: Some(failure),
-            admitted: None,
-            decided: None,
-        },
-        Ok(adm) => {
-            let decided = decide(policy, &adm.request, &adm.token, received_at_ms);
-            Processed::decided(adm, decided)
-        }
-    }
-}
-
 impl Processed {
     /// The outcome of an admitted request that was decided.
     pub fn decided(adm: Admitted, decided: Decided) -> Self {
@@ -457,11 +330,4 @@ pub struct Processed {
     pub failure: Option<Failure>,
     pub admitted: Option<Admitted>,
     pub decided: Option<Decided>,
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
