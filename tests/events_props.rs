@@ -18,6 +18,7 @@
 //! Left out by construction: a re-send under the id with the *same*
 //! payload (tss-gate answers it as the approved request's retry, so the node's
 //! events about it cannot be told apart; docs/events.md).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,7 +29,9 @@ use serde_json::{Value, json};
 use tss_gate::events::binding::{RequestDigests, with_digests};
 use tss_gate::events::ingest::{self, EventService};
 use tss_gate::events::metrics::EventMetrics;
-use tss_gate::store::{ApprovalRecord, GroupRef, Outcome, SqliteStore, Store, TaskState, Verdict};
+use tss_gate::store::{
+    ApprovalRecord, DecideRequest, GroupRef, Outcome, SqliteStore, Store, TaskState, Verdict,
+};
 use tss_gate::velocity::{Amount, Row};
 
 const KINDS: [(&str, &str, &str, i64); 4] = [
@@ -228,20 +231,18 @@ impl World {
         let out = self
             .store
             .decide(
-                &rid,
-                &payload_digest(p),
-                &[group()],
-                &[row()],
-                Some(now),
-                &room,
+                &DecideRequest {
+                    request_id: &rid,
+                    digest: &payload_digest(p),
+                    groups: &[group()],
+                    hold: &[row()],
+                    now_ms: Some(now),
+                    fits: &room,
+                },
                 &mut |_, u| {
                     approved = room(u);
                     Verdict {
-                        answer: if approved {
-                            "APPROVE".into()
-                        } else {
-                            String::new()
-                        },
+                        answer: approved.then(|| "APPROVE".into()),
                         approved,
                     }
                 },

@@ -4,6 +4,7 @@
 //! answer, SIGKILL of one instance under load loses no committed approval
 //! while the other keeps serving, and a stopped database gives only signed
 //! status-30 answers until it is back, without a restart.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 #[path = "common/node_events.rs"]
@@ -544,7 +545,8 @@ mod store_level {
 
     use super::*;
     use tss_gate::store::{
-        ApprovalRecord, GroupRef, Outcome, PostgresStore, Store, StoredEvent, TaskState, Verdict,
+        ApprovalRecord, DecideRequest, GroupRef, Outcome, PostgresStore, Store, StoredEvent,
+        TaskState, Verdict,
     };
     use tss_gate::velocity::{Amount, Row, Usage};
 
@@ -594,16 +596,18 @@ mod store_level {
         let mut approved = false;
         let out = s
             .decide(
-                id,
-                &[4; 32],
-                &group(),
-                &[row(amount)],
-                Some(now),
-                &fits,
+                &DecideRequest {
+                    request_id: id,
+                    digest: &[4; 32],
+                    groups: &group(),
+                    hold: &[row(amount)],
+                    now_ms: Some(now),
+                    fits: &fits,
+                },
                 &mut |_, u| {
                     approved = fits(u);
                     Verdict {
-                        answer: if approved { "A" } else { "R" }.into(),
+                        answer: Some(if approved { "A" } else { "R" }.into()),
                         approved,
                     }
                 },
@@ -622,16 +626,18 @@ mod store_level {
         let id = format!("probe-{}", rand::random::<u64>());
         let out = s
             .decide(
-                &id,
-                &[1; 32],
-                &group(),
-                &[],
-                Some(now),
-                &|_| true,
+                &DecideRequest {
+                    request_id: &id,
+                    digest: &[1; 32],
+                    groups: &group(),
+                    hold: &[],
+                    now_ms: Some(now),
+                    fits: &|_| true,
+                },
                 &mut |_, u| {
                     seen = Some(u[0]);
                     Verdict {
-                        answer: String::new(),
+                        answer: None,
                         approved: false,
                     }
                 },

@@ -10,7 +10,6 @@ use clap::{Args, Subcommand};
 use super::Exit;
 use crate::config::{Config, Overrides};
 use crate::freeze::{Freeze, Scope};
-use crate::store::sqlite;
 
 #[derive(Debug, Subcommand)]
 pub enum FreezeCommand {
@@ -68,55 +67,30 @@ pub fn run(c: FreezeCommand) -> Exit {
 
 /// The config's store, opened beside a running server (SQLite: a second
 /// connection, as `ledger` does; the server holds the file's lock).
-enum Target {
-    Sqlite(rusqlite::Connection, PathBuf),
-    Postgres(crate::store::PostgresStore),
-}
+struct Target(Box<dyn crate::store::Store>);
 
 impl Target {
     fn open(config: &std::path::Path) -> anyhow::Result<Self> {
         let cfg = Config::load(config, &Overrides::default())?;
-        if cfg.state.backend == "postgres" {
-            return Ok(Target::Postgres(crate::store::PostgresStore::open_with(
-                &cfg.state.postgres.options(),
-            )?));
-        }
-        let path = cfg.state.sqlite.path.clone();
-        if !path.exists() {
-            // No server has run yet: create the store, so the first one
-            // starts frozen.
-            drop(crate::store::SqliteStore::open(&path)?);
-        }
-        let mut conn = sqlite::connect(&path, false)?;
-        sqlite::migrate(&mut conn, &path)?;
-        Ok(Target::Sqlite(conn, path))
+        // No server has run yet: the store is created, so the first one
+        // starts frozen.
+        Ok(Target(crate::runtime::build::open_beside(&cfg, true)?))
     }
 
     fn read(&self) -> anyhow::Result<Option<Freeze>> {
-        let text = match self {
-            Target::Sqlite(c, _) => sqlite::control_of(c, crate::freeze::KEY)?,
-            Target::Postgres(p) => crate::store::Store::control(p, crate::freeze::KEY)?,
-        };
-        Ok(text.map(|t| crate::freeze::parse(&t)))
+        Ok(crate::freeze::read(self.0.as_ref())?)
     }
 
     fn write(&self, f: Option<&Freeze>) -> anyhow::Result<()> {
-        let now = crate::clock::now_ms();
-        match self {
-            Target::Sqlite(c, _) => {
-                let text = f.map(|f| serde_json::to_string(f).unwrap_or_default());
-                sqlite::set_control_on(c, crate::freeze::KEY, text.as_deref(), now)?;
-            }
-            Target::Postgres(p) => crate::freeze::write(p, f, now)?,
-        }
-        Ok(())
+        Ok(crate::freeze::write(
+            self.0.as_ref(),
+            f,
+            crate::clock::now_ms(),
+        )?)
     }
 
     fn name(&self) -> String {
-        match self {
-            Target::Sqlite(_, p) => p.display().to_string(),
-            Target::Postgres(p) => p.target().to_owned(),
-        }
+        self.0.location()
     }
 }
 

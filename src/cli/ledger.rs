@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::Exit;
 use crate::config::{Config, Overrides};
-use crate::store::{GroupUsage, PostgresOptions, RETENTION_MS, Store, sqlite};
+use crate::store::{GroupUsage, RETENTION_MS, Store};
 use crate::velocity::{Dim, Limit};
 
 #[derive(Debug, Subcommand)]
@@ -77,33 +77,11 @@ pub fn run(c: LedgerCommand) -> Exit {
 /// Approvals `ledger show` reads at most, newest first.
 const MAX_TASKS: usize = 100_000;
 
-/// The configured store, opened for inspection beside a running server
-/// (SQLite: a second connection, which WAL allows; the server holds the
-/// file's lock).
+/// The configured store, opened for inspection beside a running server.
 fn open(config: &std::path::Path) -> anyhow::Result<(Config, Box<dyn Store>)> {
     let cfg = Config::load(config, &Overrides::default())?;
-    if cfg.state.backend == "postgres" {
-        let pg = &cfg.state.postgres;
-        let options = PostgresOptions::new(
-            &pg.url,
-            pg.password_env.as_deref(),
-            pg.password_file.as_deref(),
-            pg.pool_size,
-            pg.connect_timeout_ms,
-            pg.statement_timeout_ms,
-        );
-        let store = crate::store::PostgresStore::open_with(&options)?;
-        return Ok((cfg, Box::new(store)));
-    }
-    let path = cfg.state.sqlite.path.clone();
-    if !path.exists() {
-        anyhow::bail!(
-            "no state store at `{}` (it is created when the server first starts)",
-            path.display()
-        );
-    }
-    let store = sqlite::Beside::open(&path)?;
-    Ok((cfg, Box::new(store)))
+    let store = crate::runtime::build::open_beside(&cfg, false)?;
+    Ok((cfg, store))
 }
 
 fn show(a: ShowArgs) -> anyhow::Result<Exit> {

@@ -64,26 +64,41 @@ pub fn run(a: ServeArgs) -> Exit {
     }
     let loaded = match crate::runtime::build::load_all(&cfg) {
         Ok(l) => l,
-        Err(e) => {
-            error!("{}", super::error_text(&e));
-            super::print_error(&e);
-            return Exit::Error;
-        }
+        Err(e) => return refused(&e),
     };
     // What `check` would warn about goes live silently otherwise (a rule
     // the decision never reaches, a data key no policy reads).
     for w in crate::testing::runner::warnings(&loaded.policy) {
         warn!("policy warning: {w}");
     }
+    let log = match crate::runtime::build::open_decision_log(&cfg) {
+        Ok(l) => l,
+        Err(e) => return refused(&e),
+    };
+    // Requests queued for a decision or being decided: the store's load
+    // hint (a group commit waits only while some may still join it).
+    let deciding = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let wiring = crate::runtime::build::StoreWiring {
+        load_hint: Some({
+            let d = deciding.clone();
+            Arc::new(move || d.load(std::sync::atomic::Ordering::Acquire))
+        }),
+        // One fsync of the log covers a group commit's lines.
+        commit_hook: log
+            .clone()
+            .map(|l| -> crate::store::CommitHook { Arc::new(move || l.write_held()) }),
+    };
     // Opened outside the async runtime: the PostgreSQL client blocks, and
     // is dropped (below) outside it too.
-    let store = match crate::runtime::build::open_store(&cfg) {
+    let (store, log_hold) = match crate::runtime::build::open_store(&cfg, wiring) {
         Ok(s) => s,
-        Err(e) => {
-            error!("{}", super::error_text(&e));
-            super::print_error(&e);
-            return Exit::Error;
-        }
+        Err(e) => return refused(&e),
+    };
+    let parts = Parts {
+        store: store.clone(),
+        log,
+        deciding,
+        log_hold,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(crate::http::async_worker_threads())
@@ -96,17 +111,20 @@ pub fn run(a: ServeArgs) -> Exit {
             return Exit::Error;
         }
     };
-    let result = rt.block_on(serve(cfg, a.overrides(), loaded, store.clone()));
+    let result = rt.block_on(serve(cfg, a.overrides(), loaded, parts));
     drop(rt);
     drop(store);
     match result {
         Ok(()) => Exit::Ok,
-        Err(e) => {
-            error!("{}", super::error_text(&e));
-            super::print_error(&e);
-            Exit::Error
-        }
+        Err(e) => refused(&e),
     }
+}
+
+/// A start refused (or a serve that failed): logged and printed, exit 1.
+fn refused(e: &anyhow::Error) -> Exit {
+    error!("{}", super::error_text(e));
+    super::print_error(e);
+    Exit::Error
 }
 
 fn init_logging(cfg: &Config, json_flag: bool) {
@@ -208,11 +226,20 @@ fn split_pair_path(p: &Path) -> anyhow::Result<(PathBuf, String)> {
     Ok((dir, name.to_owned()))
 }
 
+/// What `serve` is handed, built before the async runtime starts.
+struct Parts {
+    store: Arc<dyn crate::store::Store>,
+    log: Option<Arc<crate::decision_log::DecisionLog>>,
+    deciding: Arc<std::sync::atomic::AtomicUsize>,
+    /// How long a decision's log line may wait for its store commit.
+    log_hold: std::time::Duration,
+}
+
 async fn serve(
     cfg: Config,
     overrides: Overrides,
     loaded: crate::runtime::build::Loaded,
-    store: Arc<dyn crate::store::Store>,
+    parts: Parts,
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let mut decider = Decider::new(loaded.gate, loaded.policy, metrics);
@@ -220,17 +247,13 @@ async fn serve(
         decider.recorder = Some(crate::decide::record::Recorder::new(dir)?);
         warn!(dir = %dir.display(), "recording every verified request as a fixture");
     }
-    decider.decision_log = crate::runtime::build::open_decision_log(&cfg)?;
-    let deciding = decider.deciding.clone();
-    store.set_load_hint(Arc::new(move || {
-        deciding.load(std::sync::atomic::Ordering::Acquire)
-    }));
-    if let Some(log) = &decider.decision_log {
-        let log = log.clone();
-        store.set_commit_hook(Arc::new(move || log.write_held()));
-    }
-    let store: Arc<dyn crate::store::Store> =
-        Arc::new(crate::store::Metered::new(store, decider.metrics.clone()));
+    decider.decision_log = parts.log;
+    decider.deciding = parts.deciding;
+    decider.log_hold = parts.log_hold;
+    let store: Arc<dyn crate::store::Store> = Arc::new(crate::store::Metered::new(
+        parts.store,
+        decider.metrics.clone(),
+    ));
     decider.store = Some(store.clone());
     // The emergency stop is in force from the first request: a switch
     // that cannot be read refuses the start (it might be on).

@@ -8,6 +8,7 @@ use super::retry::{Cached, MAX_ID_LEN};
 use super::steps::{Admitted, Decided, Failure, build_input, decide_input, set_velocity};
 use crate::input::RequestError;
 use crate::policy::{Decision, PolicyError, PolicySet};
+use crate::store::DecideRequest;
 
 /// The outcome of deciding a request that a spending limit matched.
 pub enum StoreDecided {
@@ -84,12 +85,14 @@ pub fn decide_stored(
     // asked for a second).
     let mut input = Some(input);
     let outcome = store.decide(
-        id,
-        digest,
-        &groups,
-        &hold,
-        fixed_now,
-        &fits,
+        &DecideRequest {
+            request_id: id,
+            digest,
+            groups: &groups,
+            hold: &hold,
+            now_ms: fixed_now,
+            fits: &fits,
+        },
         &mut |now, found| {
             let mut doc = input
                 .take()
@@ -97,16 +100,17 @@ pub fn decide_stored(
             set_velocity(policy, &mut doc, &matched, &usages_of(found), now);
             let d = decide_input(policy, id, doc, &mut *evaluate);
             let approved = d.response.is_approval();
-            let answer = if d.response.status == crate::protocol::Status::Ok {
-                serde_json::to_string(&Cached {
-                    response: d.response.clone(),
-                    decision: d.decision.clone(),
-                    revision: d.revision.clone(),
+            // Only a decided answer (status 0) is replayed to a retry.
+            let answer = (d.response.status == crate::protocol::Status::Ok)
+                .then(|| {
+                    serde_json::to_string(&Cached {
+                        response: d.response.clone(),
+                        decision: d.decision.clone(),
+                        revision: d.revision.clone(),
+                    })
+                    .ok()
                 })
-                .unwrap_or_default()
-            } else {
-                String::new()
-            };
+                .flatten();
             decided = Some(d);
             Verdict { answer, approved }
         },

@@ -79,6 +79,9 @@ pub struct Decider {
     /// still join the store's group commit (its load hint). The transport
     /// counts a request from the moment it queues it.
     pub deciding: Arc<AtomicUsize>,
+    /// How long a decision's log line may wait for its ledger commit (the
+    /// store's group-commit window; zero: it is written at once).
+    pub log_hold: Duration,
 }
 
 /// The CPU part's result: an answer now, or one that waits for its
@@ -112,6 +115,17 @@ struct Stored {
     log: Option<Result<decision_log::Pending, decision_log::DecisionLogError>>,
 }
 
+impl Stage {
+    /// The answer, when nothing remains to wait for (no decision log, no
+    /// ledger rows): the transport signs it in the same job.
+    pub fn ready(&self) -> Option<&Answer> {
+        match &self.0 {
+            StageKind::Done(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
 /// Counts a request in [`Decider::deciding`] while it lives.
 pub struct Deciding(Arc<AtomicUsize>);
 
@@ -142,6 +156,7 @@ impl Decider {
             recorder: None,
             record_approvals: false,
             deciding: Arc::default(),
+            log_hold: Duration::ZERO,
         }
     }
 
@@ -185,12 +200,8 @@ impl Decider {
             // lines. Only with other requests in flight, as the group
             // commit itself (a lone request is never held; its fsyncs run
             // side by side).
-            let hold = self
-                .store
-                .as_deref()
-                .filter(|_| self.metrics.in_flight.get() > 1)
-                .map(|s| s.batch_window())
-                .filter(|w| !w.is_zero())
+            let hold = Some(self.log_hold)
+                .filter(|w| !w.is_zero() && self.metrics.in_flight.get() > 1)
                 .map(|w| Instant::now() + w);
             let log = self
                 .decision_log

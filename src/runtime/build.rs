@@ -103,17 +103,40 @@ pub fn open_decision_log(
 /// Opens the configured state store (created on first start). A store that
 /// cannot be opened, is damaged or has a newer schema refuses the start:
 /// deciding spending limits without it would approve blind.
-pub fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn crate::store::Store>> {
+/// `wiring`: what the store is told of the server (its load, its decision
+/// log). Returns the store and how long a decision's other durable effects
+/// may wait for its commit (the group commit's window; zero when each
+/// decision commits at once).
+pub fn open_store(
+    cfg: &Config,
+    wiring: StoreWiring,
+) -> anyhow::Result<(Arc<dyn crate::store::Store>, Duration)> {
     if cfg.state.backend == "postgres" {
         let store = crate::store::PostgresStore::open_with(&cfg.state.postgres.options())?;
         info!(target_db = %store.target(), "state store open (postgres)");
-        return Ok(Arc::new(store));
+        return Ok((Arc::new(store), Duration::ZERO));
     }
     let path = &cfg.state.sqlite.path;
-    let group_commit = std::time::Duration::from_millis(cfg.state.sqlite.group_commit_ms);
+    let group_commit = Duration::from_millis(cfg.state.sqlite.group_commit_ms);
     let store = crate::store::SqliteStore::open_with(path, group_commit)?;
+    if let Some(hint) = wiring.load_hint {
+        store.set_load_hint(hint);
+    }
+    if let Some(hook) = wiring.commit_hook {
+        store.set_commit_hook(hook);
+    }
     info!(path = %path.display(), "state store open (sqlite)");
-    Ok(Arc::new(store))
+    let window = store.batch_window();
+    Ok((Arc::new(store), window))
+}
+
+/// What [`open_store`] tells a store that has a group commit.
+#[derive(Default)]
+pub struct StoreWiring {
+    /// How many requests are still being decided (may join a commit).
+    pub load_hint: Option<crate::store::LoadHint>,
+    /// Runs as a group commit takes its batch (the decision log's flush).
+    pub commit_hook: Option<crate::store::CommitHook>,
 }
 
 /// The HTTP layer's limits (`limits`), read once at start.
@@ -137,4 +160,27 @@ pub fn retry_cache(cfg: &Config) -> crate::decide::retry::RetryCache {
         Duration::from_secs(c.window_seconds),
         c.max_entries,
     )
+}
+
+/// The configured store opened beside a running server, for `ledger` and
+/// `freeze` (SQLite: a second connection, which WAL allows; the server holds
+/// the file's lock). `create`: a SQLite file no server has made yet is
+/// created (so a server that starts later finds the switch); otherwise its
+/// absence is an error.
+pub fn open_beside(cfg: &Config, create: bool) -> anyhow::Result<Box<dyn crate::store::Store>> {
+    if cfg.state.backend == "postgres" {
+        let store = crate::store::PostgresStore::open_with(&cfg.state.postgres.options())?;
+        return Ok(Box::new(store));
+    }
+    let path = &cfg.state.sqlite.path;
+    if !path.exists() {
+        if !create {
+            anyhow::bail!(
+                "no state store at `{}` (it is created when the server first starts)",
+                path.display()
+            );
+        }
+        drop(crate::store::SqliteStore::open(path)?);
+    }
+    Ok(Box::new(crate::store::sqlite::Beside::open(path)?))
 }

@@ -2,8 +2,8 @@
 //! evaluation inside `decide` excluded) and failures in the metrics.
 
 use super::{
-    Approval, ApprovalRecord, CommitHook, GroupRef, GroupUsage, LedgerEntry, LoadHint, Outcome,
-    Pending, Prior, QueryPlans, Store, StoreError, StoredEvent, TaskState, Transition, Verdict,
+    Approval, ApprovalRecord, DecideRequest, GroupUsage, LedgerEntry, Outcome, Pending, Prior,
+    QueryPlans, Store, StoreError, StoredEvent, TaskState, Transition, Verdict,
 };
 use crate::velocity::{Row, Usage};
 
@@ -34,26 +34,9 @@ impl Metered {
 }
 
 impl Store for Metered {
-    fn set_load_hint(&self, hint: LoadHint) {
-        self.inner.set_load_hint(hint)
-    }
-
-    fn batch_window(&self) -> std::time::Duration {
-        self.inner.batch_window()
-    }
-
-    fn set_commit_hook(&self, hook: CommitHook) {
-        self.inner.set_commit_hook(hook)
-    }
-
     fn decide(
         &self,
-        request_id: &str,
-        digest: &[u8; 32],
-        groups: &[GroupRef],
-        hold: &[(Row, String)],
-        now_ms: Option<i64>,
-        fits: &dyn Fn(&[Usage]) -> bool,
+        req: &DecideRequest<'_>,
         decide: &mut dyn FnMut(i64, &[Usage]) -> Verdict,
     ) -> Result<Outcome, StoreError> {
         let started = std::time::Instant::now();
@@ -64,9 +47,7 @@ impl Store for Metered {
             evaluating += t.elapsed();
             v
         };
-        let r = self
-            .inner
-            .decide(request_id, digest, groups, hold, now_ms, fits, &mut timed);
+        let r = self.inner.decide(req, &mut timed);
         self.observe("decide", started.elapsed().saturating_sub(evaluating), &r);
         r
     }

@@ -68,12 +68,27 @@ pub enum Prior {
     Different,
 }
 
+/// One decision under spending limits, as [`Store::decide`] runs it.
+pub struct DecideRequest<'a> {
+    pub request_id: &'a str,
+    /// sha256 of the request bytes: what a retry is compared by.
+    pub digest: &'a [u8; 32],
+    /// The groups whose usage is read (and locked).
+    pub groups: &'a [GroupRef],
+    /// The rows an approval adds, each with its group's display name.
+    pub hold: &'a [(Row, String)],
+    /// Fixes the clock (fixtures, seeds); None: the store's clock.
+    pub now_ms: Option<i64>,
+    /// Whether the rows fit every limit at the usages read.
+    pub fits: &'a dyn Fn(&[Usage]) -> bool,
+}
+
 /// What the caller decided, to be recorded.
 #[derive(Debug, Clone)]
 pub struct Verdict {
-    /// The answer, serialised by the caller, replayed to every retry
-    /// (empty: nothing to replay, e.g. an evaluation error).
-    pub answer: String,
+    /// The answer, serialised by the caller, replayed to every retry; None:
+    /// nothing to replay (an evaluation error, status 30).
+    pub answer: Option<String>,
     /// Approved: the held rows are kept (and committed).
     pub approved: bool,
 }
@@ -220,34 +235,14 @@ fn unsupported(what: &'static str) -> StoreError {
 }
 
 /// How many of the server's requests may still join a group commit: those
-/// queued for a decision or being decided (see [`Store::set_load_hint`]).
+/// queued for a decision or being decided (see
+/// [`SqliteStore::set_load_hint`]).
 pub type LoadHint = std::sync::Arc<dyn Fn() -> usize + Send + Sync>;
 
-/// Called as a group commit starts (see [`Store::set_commit_hook`]).
+/// Called as a group commit starts (see [`SqliteStore::set_commit_hook`]).
 pub type CommitHook = std::sync::Arc<dyn Fn() + Send + Sync>;
 
 pub trait Store: Send + Sync {
-    /// Tells the store how many of the server's requests are still being
-    /// decided, so a group commit waits for more only while some may join
-    /// it (never for a caller that sends one request at a time, nor once
-    /// every request in flight has joined). Ignored by stores without a
-    /// group commit.
-    fn set_load_hint(&self, _hint: LoadHint) {}
-
-    /// The longest a commit may wait for others to join it (its group
-    /// commit); zero for stores that commit each decision at once. A caller
-    /// waiting for a commit anyway may let its other durable effects wait
-    /// as long (the decision-log line of a decision under a limit).
-    fn batch_window(&self) -> std::time::Duration {
-        std::time::Duration::ZERO
-    }
-
-    /// `hook` runs each time a group commit takes its batch, before its
-    /// fsync: the decision log then writes the lines it holds for that
-    /// batch (queued before the batch was taken) beside the store's fsync,
-    /// not after it. Ignored by stores without a group commit.
-    fn set_commit_hook(&self, _hook: CommitHook) {}
-
     /// The atomic read → decide → record step for `groups` (see the module
     /// doc). Under the groups' locks: the usage of each group before this
     /// request is read and, when `fits` says the request's rows fit, they
@@ -257,15 +252,9 @@ pub trait Store: Send + Sync {
     /// released otherwise. A request id seen before is answered from its
     /// record without calling anything. `now_ms` fixes the clock
     /// (fixtures); None uses the system clock.
-    #[allow(clippy::too_many_arguments)]
     fn decide(
         &self,
-        request_id: &str,
-        digest: &[u8; 32],
-        groups: &[GroupRef],
-        hold: &[(Row, String)],
-        now_ms: Option<i64>,
-        fits: &dyn Fn(&[Usage]) -> bool,
+        req: &DecideRequest<'_>,
         decide: &mut dyn FnMut(i64, &[Usage]) -> Verdict,
     ) -> Result<Outcome, StoreError>;
 
@@ -359,16 +348,18 @@ pub trait Store: Send + Sync {
     /// a decision that approves without a retry record.
     fn seed(&self, request_id: &str, at_ms: i64, rows: &[(Row, String)]) -> Result<(), StoreError> {
         let verdict = Verdict {
-            answer: String::new(),
+            answer: None,
             approved: true,
         };
         match self.decide(
-            request_id,
-            &[0u8; 32],
-            &[],
-            rows,
-            Some(at_ms),
-            &|_| true,
+            &DecideRequest {
+                request_id,
+                digest: &[0u8; 32],
+                groups: &[],
+                hold: rows,
+                now_ms: Some(at_ms),
+                fits: &|_| true,
+            },
             &mut |_, _| verdict.clone(),
         )? {
             Outcome::Decided(p) => p.wait(),

@@ -115,7 +115,7 @@ pub(crate) fn decide<D: Decider>(
         let verdict = decide(now, &usages);
         let fate = Fate::of(verdict.approved, held);
         // Not a decision to repeat (status 30 and the like): no record.
-        let answer = (!verdict.answer.is_empty()).then_some(verdict.answer.as_str());
+        let answer = verdict.answer.as_deref().filter(|a| !a.is_empty());
         d.settle(s, req, now, fate, answer).map(Outcome::Decided)
     })
 }
@@ -126,22 +126,17 @@ macro_rules! decide_by_protocol {
     () => {
         fn decide(
             &self,
-            request_id: &str,
-            digest: &[u8; 32],
-            groups: &[$crate::store::GroupRef],
-            hold: &[($crate::velocity::Row, String)],
-            now_ms: Option<i64>,
-            fits: &dyn Fn(&[$crate::velocity::Usage]) -> bool,
+            r: &$crate::store::DecideRequest<'_>,
             decide: &mut dyn FnMut(i64, &[$crate::velocity::Usage]) -> $crate::store::Verdict,
         ) -> Result<$crate::store::Outcome, $crate::store::StoreError> {
             let req = $crate::store::protocol::Request {
-                id: request_id,
-                digest: hex::encode(digest),
-                groups,
-                hold,
-                now_ms,
+                id: r.request_id,
+                digest: hex::encode(r.digest),
+                groups: r.groups,
+                hold: r.hold,
+                now_ms: r.now_ms,
             };
-            $crate::store::protocol::decide(self, &req, fits, decide)
+            $crate::store::protocol::decide(self, &req, r.fits, decide)
         }
     };
 }

@@ -14,9 +14,10 @@ use super::usage::{Q_FIRST, Q_HEAD, Q_VOIDED, sql_usage};
 use super::{Q_RECORD, lock, schema, sql};
 use crate::store::inspect::{QueryPlan, QueryPlans, Usages};
 use crate::store::{
-    Approval, Cause, GroupRef, GroupUsage, LedgerEntry, Outcome, Prior, Store, StoreError, Verdict,
+    Approval, Cause, DecideRequest, GroupUsage, LedgerEntry, Outcome, Prior, Store, StoreError,
+    Verdict,
 };
-use crate::velocity::{Row, Usage};
+use crate::velocity::Usage;
 
 /// [`Usages`] on one connection.
 pub(super) struct On<'c>(pub(super) &'c Connection);
@@ -154,12 +155,7 @@ const BESIDE: &str = "decisions beside the server that owns the file";
 impl Store for Beside {
     fn decide(
         &self,
-        _request_id: &str,
-        _digest: &[u8; 32],
-        _groups: &[GroupRef],
-        _hold: &[(Row, String)],
-        _now_ms: Option<i64>,
-        _fits: &dyn Fn(&[Usage]) -> bool,
+        _req: &DecideRequest<'_>,
         _decide: &mut dyn FnMut(i64, &[Usage]) -> Verdict,
     ) -> Result<Outcome, StoreError> {
         Err(Cause::Unsupported(BESIDE).into())

@@ -515,19 +515,34 @@ impl Decider for SqliteStore {
     }
 }
 
-impl Store for SqliteStore {
-    fn set_load_hint(&self, hint: LoadHint) {
+/// The group commit's tuning, handed to the store when it is wired.
+impl SqliteStore {
+    /// Tells the store how many of the server's requests are still being
+    /// decided, so a group commit waits for more only while some may join
+    /// it (never for a caller that sends one request at a time, nor once
+    /// every request in flight has joined). Set once, before serving.
+    pub fn set_load_hint(&self, hint: LoadHint) {
         let _ = self.shared.load.set(hint);
     }
 
-    fn batch_window(&self) -> Duration {
+    /// The longest a commit may wait for others to join it (its group
+    /// commit); zero when each decision commits at once. A caller waiting
+    /// for a commit anyway may let its other durable effects wait as long
+    /// (the decision-log line of a decision under a limit).
+    pub fn batch_window(&self) -> Duration {
         self.group_commit
     }
 
-    fn set_commit_hook(&self, hook: CommitHook) {
+    /// `hook` runs each time a group commit takes its batch, before its
+    /// fsync: the decision log then writes the lines it holds for that
+    /// batch (queued before the batch was taken) beside the store's fsync,
+    /// not after it. Set once, before serving.
+    pub fn set_commit_hook(&self, hook: CommitHook) {
         let _ = self.shared.on_commit.set(hook);
     }
+}
 
+impl Store for SqliteStore {
     super::protocol::decide_by_protocol!();
 
     fn lookup(&self, request_id: &str, digest: &[u8; 32]) -> Result<Option<Prior>, StoreError> {

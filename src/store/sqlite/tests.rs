@@ -5,7 +5,7 @@ use super::schema::SCHEMA;
 use super::usage::sql_usage;
 use super::writer::{GROUP_COMMIT_BATCH, Pace};
 use super::*;
-use crate::store::{GroupRef, Outcome, Verdict};
+use crate::store::{DecideRequest, GroupRef, Outcome, Verdict};
 
 fn row(limit: &str, key: &str, amount: &str) -> (Row, String) {
     (
@@ -32,16 +32,18 @@ fn decide_seeing(
     let mut seen = None;
     let out = s
         .decide(
-            id,
-            &[2; 32],
-            &[group],
-            hold,
-            Some(now),
-            &|_| true,
+            &DecideRequest {
+                request_id: id,
+                digest: &[2; 32],
+                groups: &[group],
+                hold,
+                now_ms: Some(now),
+                fits: &|_| true,
+            },
             &mut |_, u| {
                 seen = Some(u[0]);
                 Verdict {
-                    answer: String::new(),
+                    answer: None,
                     approved,
                 }
             },
@@ -294,16 +296,18 @@ fn capped(s: &SqliteStore, id: &str, now: i64, amount: &str, cap: &str) -> bool 
     let mut approved = false;
     let out = s
         .decide(
-            id,
-            &[4; 32],
-            &g,
-            &[row("l", "g", amount)],
-            Some(now),
-            &fits,
+            &DecideRequest {
+                request_id: id,
+                digest: &[4; 32],
+                groups: &g,
+                hold: &[row("l", "g", amount)],
+                now_ms: Some(now),
+                fits: &fits,
+            },
             &mut |_, u| {
                 approved = fits(u);
                 Verdict {
-                    answer: if approved { "A" } else { "R" }.into(),
+                    answer: Some(if approved { "A" } else { "R" }.into()),
                     approved,
                 }
             },
@@ -437,14 +441,16 @@ fn a_release_makes_room_for_exactly_its_amount_and_a_rehold_takes_it_back() {
     s.record_approval(&approval("h")).unwrap().wait().unwrap();
     let out = s
         .decide(
-            "h",
-            &[5; 32],
-            &g,
-            &[row("l", "g", "7")],
-            Some(5_000),
-            &|_| true,
+            &DecideRequest {
+                request_id: "h",
+                digest: &[5; 32],
+                groups: &g,
+                hold: &[row("l", "g", "7")],
+                now_ms: Some(5_000),
+                fits: &|_| true,
+            },
             &mut |_, _| Verdict {
-                answer: "A".into(),
+                answer: Some("A".into()),
                 approved: true,
             },
         )
@@ -642,10 +648,20 @@ fn a_group_commit_goes_once_nobody_is_left_to_join_it() {
                         window_ms: 60_000,
                     };
                     let verdict = &mut |_, _: &[Usage]| Verdict {
-                        answer: String::new(),
+                        answer: None,
                         approved: false,
                     };
-                    match s.decide(&id, &[2; 32], &[g], &[], Some(from), &|_| true, verdict) {
+                    match s.decide(
+                        &DecideRequest {
+                            request_id: &id,
+                            digest: &[2; 32],
+                            groups: &[g],
+                            hold: &[],
+                            now_ms: Some(from),
+                            fits: &|_| true,
+                        },
+                        verdict,
+                    ) {
                         Ok(Outcome::Decided(p)) => p,
                         _ => panic!("{id} not decided"),
                     }
@@ -809,12 +825,22 @@ fn a_retry_finds_its_record_and_another_payload_is_told_apart() {
     let mut decide = |_: i64, _: &[Usage]| {
         calls += 1;
         Verdict {
-            answer: "A".into(),
+            answer: Some("A".into()),
             approved: true,
         }
     };
     match s
-        .decide("x", &[7; 32], &g, &hold, None, &|_| true, &mut decide)
+        .decide(
+            &DecideRequest {
+                request_id: "x",
+                digest: &[7; 32],
+                groups: &g,
+                hold: &hold,
+                now_ms: None,
+                fits: &|_| true,
+            },
+            &mut decide,
+        )
         .unwrap()
     {
         Outcome::Decided(p) => p.wait().unwrap(),
@@ -825,7 +851,17 @@ fn a_retry_finds_its_record_and_another_payload_is_told_apart() {
         ([8; 32], Prior::Different),
     ] {
         match s
-            .decide("x", &digest, &g, &hold, None, &|_| true, &mut decide)
+            .decide(
+                &DecideRequest {
+                    request_id: "x",
+                    digest: &digest,
+                    groups: &g,
+                    hold: &hold,
+                    now_ms: None,
+                    fits: &|_| true,
+                },
+                &mut decide,
+            )
             .unwrap()
         {
             Outcome::Prior(p) => assert_eq!(p, want),
@@ -847,14 +883,16 @@ fn a_rejection_releases_its_hold_and_held_rows_count_once() {
     // Rejected: nothing stays.
     let out = s
         .decide(
-            "r1",
-            &[1; 32],
-            &g,
-            &hold,
-            Some(1_000),
-            &|_| true,
+            &DecideRequest {
+                request_id: "r1",
+                digest: &[1; 32],
+                groups: &g,
+                hold: &hold,
+                now_ms: Some(1_000),
+                fits: &|_| true,
+            },
             &mut |_, _| Verdict {
-                answer: "R".into(),
+                answer: Some("R".into()),
                 approved: false,
             },
         )
@@ -866,14 +904,16 @@ fn a_rejection_releases_its_hold_and_held_rows_count_once() {
     // and exactly once again after the commit.
     let out = s
         .decide(
-            "r2",
-            &[2; 32],
-            &g,
-            &hold,
-            Some(3_000),
-            &|_| true,
+            &DecideRequest {
+                request_id: "r2",
+                digest: &[2; 32],
+                groups: &g,
+                hold: &hold,
+                now_ms: Some(3_000),
+                fits: &|_| true,
+            },
             &mut |_, _| Verdict {
-                answer: "A".into(),
+                answer: Some("A".into()),
                 approved: true,
             },
         )
@@ -900,14 +940,16 @@ fn a_rejection_releases_its_hold_and_held_rows_count_once() {
                     }];
                     let out = s
                         .decide(
-                            &id,
-                            &[3; 32],
-                            &g,
-                            &[row("l", "g", "5")],
-                            None,
-                            &|_| true,
+                            &DecideRequest {
+                                request_id: &id,
+                                digest: &[3; 32],
+                                groups: &g,
+                                hold: &[row("l", "g", "5")],
+                                now_ms: None,
+                                fits: &|_| true,
+                            },
                             &mut |_, _| Verdict {
-                                answer: "A".into(),
+                                answer: Some("A".into()),
                                 approved: true,
                             },
                         )

@@ -6,10 +6,13 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::writer::MAX_HEADS;
 use super::{Held, SqliteStore, UNBATCHED, lock, slot, sql};
 use crate::store::{GroupRef, StoreError};
 use crate::velocity::{Amount, Usage};
+
+/// Heads the writer remembers; beyond this many groups it starts afresh
+/// (a head is one indexed lookup away).
+pub(super) const MAX_HEADS: usize = 100_000;
 
 /// The queries a decision runs, named for `ledger plan` and tests.
 pub const Q_HEAD: &str = "SELECT seq, at_ms, cum_amount, cum_count FROM ledger \

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, params};
 
-use super::usage::{EMPTY, Head, sql_head};
+use super::usage::{EMPTY, Head, MAX_HEADS, sql_head};
 use super::{Shared, forget, lock, sql};
 use crate::store::{ApprovalRecord, RETENTION_MS, StoreError};
 use crate::velocity::Amount;
@@ -43,10 +43,6 @@ pub(super) struct JobRow {
 
 /// How many decisions one commit carries at most.
 const BATCH: usize = 512;
-
-/// Heads the writer remembers; beyond this many groups it starts afresh
-/// (a head is one indexed lookup away).
-pub(super) const MAX_HEADS: usize = 100_000;
 
 /// A batch that reaches this many decisions is committed at once.
 pub(super) const GROUP_COMMIT_BATCH: usize = 32;
