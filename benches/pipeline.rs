@@ -10,6 +10,7 @@
 //! `cargo bench --bench pipeline` measures; `cargo test --all-targets` runs
 //! each bench once (criterion's test mode) and the ratio loop once, so the
 //! benches stay compiled and working.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -15,16 +15,18 @@
 //! - [`store`]: the durable spending-limit ledger, retry records, approvals
 //!   and controls (SQLite, PostgreSQL).
 //! - [`freeze`]: the emergency stop, a switch in the state store outside the policy.
-//! - [`config`]: the YAML configuration and its validation (read only by
-//!   `runtime` and `cli`).
 //! - [`decide`]: one request from token to durable answer: admit, freeze,
 //!   retry cache, ledger, evaluate, decision log, approval record, shadow.
+//! - [`config`]: the YAML configuration and its validation (read only by
+//!   `runtime` and `cli`).
 //! - [`testing`]: the `test` runner and reporters, coverage, `eval --explain`.
 //! - [`impact`]: `tss-gate replay`, recorded decisions judged by a draft policy set.
 //! - [`workers`]: the server's CPU worker pool and pre-signed answer cache.
 //! - [`http`]: the transport: router, `/v2/check`, body reading, the
 //!   listener and its drain.
-//! - [`events`]: the node's events: holds that follow the task, the signature audit.
+//! - [`events`]: the node's events: holds that follow the task, the signature
+//!   audit. Its model, audit and binding stand below `decide` (an approval
+//!   record is built from them); its endpoint (`ingest`) above `http`.
 //! - [`runtime`]: building the parts from config, the policy test gate, hot reload.
 //! - [`loadgen`]: the load generator and measurements behind `tss-gate bench`.
 //! - [`cli`]: one module per subcommand; `main.rs` only dispatches.

@@ -628,6 +628,7 @@ pub fn install_time_limit(limit: Duration) {
 /// between two reads of the clock. Reading it at every unit cost 3-4 % of
 /// a saturated server's CPU (perf, 4096-bit load); every 16th unit still
 /// notices an overrun within well under a millisecond.
+#[allow(clippy::unwrap_used, reason = "a constant: evaluated when compiled")]
 const TIME_CHECK_INTERVAL: std::num::NonZeroU32 = std::num::NonZeroU32::new(16).unwrap();
 
 /// Squeezes a multi-line compiler message into one log line. regorus

@@ -7,6 +7,7 @@
 //! Imports are read from the code (comments stripped): every `crate::…`
 //! and `super::…` path, braces expanded, resolved to the file that defines
 //! the longest prefix of it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -426,5 +427,29 @@ fn paths_are_read_as_the_compiler_reads_them() {
             "store::Pending",
             "decide::ledger"
         ]
+    );
+}
+
+/// lib.rs's layout map names every module of the crate once.
+#[test]
+fn the_layout_map_names_every_module() {
+    let lib = std::fs::read_to_string(Path::new(SRC).join("lib.rs")).expect("lib.rs");
+    let declared: BTreeSet<String> = lib
+        .lines()
+        .filter_map(|l| l.strip_prefix("pub mod "))
+        .map(|m| m.trim_end_matches(';').to_owned())
+        .collect();
+    let mut named = Vec::new();
+    for l in lib.lines().filter(|l| l.starts_with("//! - ")) {
+        let head = l.split("]:").next().unwrap_or("");
+        for part in head.split("[`").skip(1) {
+            named.push(part.trim_end_matches(['`', ']', ',', ' ']).to_owned());
+        }
+    }
+    let once: BTreeSet<String> = named.iter().cloned().collect();
+    assert_eq!(once.len(), named.len(), "named twice: {named:?}");
+    assert_eq!(
+        once, declared,
+        "the layout map and the `pub mod` list differ"
     );
 }

@@ -3,6 +3,7 @@
 //! and per source a day) an `approve` to the allowed spender cannot be
 //! followed by transfers past the day's maximum, transfers cannot be
 //! followed by an approval past it, and splitting across approvals adds up.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

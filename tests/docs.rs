@@ -24,6 +24,7 @@
 //! fails on a block that no test here (or tests/new_rule.rs, for the
 //! "Add a rule" walkthrough) runs and that `NOT_RUN` does not list with a
 //! reason.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

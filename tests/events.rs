@@ -5,6 +5,7 @@
 //! `succeeded` task is audited: real signatures made with keys derived as
 //! the node derives them pass, a tampered signature, a foreign hash or an
 //! unapproved request raise the alarm.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 #[path = "common/node_events.rs"]

@@ -16,6 +16,7 @@
 //!
 //! `TSS_GATE_TEST_LIBRARY=DIR` runs it against another copy of the library
 //! (e.g. an older `rego/`, to see it fail there).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "common/cli.rs"]
 mod cli;

@@ -4,6 +4,7 @@
 //! reload; `off` lifts it; `--all` stops the other task types; a server
 //! started while frozen is frozen from its first request; the state is
 //! exported as `tss_gate_frozen` and written to the decision log.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

@@ -4,6 +4,7 @@
 //! bytes), the per-request deadline, the policy evaluation time limit, and
 //! JSON nesting depth. Every refusal that reaches the handler is a signed
 //! answer with the right status and reason.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 mod resil;

@@ -19,6 +19,7 @@
 //!
 //! `TSS_GATE_TEST_LIBRARY=DIR` runs these against another copy of the
 //! library (e.g. an older `rego/`, to see them fail there).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "common/cli.rs"]
 mod cli;

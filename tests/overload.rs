@@ -3,6 +3,7 @@
 //! status 30 "overloaded"; every answer verifies, none times out, the
 //! server's failure counter agrees with what the clients saw, and `/ping`
 //! still answers during the burst.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! over TCP, durable commits across clean and crash restarts, and nothing
 //! left behind; these tests check exactly that. Without PostgreSQL they FAIL
 //! (scripts/test.sh installs it).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "common/pg.rs"]
 mod pg;

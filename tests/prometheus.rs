@@ -11,6 +11,7 @@
 //! generated `promtool test rules` cases for the no-traffic and exact-value
 //! sides of every ratio panel.
 //! Without Prometheus these tests FAIL (scripts/test.sh installs it).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 mod obs;

@@ -4,6 +4,7 @@
 //! signed by a configured TSS Node key is ever approved; every outcome is a
 //! well-formed answer that signs and verifies. The same entry points have
 //! cargo-fuzz targets in `fuzz/`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

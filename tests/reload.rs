@@ -4,6 +4,7 @@
 //! `require_passing_tests`, is refused and the old one keeps serving; SIGHUP
 //! rotates TSS Node keys; a retried request gets the identical decision after
 //! the policy flipped.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 mod resil;

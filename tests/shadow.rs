@@ -8,6 +8,7 @@
 //! shadow set, a config without `shadow_dir` turns it off, a watched shadow
 //! directory reloads on change; a shadow set that errs is counted and
 //! changes no answer.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 mod obs;

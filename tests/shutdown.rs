@@ -4,6 +4,7 @@
 //! signed, new connections are refused, and the process exits 0. A client
 //! that holds its request open past `limits.shutdown_grace_ms` cannot keep
 //! the process alive.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 mod resil;

@@ -5,6 +5,7 @@
 //! every rejecting fixture; `check` and `serve` refusing the same broken
 //! policies; and requests recorded by a live server replaying through `test`
 //! to the same decisions.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "common/cli.rs"]
 mod cli;

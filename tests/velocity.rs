@@ -1,6 +1,7 @@
 //! Spending limits through the real server: exact under concurrency, durable
 //! across SIGKILL, retries never counted twice, a drain stopped at the cap,
 //! voiding a hold, and a damaged store refusing to start.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

@@ -5,6 +5,7 @@
 //! amount respelled) and must never approve. Each case goes through the
 //! same path `tss-gate test` uses: the shipped policy, a scratch SQLite
 //! ledger holding the history, the store's read-decide-record step.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

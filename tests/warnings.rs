@@ -6,6 +6,7 @@
 //! shows them beside a refused set's failing cases and for an accepted set.
 //! The shipped library and data warn about nothing. And rego/README.md's
 //! commands use README.md's release build (item 7).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "common/cli.rs"]
 mod cli;

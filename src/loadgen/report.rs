@@ -7,6 +7,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 /// A new latency histogram in microseconds (1 µs .. 10 min, 3 digits).
+#[allow(clippy::expect_used, reason = "constant bounds, see the invariant")]
 pub fn histogram() -> Histogram<u64> {
     // INVARIANT: constant bounds within hdrhistogram's rules (low >= 1,
     // high >= 2 * low, sigfig <= 5), so this cannot fail; not a request path.
